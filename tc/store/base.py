@@ -213,8 +213,9 @@ class SessionStore(Protocol):
     def register_branch(self, branch: BranchRecord, rows: Sequence[RowLock]) -> None:
         """Atomically: check that the session is in BEGIN (else raise
         ``IllegalStatusError(xid, status.name, "register a branch in")``;
-        GlobalTransactionNotFoundError if unknown), acquire every row lock (all or nothing; rows already held
-        by the same xid are fine; a row held by another xid raises
+        GlobalTransactionNotFoundError if unknown), acquire every row lock
+        (all or nothing; rows already held by the same xid are fine; a row
+        held by another xid raises
         LockConflictError naming the holder, with fail_fast when the holder is
         rolling back), and insert the branch."""
         ...
