@@ -1,0 +1,304 @@
+"""TC throughput against the bare gRPC echo ceiling of the same gRPC stack.
+
+Run:  .venv/bin/python bench/bench_tc.py [--seconds 2] [--rounds 3] [--concurrency 32]
+
+It starts, each in its own process: an echo server (grpc.aio, the TC's
+server type; with ``--threaded-echo`` also the threaded server, to compare),
+and a TC on a fresh SQLite store. A grpc.aio client with ``--concurrency``
+tasks then measures, one after the other:
+
+- echo RPC/s (a unary call returning its request),
+- empty global transactions/s (Begin + Commit: 2 RPCs),
+- two-branch transactions/s (Begin, 2 x BranchRegister, Commit: 4 RPCs) with
+  an RM attached over the Attach stream answering every BranchCommit.
+
+efficiency = transactions/s x RPCs per transaction / echo RPC/s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from atx.testing import free_port, start_process, wait_for_serving  # noqa: E402
+from atx.v1 import resource_manager_pb2 as rm_pb2  # noqa: E402
+from atx.v1 import resource_manager_pb2_grpc as rm_grpc  # noqa: E402
+from atx.v1 import transaction_manager_pb2 as tm_pb2  # noqa: E402
+from atx.v1 import transaction_manager_pb2_grpc as tm_grpc  # noqa: E402
+
+ECHO_METHOD = "/bench.Echo/Echo"
+
+
+# --- the echo servers (run as child processes) ----------------------------------------
+def _echo_handlers(threaded: bool) -> grpc.GenericRpcHandler:
+    from grpc_health.v1 import health, health_pb2_grpc  # noqa: F401
+
+    if threaded:
+
+        def echo(request: bytes, context: grpc.ServicerContext) -> bytes:
+            return request
+
+        handler = grpc.unary_unary_rpc_method_handler(echo)
+    else:
+
+        async def echo_async(request: bytes, context: object) -> bytes:
+            return request
+
+        handler = grpc.unary_unary_rpc_method_handler(echo_async)
+    return grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler})
+
+
+def serve_echo(port: int, threaded: bool) -> None:
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    if threaded:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+        server.add_generic_rpc_handlers((_echo_handlers(True),))
+        servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+        server.wait_for_termination()
+        return
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((_echo_handlers(False),))
+        servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+        await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- the load ------------------------------------------------------------------------
+async def run_load(
+    seconds: float, concurrency: int, one: Callable[[], Awaitable[None]]
+) -> tuple[int, float]:
+    stop_at = time.perf_counter() + seconds
+    count = 0
+
+    async def worker() -> None:
+        nonlocal count
+        while time.perf_counter() < stop_at:
+            await one()
+            count += 1
+
+    # Warm up, then measure.
+    await asyncio.gather(*(one() for _ in range(concurrency)))
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return count, time.perf_counter() - started
+
+
+async def bench_echo(address: str, seconds: float, concurrency: int) -> float:
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = channel.unary_unary(ECHO_METHOD)
+        payload = b"x" * 32
+
+        async def one() -> None:
+            await call(payload)
+
+        count, elapsed = await run_load(seconds, concurrency, one)
+    return count / elapsed
+
+
+async def attach_rm(channel: grpc.aio.Channel, resources: list[str]) -> asyncio.Task[None]:
+    stub = rm_grpc.ResourceManagerServiceStub(channel)
+    outbox: asyncio.Queue[rm_pb2.AttachRequest] = asyncio.Queue()
+    outbox.put_nowait(
+        rm_pb2.AttachRequest(
+            register=rm_pb2.RegisterResources(client_id="bench-rm", resource_ids=resources)
+        )
+    )
+
+    async def requests():  # type: ignore[no-untyped-def]
+        while True:
+            yield await outbox.get()
+
+    call = stub.Attach(requests())
+    registered = asyncio.Event()
+
+    async def loop() -> None:
+        async for message in call:
+            kind = message.WhichOneof("kind")
+            if kind == "registered":
+                registered.set()
+            elif kind in ("branch_commit", "branch_rollback"):
+                command = getattr(message, kind)
+                status = 5 if kind == "branch_commit" else 8
+                outbox.put_nowait(
+                    rm_pb2.AttachRequest(
+                        branch_result=rm_pb2.BranchResult(
+                            request_id=command.request_id,
+                            xid=command.xid,
+                            branch_id=command.branch_id,
+                            status=status,  # type: ignore[arg-type]
+                        )
+                    )
+                )
+
+    task = asyncio.create_task(loop())
+    await asyncio.wait_for(registered.wait(), 10)
+    return task
+
+
+async def bench_tc(address: str, seconds: float, concurrency: int, branches: int) -> float:
+    async with grpc.aio.insecure_channel(address) as channel:
+        tm = tm_grpc.TransactionManagerServiceStub(channel)
+        rm = rm_grpc.ResourceManagerServiceStub(channel)
+        rm_task = await attach_rm(channel, ["db1", "db2"]) if branches else None
+        keys = itertools.count()
+
+        async def one() -> None:
+            xid = (await tm.Begin(tm_pb2.BeginRequest(timeout_ms=60_000))).xid
+            for b in range(branches):
+                await rm.BranchRegister(
+                    rm_pb2.BranchRegisterRequest(
+                        xid=xid,
+                        resource_id=f"db{b + 1}",
+                        branch_type=1,  # type: ignore[arg-type]
+                        lock_keys=f"t:{next(keys)}",
+                        client_id="bench-rm",
+                    )
+                )
+            reply = await tm.Commit(tm_pb2.CommitRequest(xid=xid))
+            if reply.status != 9:
+                raise RuntimeError(f"commit of {xid} answered {reply.status}")
+
+        count, elapsed = await run_load(seconds, concurrency, one)
+        if rm_task is not None:
+            await asyncio.sleep(0.5)  # let phase two drain
+            rm_task.cancel()
+    return count / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--threaded-echo", action="store_true", help="also measure the threaded server"
+    )
+    parser.add_argument("--serve-echo", choices=["aio", "threaded"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_echo:
+        serve_echo(args.port, args.serve_echo == "threaded")
+        return 0
+
+    python = sys.executable
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    processes = []
+    try:
+        echo_ports = {}
+        for kind in ["aio", *(["threaded"] if args.threaded_echo else [])]:
+            port = free_port()
+            processes.append(
+                subprocess.Popen(
+                    [python, __file__, "--serve-echo", kind, "--port", str(port)], env=env
+                )
+            )
+            wait_for_serving(f"127.0.0.1:{port}")
+            echo_ports[kind] = port
+        data = Path(tempfile.mkdtemp(prefix="atx-bench-"))
+        tc_port = free_port()
+        tc = start_process(
+            [
+                python,
+                "-m",
+                "atx.cli",
+                "--log-level",
+                "WARNING",
+                "tc",
+                "--port",
+                str(tc_port),
+                "--store",
+                f"sqlite:///{data}/tc.db",
+            ],
+            tc_port,
+            env,
+        )
+        address = f"127.0.0.1:{tc_port}"
+        print(
+            f"# {args.rounds} interleaved rounds of {args.seconds:.1f} s per measurement, "
+            f"{args.concurrency} concurrent aio client tasks, {os.cpu_count()} CPUs"
+        )
+        # Interleaving echo and TC runs keeps a noisy machine from favouring one side.
+        totals: dict[str, list[float]] = {}
+        cpu: dict[str, float] = {}  # server CPU seconds per unit (RPC or transaction)
+        pids = {kind: processes[i].pid for i, kind in enumerate(echo_ports)}
+        assert tc.process is not None
+        for _ in range(args.rounds):
+            for kind, port in echo_ports.items():
+                before = cpu_seconds(pids[kind])
+                rate = asyncio.run(bench_echo(f"127.0.0.1:{port}", args.seconds, args.concurrency))
+                used = cpu_seconds(pids[kind]) - before
+                cpu[f"echo-{kind}"] = cpu.get(f"echo-{kind}", 0.0) + used / (rate * args.seconds)
+                totals.setdefault(f"echo-{kind}", []).append(rate)
+            for label, branches in (("empty", 0), ("two-branch", 2)):
+                before = cpu_seconds(tc.process.pid)
+                rate = asyncio.run(bench_tc(address, args.seconds, args.concurrency, branches))
+                used = cpu_seconds(tc.process.pid) - before
+                cpu[label] = cpu.get(label, 0.0) + used / (rate * args.seconds)
+                totals.setdefault(label, []).append(rate)
+        mean = {k: sum(v) / len(v) for k, v in totals.items()}
+        for kind in echo_ports:
+            print(f"echo ({kind} server): {mean[f'echo-{kind}']:9.0f} RPC/s")
+        ceiling = mean["echo-aio"]
+        for label, rpcs in (("empty", 2), ("two-branch", 4)):
+            tps = mean[label]
+            per_round = [
+                t * rpcs / e for t, e in zip(totals[label], totals["echo-aio"], strict=True)
+            ]
+            print(
+                f"TC {label:10s} {tps:9.0f} tx/s = {tps * rpcs:7.0f} RPC/s, "
+                f"efficiency {tps * rpcs / ceiling:.2f} "
+                f"(per round: {', '.join(f'{x:.2f}' for x in per_round)})"
+            )
+        # Server CPU per RPC is robust to other load on the machine: the same
+        # ratio, measured in CPU time instead of wall-clock throughput.
+        echo_cpu = cpu["echo-aio"] / args.rounds
+        print(f"server CPU per echo RPC: {echo_cpu * 1e6:7.0f} us")
+        for label, rpcs in (("empty", 2), ("two-branch", 4)):
+            per_tx = cpu[label] / args.rounds
+            print(
+                f"server CPU per {label:10s} tx: {per_tx * 1e6:7.0f} us "
+                f"= {per_tx / rpcs * 1e6:5.0f} us/RPC, "
+                f"CPU efficiency {echo_cpu * rpcs / per_tx:.2f}"
+            )
+        tc.terminate()
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

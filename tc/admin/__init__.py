@@ -1,0 +1,31 @@
+"""Admin tools of the TC: the AdminService servicer, its actions, the
+``atx admin`` command line and the web console (``atx console``)."""
+
+from tc.admin.actions import AdminActions, PhaseTwoDriver
+from tc.admin.errors import (
+    ActionRefusedError,
+    ConfirmationRequiredError,
+    DeleteRefusedError,
+    InvalidFilterError,
+    InvalidPageSizeError,
+    ResumeRetryRefusedError,
+    RetryRefusedError,
+    RollbackRefusedError,
+    StopRetryRefusedError,
+)
+from tc.admin.servicer import AdminServicer
+
+__all__ = [
+    "ActionRefusedError",
+    "AdminActions",
+    "AdminServicer",
+    "ConfirmationRequiredError",
+    "DeleteRefusedError",
+    "InvalidFilterError",
+    "InvalidPageSizeError",
+    "PhaseTwoDriver",
+    "ResumeRetryRefusedError",
+    "RetryRefusedError",
+    "RollbackRefusedError",
+    "StopRetryRefusedError",
+]

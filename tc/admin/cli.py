@@ -1,0 +1,456 @@
+"""``atx admin``: inspect and operate global transactions from a shell.
+
+Rich tables by default; ``--json`` prints stable JSON for scripts (statuses
+by Seata name, times in ms). Failures exit 1 with a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+__all__ = ["add_arguments", "run"]
+
+
+def _common(parser: argparse.ArgumentParser, top: bool) -> None:
+    # Accepted before and after the subcommand: only the top level has defaults.
+    default: Any = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--tc",
+        default=default,
+        metavar="ADDR",
+        help="TC address (default: $ATX_TC_ADDRESS or 127.0.0.1:8091)",
+    )
+    parser.add_argument(
+        "--admin-token",
+        default=default,
+        help="admin token (default: $ATX_ADMIN_TOKEN)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="print JSON for scripts",
+    )
+    parser.add_argument(
+        "--operator", default=default, help="your name in the audit log (default: token identity)"
+    )
+
+
+def _paging(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--page-size", type=int, default=0, help="rows per page (server default)")
+    parser.add_argument("--page-token", default="", help="continue from this page token")
+    parser.add_argument("--all", action="store_true", help="follow every page")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        _common(p, top=False)
+        return p
+
+    p = command("globals", "list global transactions")
+    p.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        help="status filter, e.g. Begin or RollbackFailed (repeat or comma-separate)",
+    )
+    p.add_argument("--app", default="", help="application id")
+    p.add_argument("--name", default="", help="transaction name")
+    p.add_argument("--xid", default="")
+    p.add_argument("--since", default="", help="begun at or after (ms or ISO time)")
+    p.add_argument("--until", default="", help="begun at or before (ms or ISO time)")
+    p.add_argument("--history", action="store_true", help="include finished sessions")
+    _paging(p)
+
+    p = command("show", "one global transaction with its branches and locks")
+    p.add_argument("xid")
+
+    p = command("locks", "list global row locks")
+    p.add_argument("--xid", default="")
+    p.add_argument("--resource", default="", help="resource id")
+    p.add_argument("--table", default="")
+    p.add_argument("--pk", default="")
+    _paging(p)
+
+    p = command("audit", "list the admin audit log")
+    p.add_argument("--xid", default="")
+    _paging(p)
+
+    for name, text in (
+        ("retry", "run phase two now (also revives a failed session)"),
+        ("stop-retry", "pause background retries of phase two"),
+        ("resume-retry", "resume background retries of phase two"),
+    ):
+        command(name, text).add_argument("xid")
+    for name, text in (
+        ("rollback", "roll back a session still in Begin (needs --yes)"),
+        ("delete", "delete a finished or failed session, releasing its locks (needs --yes)"),
+    ):
+        p = command(name, text)
+        p.add_argument("xid")
+        p.add_argument("--yes", action="store_true", help="confirm the destructive action")
+
+    p = command("deferred", "dead-lettered deferred calls of a service")
+    dsub = p.add_subparsers(dest="deferred_command", metavar="ACTION", required=True)
+    d = dsub.add_parser("list", help="list deferred calls")
+    d.add_argument("--state", default="", help="pending, done or dead (default: every state)")
+    d.add_argument("--page-size", type=int, default=0)
+    d = dsub.add_parser("retry", help="retry one deferred call now")
+    d.add_argument("id")
+    for d in dsub.choices.values():
+        _common(d, top=False)
+        d.add_argument("--service", required=True, metavar="ADDR", help="service gRPC address")
+        d.add_argument(
+            "--service-token", default=None, help="bearer token of the service ($ATX_TOKEN)"
+        )
+
+
+def _time_ms(text: str, flag: str) -> int:
+    from tc.admin.errors import InvalidFilterError
+
+    if not text:
+        return 0
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(datetime.fromisoformat(text).timestamp() * 1000)
+    except ValueError:
+        raise InvalidFilterError(flag, text, "expected ms since the epoch or an ISO time") from None
+
+
+def _fmt_time(ms: int) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def run(args: argparse.Namespace) -> int:
+    from atx.errors import AtxError
+
+    try:
+        return _dispatch(args)
+    except AtxError as error:
+        hint = ""
+        if error.code == "CONFIRMATION_REQUIRED":
+            hint = " (pass --yes)"
+        sys.stderr.write(f"error: {error}{hint}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from tc.admin.client import AdminClient, default_admin_token, default_tc_address
+
+    out = _Output(args.json)
+    if args.admin_command == "deferred":
+        return _deferred(args, out)
+    token = args.admin_token if args.admin_token is not None else default_admin_token()
+    operator = args.operator or ""
+    with AdminClient(args.tc or default_tc_address(), token) as client:
+        handler = _HANDLERS[args.admin_command]
+        handler(client, args, operator, out)
+    return 0
+
+
+# --- output -------------------------------------------------------------------------
+
+
+class _Output:
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        from rich.console import Console
+
+        self.console = Console(soft_wrap=False)
+
+    def json(self, value: object) -> None:
+        sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+    def table(self, title: str, columns: list[str], rows: list[list[str]], footer: str) -> None:
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left", header_style="bold")
+        for column in columns:
+            # XIDs and statuses stay on one line so that they can be copied.
+            keep = column in ("XID", "Status", "ID")
+            table.add_column(column, overflow="fold", no_wrap=keep)
+        for row in rows:
+            table.add_row(*row)
+        self.console.print(table)
+        if footer:
+            self.console.print(footer, style="dim")
+
+
+_STATUS_STYLE = {
+    "Begin": "cyan",
+    "Committed": "green",
+    "Rollbacked": "yellow",
+    "TimeoutRollbacked": "yellow",
+}
+
+
+def _status_cell(status: str, stopped: bool = False) -> str:
+    style = _STATUS_STYLE.get(status, "red" if "Fail" in status or "Timeout" in status else "")
+    text = f"[{style}]{status}[/]" if style else status
+    return text + (" [magenta](retry stopped)[/]" if stopped else "")
+
+
+def _pages(fetch: Callable[[str], tuple[list[Any], str, int]], args: argparse.Namespace) -> Any:
+    items, token, total = fetch(args.page_token)
+    while args.all and token:
+        more, token, total = fetch(token)
+        items.extend(more)
+    return items, token, total
+
+
+# --- handlers -----------------------------------------------------------------------
+
+
+def _globals(client: Any, args: argparse.Namespace, operator: str, out: _Output) -> None:
+    from atx.v1 import admin_pb2, types_pb2
+    from tc.admin.view import parse_global_status, session_json
+
+    statuses = [
+        types_pb2.GlobalStatus.ValueType(int(parse_global_status(part)))
+        for value in args.status
+        for part in value.split(",")
+        if part.strip()
+    ]
+
+    def fetch(page_token: str) -> tuple[list[Any], str, int]:
+        request = admin_pb2.ListGlobalSessionsRequest(
+            statuses=statuses,
+            application_id=args.app,
+            transaction_name=args.name,
+            xid=args.xid,
+            begin_time_from_ms=_time_ms(args.since, "--since"),
+            begin_time_to_ms=_time_ms(args.until, "--until"),
+            page_size=args.page_size,
+            page_token=page_token,
+            include_history=args.history,
+        )
+        response = client.list_globals(request)
+        return list(response.sessions), response.next_page_token, response.total_size
+
+    sessions, token, total = _pages(fetch, args)
+    if out.as_json:
+        out.json(
+            {
+                "sessions": [session_json(s, with_branches=False) for s in sessions],
+                "next_page_token": token,
+                "total_size": total,
+            }
+        )
+        return
+    rows = [
+        [
+            s.xid,
+            _status_cell(session_json(s)["status"], s.retry_stopped),
+            s.application_id,
+            s.transaction_name,
+            _fmt_time(s.begin_time_ms),
+            str(s.timeout_ms),
+            str(s.retry_count),
+        ]
+        for s in sessions
+    ]
+    footer = f"{len(sessions)} of {total}" + (f"; next page: --page-token {token}" if token else "")
+    columns = ["XID", "Status", "Application", "Name", "Begin", "Timeout ms", "Retries"]
+    out.table("Global transactions", columns, rows, footer)
+
+
+def _show(client: Any, args: argparse.Namespace, operator: str, out: _Output) -> None:
+    from tc.admin.view import lock_json, session_json
+
+    response = client.get_global(args.xid)
+    session = session_json(response.session)
+    locks = [lock_json(lock) for lock in response.locks]
+    if out.as_json:
+        out.json({"session": session, "locks": locks})
+        return
+    out.console.print(f"[bold]{session['xid']}[/]  {_status_cell(session['status'])}")
+    for key in ("application_id", "transaction_name", "transaction_id", "timeout_ms"):
+        out.console.print(f"  {key}: {session[key]}")
+    out.console.print(f"  begin: {_fmt_time(session['begin_time_ms'])}")
+    out.console.print(f"  modified: {_fmt_time(session['modified_time_ms'])}")
+    out.console.print(
+        f"  retries: {session['retry_count']}"
+        + ("  [magenta](retry stopped)[/]" if session["retry_stopped"] else "")
+    )
+    branch_rows = [
+        [
+            str(b["branch_id"]),
+            b["resource_id"],
+            b["branch_type"],
+            b["status"],
+            b["lock_keys"],
+            b["application_data"],
+            b["client_id"],
+            _fmt_time(b["begin_time_ms"]),
+        ]
+        for b in session["branches"]
+    ]
+    columns = ["Branch", "Resource", "Type", "Status", "Lock keys", "App data", "Client", "Begin"]
+    out.table("Branches", columns, branch_rows, "")
+    _lock_table(out, locks, "")
+
+
+def _lock_table(out: _Output, locks: list[dict[str, Any]], footer: str) -> None:
+    rows = [
+        [
+            lock["xid"],
+            str(lock["branch_id"]),
+            lock["resource_id"],
+            lock["table_name"],
+            lock["pk"],
+            _fmt_time(lock["created_time_ms"]),
+        ]
+        for lock in locks
+    ]
+    out.table("Global locks", ["XID", "Branch", "Resource", "Table", "PK", "Since"], rows, footer)
+
+
+def _locks(client: Any, args: argparse.Namespace, operator: str, out: _Output) -> None:
+    from atx.v1 import admin_pb2
+    from tc.admin.view import lock_json
+
+    def fetch(page_token: str) -> tuple[list[Any], str, int]:
+        request = admin_pb2.ListGlobalLocksRequest(
+            xid=args.xid,
+            resource_id=args.resource,
+            table_name=args.table,
+            pk=args.pk,
+            page_size=args.page_size,
+            page_token=page_token,
+        )
+        response = client.list_locks(request)
+        return list(response.locks), response.next_page_token, response.total_size
+
+    locks, token, total = _pages(fetch, args)
+    data = [lock_json(lock) for lock in locks]
+    if out.as_json:
+        out.json({"locks": data, "next_page_token": token, "total_size": total})
+        return
+    footer = f"{len(locks)} of {total}" + (f"; next page: --page-token {token}" if token else "")
+    _lock_table(out, data, footer)
+
+
+def _audit(client: Any, args: argparse.Namespace, operator: str, out: _Output) -> None:
+    from atx.v1 import admin_pb2
+    from tc.admin.view import audit_json
+
+    def fetch(page_token: str) -> tuple[list[Any], str, int]:
+        request = admin_pb2.ListAuditLogRequest(
+            xid=args.xid, page_size=args.page_size, page_token=page_token
+        )
+        response = client.list_audit(request)
+        return list(response.entries), response.next_page_token, 0
+
+    entries, token, _ = _pages(fetch, args)
+    data = [audit_json(e) for e in entries]
+    if out.as_json:
+        out.json({"entries": data, "next_page_token": token})
+        return
+    rows = [
+        [
+            _fmt_time(e["time_ms"]),
+            e["operator"],
+            e["action"],
+            e["xid"],
+            "[green]ok[/]" if e["result"] == "ok" else f"[red]{e['result']}[/]",
+            e["detail"],
+        ]
+        for e in data
+    ]
+    footer = f"next page: --page-token {token}" if token else ""
+    out.table("Audit log", ["Time", "Operator", "Action", "XID", "Result", "Detail"], rows, footer)
+
+
+def _action(client: Any, args: argparse.Namespace, operator: str, out: _Output) -> None:
+    from tc.admin.view import session_json
+
+    command = args.admin_command
+    if command == "delete":
+        client.delete(args.xid, args.yes, operator)
+        if out.as_json:
+            out.json({"deleted": args.xid})
+        else:
+            out.console.print(f"deleted {args.xid}; its locks are released")
+        return
+    if command == "rollback":
+        response = client.rollback(args.xid, args.yes, operator)
+    elif command == "retry":
+        response = client.retry(args.xid, operator)
+    elif command == "stop-retry":
+        response = client.stop_retry(args.xid, operator)
+    else:
+        response = client.resume_retry(args.xid, operator)
+    session = session_json(response.session)
+    if out.as_json:
+        out.json({"session": session})
+        return
+    stopped = "  (retry stopped)" if session["retry_stopped"] else ""
+    out.console.print(f"{command}: {session['xid']} is now {session['status']}{stopped}")
+
+
+def _deferred(args: argparse.Namespace, out: _Output) -> int:
+    import os
+
+    from tc.admin.client import DeferredCallClient, default_admin_token
+    from tc.admin.view import deferred_json, parse_deferred_state
+
+    token = args.service_token
+    if token is None:
+        token = os.environ.get("ATX_TOKEN") or (
+            args.admin_token if args.admin_token is not None else default_admin_token()
+        )
+    with DeferredCallClient(args.service, token) as client:
+        if args.deferred_command == "retry":
+            call = deferred_json(client.retry(args.id).call)
+            if out.as_json:
+                out.json({"call": call})
+            else:
+                out.console.print(f"deferred call {call['id']} is now {call['state']}")
+            return 0
+        state = parse_deferred_state(args.state) if args.state else 0
+        calls = [deferred_json(c) for c in client.list(state, args.page_size).calls]
+    if out.as_json:
+        out.json({"calls": calls})
+        return 0
+    rows = [
+        [
+            c["id"],
+            c["xid"],
+            c["target"],
+            f"[red]{c['state']}[/]" if c["state"] == "Dead" else c["state"],
+            str(c["attempts"]),
+            c["last_error"],
+            _fmt_time(c["next_attempt_ms"]),
+        ]
+        for c in calls
+    ]
+    columns = ["ID", "XID", "Target", "State", "Attempts", "Last error", "Next attempt"]
+    out.table(f"Deferred calls of {args.service}", columns, rows, "")
+    return 0
+
+
+_HANDLERS: dict[str, Callable[[Any, argparse.Namespace, str, _Output], None]] = {
+    "globals": _globals,
+    "show": _show,
+    "locks": _locks,
+    "audit": _audit,
+    "retry": _action,
+    "rollback": _action,
+    "stop-retry": _action,
+    "resume-retry": _action,
+    "delete": _action,
+}

@@ -1,0 +1,223 @@
+"""RM channels: the server side of the ``Attach`` stream.
+
+An RM opens the stream, names itself and its resources, and then receives
+BranchCommit/BranchRollback commands, answering each with a BranchResult
+carrying the same request id. The registry picks, for a branch, the channel
+of the client that registered it when live, else any live channel serving
+the branch's resource. Channels silent for three heartbeat intervals are
+dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from atx.status import BranchStatus
+from atx.v1 import resource_manager_pb2 as rm_pb2
+from tc.errors import BranchDispatchError, NoChannelError
+
+__all__ = ["ChannelRegistry", "RmChannel"]
+
+logger = logging.getLogger(__name__)
+
+_CLOSED = object()
+
+
+@dataclass(eq=False)
+class RmChannel:
+    client_id: str
+    application_id: str
+    resource_ids: frozenset[str]
+    peer: str
+    last_seen: float = field(default_factory=time.monotonic)
+    outbox: asyncio.Queue[rm_pb2.AttachResponse | object] = field(default_factory=asyncio.Queue)
+    pending: dict[str, asyncio.Future[rm_pb2.BranchResult]] = field(default_factory=dict)
+    closed: bool = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.outbox.put_nowait(_CLOSED)
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(BranchDispatchError(f"RM {self.client_id} detached"))
+        self.pending.clear()
+
+
+class ChannelRegistry:
+    """Live RM channels by resource id."""
+
+    def __init__(self, node_id: str, heartbeat_interval_ms: int) -> None:
+        self.node_id = node_id
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self._by_resource: dict[str, list[RmChannel]] = {}
+        self._ids = itertools.count(1)
+        self._listeners: list[Callable[[RmChannel], None]] = []
+        self._closing = False
+
+    def on_attach(self, listener: Callable[[RmChannel], None]) -> None:
+        """Call ``listener`` whenever an RM attaches (phase two may resume)."""
+        self._listeners.append(listener)
+
+    @property
+    def channels(self) -> list[RmChannel]:
+        return list({id(c): c for cs in self._by_resource.values() for c in cs}.values())
+
+    def _add(self, channel: RmChannel) -> None:
+        for resource in channel.resource_ids:
+            self._by_resource.setdefault(resource, []).append(channel)
+        logger.info(
+            "RM %s attached from %s for %s",
+            channel.client_id,
+            channel.peer,
+            sorted(channel.resource_ids),
+        )
+        for listener in self._listeners:
+            listener(channel)
+
+    def _remove(self, channel: RmChannel) -> None:
+        channel.close()
+        for resource in channel.resource_ids:
+            live = self._by_resource.get(resource, [])
+            if channel in live:
+                live.remove(channel)
+            if not live:
+                self._by_resource.pop(resource, None)
+        logger.info("RM %s detached", channel.client_id)
+
+    def choose(self, resource_id: str, client_id: str) -> RmChannel:
+        live = [c for c in self._by_resource.get(resource_id, []) if not c.closed]
+        if not live:
+            raise NoChannelError(resource_id)
+        for channel in live:
+            if channel.client_id == client_id:
+                return channel
+        return random.choice(live)
+
+    async def dispatch(
+        self,
+        command: rm_pb2.BranchCommand,
+        *,
+        rollback: bool,
+        client_id: str,
+        timeout_s: float,
+    ) -> rm_pb2.BranchResult:
+        """Send one phase-two command and await its result.
+
+        Raises NoChannelError without a live channel, BranchDispatchError when
+        the channel closes or the RM does not answer in time.
+        """
+        channel = self.choose(command.resource_id, client_id)
+        request_id = f"{self.node_id}-{next(self._ids)}"
+        command.request_id = request_id
+        future: asyncio.Future[rm_pb2.BranchResult] = asyncio.get_running_loop().create_future()
+        channel.pending[request_id] = future
+        message = (
+            rm_pb2.AttachResponse(branch_rollback=command)
+            if rollback
+            else rm_pb2.AttachResponse(branch_commit=command)
+        )
+        channel.outbox.put_nowait(message)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await future
+        except TimeoutError:
+            raise BranchDispatchError(
+                f"RM {channel.client_id} did not answer branch {command.branch_id} "
+                f"of {command.xid} within {timeout_s:.1f} s",
+                xid=command.xid,
+                branch_id=command.branch_id,
+            ) from None
+        finally:
+            channel.pending.pop(request_id, None)
+
+    # --- the stream -----------------------------------------------------------
+    async def serve(
+        self, requests: AsyncIterator[rm_pb2.AttachRequest], peer: str
+    ) -> AsyncIterator[rm_pb2.AttachResponse]:
+        """Run one Attach stream: yields what the TC sends to the RM."""
+        iterator = requests.__aiter__()
+        try:
+            first = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("kind") != "register":
+            logger.warning("Attach from %s did not start with RegisterResources", peer)
+            return
+        register = first.register
+        channel = RmChannel(
+            client_id=register.client_id or peer,
+            application_id=register.application_id,
+            resource_ids=frozenset(register.resource_ids),
+            peer=peer,
+        )
+        yield rm_pb2.AttachResponse(
+            registered=rm_pb2.Registered(
+                node_id=self.node_id, heartbeat_interval_ms=self.heartbeat_interval_ms
+            )
+        )
+        if self._closing:
+            return
+        self._add(channel)
+        reader = asyncio.create_task(self._read(channel, iterator))
+        try:
+            while True:
+                message = await channel.outbox.get()
+                if message is _CLOSED:
+                    break
+                assert isinstance(message, rm_pb2.AttachResponse)
+                yield message
+        finally:
+            reader.cancel()
+            self._remove(channel)
+
+    async def _read(
+        self, channel: RmChannel, iterator: AsyncIterator[rm_pb2.AttachRequest]
+    ) -> None:
+        try:
+            async for request in iterator:
+                channel.last_seen = time.monotonic()
+                kind = request.WhichOneof("kind")
+                if kind == "branch_result":
+                    result = request.branch_result
+                    future = channel.pending.get(result.request_id)
+                    if future is not None and not future.done():
+                        future.set_result(result)
+                elif kind == "register":
+                    logger.warning("RM %s registered twice; ignored", channel.client_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            logger.info("Attach stream of RM %s ended: %s", channel.client_id, error)
+        channel.close()
+
+    def reap(self) -> int:
+        """Drop channels silent for more than three heartbeat intervals."""
+        limit = 3 * self.heartbeat_interval_ms / 1000
+        now = time.monotonic()
+        dead = [c for c in self.channels if now - c.last_seen > limit]
+        for channel in dead:
+            logger.warning(
+                "RM %s silent for %.1f s: dropped", channel.client_id, now - channel.last_seen
+            )
+            self._remove(channel)
+        return len(dead)
+
+    def close_all(self) -> None:
+        self._closing = True
+        for channel in self.channels:
+            self._remove(channel)
+
+
+def result_status(result: rm_pb2.BranchResult) -> BranchStatus:
+    try:
+        return BranchStatus(result.status)
+    except ValueError:
+        return BranchStatus.UNKNOWN

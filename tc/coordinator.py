@@ -1,0 +1,308 @@
+"""The transaction coordinator: global sessions, branches, locks, phase two.
+
+Every decision is a compare-and-set in the store, so several TC nodes may
+share one store. Commit of an all-AT transaction moves Begin to
+AsyncCommitting and releases the global locks in the same store step,
+answers at once, and commits the branches in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from atx.errors import (
+    BranchNotFoundError,
+    GlobalTransactionNotFoundError,
+    IllegalStatusError,
+    InvalidArgumentError,
+    LockConflictError,
+)
+from atx.status import BranchStatus, BranchType
+from atx.status import GlobalStatus as G
+from tc.channels import ChannelRegistry
+from tc.config import TCConfig
+from tc.errors import InvalidTimeoutError
+from tc.lock_keys import parse_lock_keys
+from tc.metrics import TCMetrics
+from tc.phase_two import PhaseTwo, now_ms
+from tc.runner import StoreRunner
+from tc.session import COMMIT_PHASE_TWO, ROLLBACK_PHASE_TWO
+from tc.store.base import BranchRecord, GlobalRecord, SessionStore
+from tc.xid import make_xid, parse_xid
+
+__all__ = ["TransactionCoordinator"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_NAME = 512
+_MAX_DATA = 1024 * 1024
+_COMMITTED_LIKE = COMMIT_PHASE_TWO | {G.COMMITTED}
+_ROLLED_BACK_LIKE = ROLLBACK_PHASE_TWO | {
+    G.ROLLBACKED,
+    G.TIMEOUT_ROLLBACKED,
+    G.ROLLBACK_FAILED,
+    G.TIMEOUT_ROLLBACK_FAILED,
+    G.ROLLBACK_RETRY_TIMEOUT,
+}
+_REPORTABLE_BRANCH = frozenset(
+    {BranchStatus.PHASE_ONE_DONE, BranchStatus.PHASE_ONE_FAILED, BranchStatus.PHASE_ONE_TIMEOUT}
+)
+
+
+def _check_text(name: str, value: str, limit: int = _MAX_NAME) -> None:
+    if len(value) > limit:
+        raise InvalidArgumentError(f"{name} is longer than {limit} characters", field=name)
+
+
+class TransactionCoordinator:
+    """The TC's operations, independent of gRPC."""
+
+    def __init__(
+        self,
+        config: TCConfig,
+        store: SessionStore,
+        channels: ChannelRegistry | None = None,
+        metrics: TCMetrics | None = None,
+        runner: StoreRunner | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.run = runner or StoreRunner(store)
+        self.channels = channels or ChannelRegistry(config.node_id, config.heartbeat_interval_ms)
+        self.metrics = metrics or TCMetrics()
+        self.phase_two = PhaseTwo(config, self.run, self.channels, self.metrics)
+        self._tasks: set[asyncio.Task[G]] = set()
+        #: Requests being served; graceful shutdown waits for them.
+        self.in_flight = 0
+
+    # --- helpers ----------------------------------------------------------------
+    async def _get(self, xid: str, with_branches: bool = True) -> GlobalRecord:
+        parse_xid(xid)
+        record = await self.run(self.store.get_global, xid, with_branches)
+        if record is None:
+            raise GlobalTransactionNotFoundError(xid)
+        return record
+
+    def _background(self, coro_status: asyncio.Task[G]) -> None:
+        self._tasks.add(coro_status)
+        coro_status.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for calls in flight and the phase-two work they started."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.in_flight > 0 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=max(0.0, deadline - loop.time()))
+
+    # --- TM operations --------------------------------------------------------------
+    async def begin(self, timeout_ms: int, name: str = "", application_id: str = "") -> str:
+        if timeout_ms < 0 or timeout_ms > self.config.max_timeout_ms:
+            raise InvalidTimeoutError(timeout_ms, self.config.max_timeout_ms)
+        _check_text("transaction_name", name)
+        _check_text("application_id", application_id)
+        timeout_ms = timeout_ms or self.config.default_timeout_ms
+        transaction_id = await self.run(self.store.next_id)
+        xid = make_xid(self.config.advertise_host, self.config.port, transaction_id)
+        now = now_ms()
+        record = GlobalRecord(
+            xid=xid,
+            transaction_id=transaction_id,
+            status=G.BEGIN,
+            application_id=application_id,
+            transaction_name=name,
+            timeout_ms=timeout_ms,
+            begin_time_ms=now,
+            modified_time_ms=now,
+            # A Begin session is "due" at its deadline: the timeout job finds it then.
+            next_retry_ms=now + timeout_ms,
+        )
+        await self.run(self.store.insert_global, record)
+        self.metrics.begun.inc()
+        self.metrics.active.inc()
+        logger.debug("%s begun (timeout %d ms)", xid, timeout_ms, extra={"xid": xid})
+        return xid
+
+    async def commit(self, xid: str) -> G:
+        parse_xid(xid)
+        # Compare-and-set first: the common case costs no extra read. A commit
+        # that arrives after the timeout but before the timeout job rolled the
+        # transaction back still commits: its locks were held until now.
+        updated = await self.run(
+            self.store.change_status,
+            xid,
+            (G.BEGIN,),
+            G.ASYNC_COMMITTING,
+            release_locks=True,
+            next_retry_ms=self.phase_two.lease_ms(),
+        )
+        if updated is None:
+            return self._commit_answer(await self._get(xid, with_branches=False))
+        record = await self._get(xid)
+        if not record.branches:
+            await self.run(self.store.finish_global, xid, G.COMMITTED)
+            self.phase_two.ended(xid, G.COMMITTED)
+            return G.COMMITTED
+        self._background(asyncio.create_task(self.phase_two.commit(record)))
+        return G.COMMITTED
+
+    @staticmethod
+    def _commit_answer(record: GlobalRecord) -> G:
+        """The answer to a repeated Commit, or the refusal of an illegal one."""
+        if record.status in _COMMITTED_LIKE:
+            return G.COMMITTED
+        if record.status in (G.COMMIT_FAILED, G.COMMIT_RETRY_TIMEOUT):
+            return record.status
+        raise IllegalStatusError(record.xid, record.status.name, "commit")
+
+    async def rollback(self, xid: str, *, timeout: bool = False) -> G:
+        parse_xid(xid)
+        target = G.TIMEOUT_ROLLBACKING if timeout else G.ROLLBACKING
+        updated = await self.run(
+            self.store.change_status,
+            xid,
+            (G.BEGIN,),
+            target,
+            next_retry_ms=self.phase_two.lease_ms(),
+        )
+        if updated is None:
+            record = await self._get(xid, with_branches=False)
+            if record.status == G.BEGIN:
+                return await self.rollback(xid, timeout=timeout)
+            if record.status in _ROLLED_BACK_LIKE:
+                return record.status
+            raise IllegalStatusError(xid, record.status.name, "roll back")
+        logger.info("%s %s", xid, target.name, extra={"xid": xid})
+        record = await self._get(xid)
+        return await self.phase_two.rollback(record)
+
+    async def get_status(self, xid: str) -> G:
+        return (await self._get(xid, with_branches=False)).status
+
+    async def global_report(self, xid: str, status: G) -> G:
+        """The TM decides the outcome: COMMITTED commits, ROLLBACKED rolls back."""
+        if status == G.COMMITTED:
+            return await self.commit(xid)
+        if status == G.ROLLBACKED:
+            return await self.rollback(xid)
+        parse_xid(xid)
+        raise InvalidArgumentError(
+            f"GlobalReport of {xid!r} accepts COMMITTED or ROLLBACKED, not {status.name}",
+            xid=xid,
+            status=status.name,
+        )
+
+    # --- RM operations --------------------------------------------------------------
+    async def branch_register(
+        self,
+        xid: str,
+        resource_id: str,
+        branch_type: BranchType,
+        lock_keys: str,
+        application_data: str = "",
+        client_id: str = "",
+    ) -> int:
+        xid_parts = parse_xid(xid)
+        if not resource_id:
+            raise InvalidArgumentError("resource_id is empty", xid=xid)
+        _check_text("resource_id", resource_id)
+        _check_text("client_id", client_id)
+        _check_text("application_data", application_data, _MAX_DATA)
+        if branch_type == BranchType.UNSPECIFIED:
+            branch_type = BranchType.AT
+        if branch_type != BranchType.AT:
+            raise InvalidArgumentError(
+                f"branch type {branch_type.name} is not supported (only AT)", xid=xid
+            )
+        rows = parse_lock_keys(resource_id, lock_keys)
+        branch_id = await self.run(self.store.next_id)
+        now = now_ms()
+        branch = BranchRecord(
+            branch_id=branch_id,
+            xid=xid,
+            transaction_id=xid_parts.transaction_id,
+            resource_id=resource_id,
+            branch_type=branch_type,
+            status=BranchStatus.REGISTERED,
+            lock_keys=lock_keys,
+            application_data=application_data,
+            client_id=client_id,
+            begin_time_ms=now,
+            modified_time_ms=now,
+        )
+        try:
+            await self.run(self.store.register_branch, branch, rows)
+        except LockConflictError:
+            self.metrics.lock_conflicts.inc()
+            raise
+        self.metrics.branches.inc()
+        logger.debug(
+            "%s: branch %d registered on %s", xid, branch_id, resource_id, extra={"xid": xid}
+        )
+        return branch_id
+
+    async def branch_report(self, xid: str, branch_id: int, status: BranchStatus) -> None:
+        parse_xid(xid)
+        if status not in _REPORTABLE_BRANCH:
+            raise InvalidArgumentError(
+                f"a branch may report PHASE_ONE_DONE, PHASE_ONE_FAILED or PHASE_ONE_TIMEOUT, "
+                f"not {status.name}",
+                xid=xid,
+                branch_id=branch_id,
+            )
+        if not await self.run(self.store.update_branch_status, xid, branch_id, status):
+            await self._get(xid, with_branches=False)
+            raise BranchNotFoundError(xid, branch_id)
+        logger.info("%s: branch %d reported %s", xid, branch_id, status.name, extra={"xid": xid})
+
+    async def lock_query(self, xid: str, resource_id: str, lock_keys: str) -> str | None:
+        """The XID of another transaction holding one of the rows, or None."""
+        if xid:
+            parse_xid(xid)
+        if not resource_id:
+            raise InvalidArgumentError("resource_id is empty")
+        rows = parse_lock_keys(resource_id, lock_keys)
+        if not rows:
+            return None
+        return await self.run(self.store.query_locks, rows, xid)
+
+    # --- admin operations -------------------------------------------------------------
+    async def retry_phase_two(self, xid: str) -> GlobalRecord:
+        record = await self._get(xid)
+        if record.status in COMMIT_PHASE_TWO:
+            await self.phase_two.commit(record)
+        elif record.status in ROLLBACK_PHASE_TWO or record.status in (
+            G.ROLLBACK_FAILED,
+            G.TIMEOUT_ROLLBACK_FAILED,
+            G.ROLLBACK_RETRY_TIMEOUT,
+        ):
+            if record.status not in ROLLBACK_PHASE_TWO:
+                moved = await self.run(
+                    self.store.change_status, xid, (record.status,), G.ROLLBACK_RETRYING
+                )
+                if moved is None:
+                    raise IllegalStatusError(xid, record.status.name, "retry phase two of")
+                record = await self._get(xid)
+            await self.phase_two.rollback(record)
+        else:
+            raise IllegalStatusError(xid, record.status.name, "retry phase two of")
+        return await self._get(xid)
+
+    async def set_retry_stopped(self, xid: str, stopped: bool) -> GlobalRecord:
+        await self._get(xid, with_branches=False)
+        updated = await self.run(self.store.update_global, xid, retry_stopped=stopped)
+        if updated is None:
+            raise IllegalStatusError(xid, "finished", "change retries of")
+        return await self._get(xid)
+
+    async def delete_session(self, xid: str) -> None:
+        record = await self._get(xid, with_branches=False)
+        in_flight = (
+            record.status == G.BEGIN or record.status in COMMIT_PHASE_TWO | ROLLBACK_PHASE_TWO
+        )
+        if in_flight and not record.retry_stopped:
+            raise IllegalStatusError(xid, record.status.name, "delete (stop retries first)")
+        await self.run(self.store.delete_global, xid)
+        logger.warning("%s deleted by an admin", xid, extra={"xid": xid})

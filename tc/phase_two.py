@@ -1,0 +1,227 @@
+"""Phase two: drive BranchCommit / BranchRollback to the RMs and record the outcome.
+
+Commit sends to every branch at once (order does not matter once the
+global locks are released); rollback walks the branches in reverse
+registration order, one at a time, and stops at the first failure.
+Retryable failures (no live RM, no answer, a retryable status) move the
+session to its retrying status with exponential backoff; the jobs pick it
+up again when due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from atx.status import BranchStatus as B
+from atx.status import GlobalStatus as G
+from atx.v1 import resource_manager_pb2 as rm_pb2
+from tc.channels import ChannelRegistry, result_status
+from tc.config import TCConfig
+from tc.errors import BranchDispatchError, NoChannelError
+from tc.metrics import TCMetrics
+from tc.runner import StoreRunner
+from tc.session import (
+    COMMIT_PHASE_TWO,
+    ROLLBACK_PHASE_TWO,
+    final_rollback_status,
+    rollback_failed_status,
+    rollback_retry_status,
+)
+from tc.store.base import BranchRecord, GlobalRecord
+
+__all__ = ["PhaseTwo", "now_ms"]
+
+logger = logging.getLogger(__name__)
+
+_SKIP_COMMIT = frozenset({B.PHASE_TWO_COMMITTED, B.PHASE_ONE_FAILED})
+_SKIP_ROLLBACK = frozenset({B.PHASE_TWO_ROLLBACKED, B.PHASE_ONE_FAILED})
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class PhaseTwo:
+    def __init__(
+        self,
+        config: TCConfig,
+        run: StoreRunner,
+        channels: ChannelRegistry,
+        metrics: TCMetrics,
+    ) -> None:
+        self.config = config
+        self.run = run
+        self.store = run.store
+        self.channels = channels
+        self.metrics = metrics
+        #: Sessions this node is driving now; the jobs skip them.
+        self.busy: set[str] = set()
+
+    def lease_ms(self) -> int:
+        """How long a node owns a session it is driving before others may retry it."""
+        return now_ms() + self.config.branch_timeout_ms + 2 * self.config.job_interval_ms
+
+    def backoff_ms(self, attempt: int) -> int:
+        base: int = self.config.retry_backoff_base_ms * 2 ** min(max(attempt - 1, 0), 30)
+        return now_ms() + min(base, self.config.retry_backoff_max_ms)
+
+    async def _send(self, branch: BranchRecord, rollback: bool) -> tuple[B, str]:
+        command = rm_pb2.BranchCommand(
+            xid=branch.xid,
+            branch_id=branch.branch_id,
+            resource_id=branch.resource_id,
+            branch_type=int(branch.branch_type),  # type: ignore[arg-type]
+            application_data=branch.application_data,
+        )
+        started = time.perf_counter()
+        try:
+            result = await self.channels.dispatch(
+                command,
+                rollback=rollback,
+                client_id=branch.client_id,
+                timeout_s=self.config.branch_timeout_ms / 1000,
+            )
+        except (NoChannelError, BranchDispatchError) as error:
+            retry = B.PHASE_TWO_ROLLBACK_FAILED_RETRYABLE
+            return (retry if rollback else B.PHASE_TWO_COMMIT_FAILED_RETRYABLE), error.message
+        action = "rollback" if rollback else "commit"
+        self.metrics.phase_two_latency.labels(action=action).observe(time.perf_counter() - started)
+        return result_status(result), result.message
+
+    # --- commit ---------------------------------------------------------------
+    async def commit(self, record: GlobalRecord) -> G:
+        """Commit every branch of a committing session; returns the status reached."""
+        xid = record.xid
+        if xid in self.busy:
+            return record.status
+        self.busy.add(xid)
+        try:
+            todo = [b for b in record.branches if b.status not in _SKIP_COMMIT]
+            results = await asyncio.gather(*(self._send(b, rollback=False) for b in todo))
+            failed: list[tuple[BranchRecord, B, str]] = []
+            for branch, (status, message) in zip(todo, results, strict=True):
+                if status == B.PHASE_TWO_COMMITTED:
+                    continue
+                failed.append((branch, status, message))
+            if not failed:
+                await self.run(self.store.finish_global, xid, G.COMMITTED)
+                self.ended(xid, G.COMMITTED)
+                return G.COMMITTED
+            # Remember the branches done so that a retry does not resend them.
+            for branch, (status, _msg) in zip(todo, results, strict=True):
+                if status == B.PHASE_TWO_COMMITTED:
+                    await self.run(self.store.update_branch_status, xid, branch.branch_id, status)
+            for branch, status, message in failed:
+                if status == B.PHASE_TWO_COMMIT_FAILED_UNRETRYABLE:
+                    logger.error(
+                        "branch %s of %s failed to commit for good: %s",
+                        branch.branch_id,
+                        xid,
+                        message,
+                        extra={"xid": xid},
+                    )
+                    await self.run(self.store.update_branch_status, xid, branch.branch_id, status)
+                    await self.run(self.store.change_status, xid, COMMIT_PHASE_TWO, G.COMMIT_FAILED)
+                    await self.run(self.store.finish_global, xid, G.COMMIT_FAILED)
+                    self.ended(xid, G.COMMIT_FAILED)
+                    return G.COMMIT_FAILED
+            branch, _status, message = failed[0]
+            return await self._retry(record, G.COMMIT_RETRYING, branch, message)
+        finally:
+            self.busy.discard(xid)
+
+    # --- rollback ---------------------------------------------------------------
+    async def rollback(self, record: GlobalRecord) -> G:
+        """Roll back every branch of a rolling-back session, newest first."""
+        xid = record.xid
+        if xid in self.busy:
+            return record.status
+        self.busy.add(xid)
+        try:
+            for branch in reversed(record.branches):
+                if branch.status in _SKIP_ROLLBACK:
+                    continue
+                status, message = await self._send(branch, rollback=True)
+                if status == B.PHASE_TWO_ROLLBACKED:
+                    await self.run(self.store.update_branch_status, xid, branch.branch_id, status)
+                    continue
+                if status == B.PHASE_TWO_ROLLBACK_FAILED_UNRETRYABLE:
+                    failed = rollback_failed_status(record.status)
+                    logger.error(
+                        "branch %s of %s cannot be rolled back: %s; %s, locks kept",
+                        branch.branch_id,
+                        xid,
+                        message,
+                        failed.name,
+                        extra={"xid": xid},
+                    )
+                    await self.run(self.store.update_branch_status, xid, branch.branch_id, status)
+                    # Stays in the active set with its locks, for an admin.
+                    await self.run(self.store.change_status, xid, ROLLBACK_PHASE_TWO, failed)
+                    self.metrics.failed.labels(status=failed.name).inc()
+                    return failed
+                return await self._retry(
+                    record, rollback_retry_status(record.status), branch, message
+                )
+            final = final_rollback_status(record.status)
+            await self.run(self.store.finish_global, xid, final)
+            self.ended(xid, final)
+            return final
+        finally:
+            self.busy.discard(xid)
+
+    # --- shared -----------------------------------------------------------------
+    async def _retry(
+        self, record: GlobalRecord, retrying: G, branch: BranchRecord, message: str
+    ) -> G:
+        xid = record.xid
+        attempt = record.retry_count + 1
+        rollback = retrying != G.COMMIT_RETRYING
+        limit = (
+            self.config.max_rollback_retry_timeout_ms
+            if rollback
+            else self.config.max_commit_retry_timeout_ms
+        )
+        expected = ROLLBACK_PHASE_TWO if rollback else COMMIT_PHASE_TWO
+        if limit and now_ms() - record.begin_time_ms > limit:
+            gave_up = G.ROLLBACK_RETRY_TIMEOUT if rollback else G.COMMIT_RETRY_TIMEOUT
+            logger.error(
+                "%s: phase two still failing after %d ms; %s (%s)",
+                xid,
+                limit,
+                gave_up.name,
+                message,
+                extra={"xid": xid},
+            )
+            await self.run(self.store.change_status, xid, expected, gave_up)
+            if not rollback:
+                await self.run(self.store.finish_global, xid, gave_up)
+                self.ended(xid, gave_up)
+            else:
+                self.metrics.failed.labels(status=gave_up.name).inc()
+            return gave_up
+        logger.warning(
+            "%s: branch %s not done (%s); %s, attempt %d",
+            xid,
+            branch.branch_id,
+            message,
+            retrying.name,
+            attempt,
+            extra={"xid": xid},
+        )
+        updated = await self.run(
+            self.store.change_status,
+            xid,
+            expected,
+            retrying,
+            next_retry_ms=self.backoff_ms(attempt),
+            retry_count=attempt,
+        )
+        return retrying if updated is not None else record.status
+
+    def ended(self, xid: str, status: G) -> None:
+        logger.debug("%s finished: %s", xid, status.name, extra={"xid": xid})
+        self.metrics.ended(status)
+        self.metrics.active.dec()

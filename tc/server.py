@@ -1,0 +1,183 @@
+"""Wiring of one TC node: store, coordinator, jobs, gRPC server (grpc.aio).
+
+grpc.aio was chosen over the threaded server by measurement (see
+docs/tc.md and bench/bench_tc.py): the coordinator's work is small store
+calls and waiting for RMs, which an event loop does without thread hops,
+and the Attach streams cost no thread each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from atx.v1 import admin_pb2, admin_pb2_grpc
+from atx.v1 import resource_manager_pb2 as rm_pb2
+from atx.v1 import resource_manager_pb2_grpc as rm_grpc
+from atx.v1 import transaction_manager_pb2 as tm_pb2
+from atx.v1 import transaction_manager_pb2_grpc as tm_grpc
+from tc.auth import TokenAuthInterceptor
+from tc.channels import ChannelRegistry
+from tc.config import TCConfig
+from tc.coordinator import TransactionCoordinator
+from tc.jobs import JobRunner
+from tc.metrics import TCMetrics
+from tc.servicers import AdminServicer, ResourceManagerServicer, TransactionManagerServicer
+from tc.store.base import SessionStore, create_store
+
+__all__ = ["TCServer", "serve"]
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    tm_pb2.DESCRIPTOR.services_by_name["TransactionManagerService"].full_name,
+    rm_pb2.DESCRIPTOR.services_by_name["ResourceManagerService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+
+
+class TCServer:
+    """One TC node. ``await start()``, then ``await stop()``."""
+
+    def __init__(self, config: TCConfig, store: SessionStore | None = None) -> None:
+        self.config = config
+        self._store = store
+        self.metrics = TCMetrics()
+        self.server: grpc.aio.Server | None = None
+        self.tc: TransactionCoordinator | None = None
+        self.jobs: JobRunner | None = None
+        self.port = config.port
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> int:
+        config = self.config
+        interceptors = []
+        if config.token or config.admin_token:
+            interceptors.append(TokenAuthInterceptor(config.token, config.admin_token))
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ],
+        )
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)  # type: ignore[no-untyped-call]
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._health = health_servicer
+
+        store = self._store or create_store(config.store_url, config.history_size)
+        self._store = store
+        channels = ChannelRegistry(config.node_id, config.heartbeat_interval_ms)
+        tc = TransactionCoordinator(config, store, channels, self.metrics)
+        self.tc = tc
+        tm_grpc.add_TransactionManagerServiceServicer_to_server(
+            TransactionManagerServicer(tc), server
+        )
+        rm_grpc.add_ResourceManagerServiceServicer_to_server(ResourceManagerServicer(tc), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(_admin_servicer(tc, config), server)
+        reflection.enable_server_reflection(
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        address = f"{config.host}:{config.port}"
+        if config.tls_cert or config.tls_key:
+            credentials = grpc.ssl_server_credentials(
+                [(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())]
+            )
+            self.port = server.add_secure_port(address, credentials)
+        else:
+            self.port = server.add_insecure_port(address)
+        if config.port == 0:
+            config.port = self.port  # XIDs name the real port
+        if not config.node_id:
+            config.node_id = f"{config.advertise_host}:{self.port}"
+        channels.node_id = config.node_id
+        await server.start()
+        self.server = server
+        if config.metrics_port:
+            self.metrics.serve(config.metrics_port, config.host)
+        self.jobs = JobRunner(tc)
+        self.jobs.start()
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        logger.info(
+            "TC %s serving on %s:%d, store %s",
+            config.node_id,
+            config.host,
+            self.port,
+            _redact(config.store_url),
+        )
+        return self.port
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Graceful: refuse new calls, finish those in flight, stop jobs, close the store."""
+        grace = self.config.shutdown_grace_s if grace_s is None else grace_s
+        if self.server is None:
+            return
+        logger.info("TC %s stopping (grace %.1f s)", self.config.node_id, grace)
+        await self._health.enter_graceful_shutdown()
+        stopping = asyncio.create_task(self.server.stop(grace))
+        if self.jobs is not None:
+            await self.jobs.stop()
+        if self.tc is not None:
+            # Attach streams never end by themselves: end them once the calls in
+            # flight (which may be waiting for an RM) and background phase two are done.
+            await self.tc.drain(grace)
+            self.tc.channels.close_all()
+        await stopping
+        if self.tc is not None:
+            self.tc.run.close()
+        if self._store is not None:
+            self._store.close()
+        self.metrics.stop()
+        self.server = None
+        self._stopped.set()
+        logger.info("TC %s stopped", self.config.node_id)
+
+    async def wait_closed(self) -> None:
+        await self._stopped.wait()
+
+
+def _admin_servicer(
+    tc: TransactionCoordinator, config: TCConfig
+) -> admin_pb2_grpc.AdminServiceServicer:
+    """The full admin service (tc.admin) when installed, else inspection only."""
+    try:
+        from tc.admin import AdminServicer as FullAdminServicer
+    except ImportError:
+        logger.warning("tc.admin unavailable: AdminService offers inspection only")
+        return AdminServicer(tc)  # type: ignore[abstract]
+    return FullAdminServicer(tc.store, tc, admin_token=config.admin_token)
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+async def serve(config: TCConfig) -> int:
+    """Run a TC until SIGTERM or SIGINT; returns the process exit code."""
+    node = TCServer(config)
+    await node.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await node.stop()
+    return 0

@@ -1,0 +1,29 @@
+"""Session stores: the contract and the URL registry (``create_store``)."""
+
+from tc.store.base import (
+    AuditRecord,
+    BranchRecord,
+    GlobalRecord,
+    GlobalSessionFilter,
+    LockFilter,
+    LockRecord,
+    Page,
+    RowLock,
+    SessionStore,
+    create_store,
+    register_store,
+)
+
+__all__ = [
+    "AuditRecord",
+    "BranchRecord",
+    "GlobalRecord",
+    "GlobalSessionFilter",
+    "LockFilter",
+    "LockRecord",
+    "Page",
+    "RowLock",
+    "SessionStore",
+    "create_store",
+    "register_store",
+]
