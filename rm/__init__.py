@@ -1,0 +1,107 @@
+"""atx resource manager and transaction API.
+
+Make a PyMySQL or sqlite3 program transactional across databases::
+
+    import rm
+
+    rm.configure(tc_addresses=["127.0.0.1:8091"], application_id="orders")
+    conn = rm.connect_mysql("mysql://root@127.0.0.1:3306/orders", resource_id="orders-db")
+
+    @rm.global_transactional(timeout=30.0)
+    def place_order(...):
+        with conn.cursor() as cursor:
+            cursor.execute("UPDATE stock SET qty = qty - %s WHERE id = %s", (n, item))
+        conn.commit()          # registers the branch, writes the undo log
+        payment_stub.Pay(...)  # the XID travels with XidClientInterceptor
+"""
+
+from rm.channel import ensure_channel, get_channel, shutdown
+from rm.config import Config, configure, get_config
+from rm.context import (
+    LockRetryPolicy,
+    bind_xid,
+    current_xid,
+    in_global_lock,
+    in_global_transaction,
+    require_xid,
+    unbind_xid,
+)
+from rm.errors import (
+    DDLInGlobalTransactionError,
+    DirtyWriteError,
+    GlobalLockWaitTimeout,
+    NotInGlobalTransactionError,
+    PropagationError,
+    RMError,
+    TransactionRolledBackError,
+    TransactionTimeoutError,
+    UnsupportedSQLError,
+)
+from rm.global_lock import global_lock, global_lock_scope
+from rm.interceptors import (
+    AioXidClientInterceptor,
+    AioXidServerInterceptor,
+    XidClientInterceptor,
+    XidServerInterceptor,
+)
+from rm.proxy.connection import ConnectionProxy, connect_mysql, connect_sqlite, wrap
+from rm.proxy.cursor import CursorProxy
+from rm.resource import Resource, get_resource, register_resource
+from rm.sql.dialect import Dialect
+from rm.tc_client import TCClient, get_tc_client
+from rm.transactional import (
+    Propagation,
+    TransactionDefinition,
+    TransactionScope,
+    definition_of,
+    global_transaction,
+    global_transactional,
+)
+
+__all__ = [
+    "AioXidClientInterceptor",
+    "AioXidServerInterceptor",
+    "Config",
+    "ConnectionProxy",
+    "CursorProxy",
+    "DDLInGlobalTransactionError",
+    "Dialect",
+    "DirtyWriteError",
+    "GlobalLockWaitTimeout",
+    "LockRetryPolicy",
+    "NotInGlobalTransactionError",
+    "Propagation",
+    "PropagationError",
+    "RMError",
+    "Resource",
+    "TCClient",
+    "TransactionDefinition",
+    "TransactionRolledBackError",
+    "TransactionScope",
+    "TransactionTimeoutError",
+    "UnsupportedSQLError",
+    "XidClientInterceptor",
+    "XidServerInterceptor",
+    "bind_xid",
+    "configure",
+    "connect_mysql",
+    "connect_sqlite",
+    "current_xid",
+    "definition_of",
+    "ensure_channel",
+    "get_channel",
+    "get_config",
+    "get_resource",
+    "get_tc_client",
+    "global_lock",
+    "global_lock_scope",
+    "global_transaction",
+    "global_transactional",
+    "in_global_lock",
+    "in_global_transaction",
+    "register_resource",
+    "require_xid",
+    "shutdown",
+    "unbind_xid",
+    "wrap",
+]

@@ -1,0 +1,364 @@
+"""The RM side of the TC's ``Attach`` stream: phase two arrives here.
+
+One background thread per configured TC address keeps a stream open: it
+sends ``RegisterResources`` first, then heartbeats, and reconnects with
+backoff. Phase-two commands:
+
+* ``branch_commit`` is answered PHASE_TWO_COMMITTED at once; the undo rows
+  are queued and deleted in batches, grouped by resource, by a worker.
+* ``branch_rollback`` replays the undo log on a fresh raw connection in a
+  small thread pool: PHASE_TWO_ROLLBACKED, or ROLLBACK_FAILED_UNRETRYABLE on
+  a dirty write, or ROLLBACK_FAILED_RETRYABLE on any other error.
+
+Both are idempotent: a deleted undo row deletes nothing, and a rolled-back
+branch has no undo row left (undo then leaves the anti-suspension placeholder).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from atx.metadata import bearer
+from atx.status import BranchStatus
+from atx.v1 import resource_manager_pb2 as rm_pb2
+from atx.v1 import resource_manager_pb2_grpc as rm_grpc
+from rm.config import Config, get_config, on_reconfigure
+from rm.errors import DirtyWriteError
+from rm.resource import Resource, get_resource, on_resource_registered, registered_resources
+
+__all__ = ["RMChannel", "ensure_channel", "get_channel", "shutdown"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_HEARTBEAT = 5.0
+_MAX_BACKOFF = 5.0
+_DELETE_INTERVAL = 0.2
+_DELETE_BATCH = 1000
+_STOP = object()
+
+
+class _Stream:
+    """One TC address: a thread that keeps the Attach stream alive."""
+
+    def __init__(self, owner: RMChannel, address: str) -> None:
+        self.owner = owner
+        self.address = address
+        self.outbox: queue.Queue[object] = queue.Queue()
+        self.heartbeat = _DEFAULT_HEARTBEAT
+        self.connected = threading.Event()
+        self.call: grpc.Future | None = None
+        self.announced: frozenset[str] = frozenset()
+        self.restart_now = False
+        self.thread = threading.Thread(
+            target=self._run, name=f"atx-rm-attach-{address}", daemon=True
+        )
+
+    def send(self, message: rm_pb2.AttachRequest) -> None:
+        self.outbox.put(message)
+
+    def _requests(self, register: rm_pb2.AttachRequest) -> Iterator[rm_pb2.AttachRequest]:
+        yield register
+        while True:
+            try:
+                item = self.outbox.get(timeout=self.heartbeat)
+            except queue.Empty:
+                item = rm_pb2.AttachRequest(
+                    heartbeat=rm_pb2.Heartbeat(sent_time_ms=int(time.time() * 1000))
+                )
+            if item is _STOP:
+                return
+            assert isinstance(item, rm_pb2.AttachRequest)
+            yield item
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self.owner.stopping.is_set():
+            channel = grpc.insecure_channel(self.address)
+            try:
+                stub = rm_grpc.ResourceManagerServiceStub(channel)
+                self.outbox = queue.Queue()
+                metadata = (bearer(self.owner.config.token),) if self.owner.config.token else ()
+                register = self.owner.register_message()
+                self.announced = frozenset(register.register.resource_ids)
+                responses = stub.Attach(self._requests(register), metadata=metadata)
+                self.call = responses
+                for response in responses:
+                    kind = response.WhichOneof("kind")
+                    if kind == "registered":
+                        interval = response.registered.heartbeat_interval_ms
+                        self.heartbeat = interval / 1000 if interval > 0 else _DEFAULT_HEARTBEAT
+                        self.connected.set()
+                        backoff = 0.05
+                        logger.info("attached to TC %s", self.address)
+                    elif kind == "branch_commit":
+                        self.owner.on_commit(self, response.branch_commit)
+                    elif kind == "branch_rollback":
+                        self.owner.on_rollback(self, response.branch_rollback)
+            except grpc.RpcError as error:
+                if not self.owner.stopping.is_set():
+                    logger.info(
+                        "Attach stream to %s ended: %s",
+                        self.address,
+                        error.code(),  # type: ignore[attr-defined]
+                    )
+            except Exception:
+                logger.exception("Attach stream to %s failed", self.address)
+            finally:
+                self.call = None
+                self.connected.clear()
+                self.outbox.put(_STOP)
+                channel.close()
+            if self.restart_now:
+                self.restart_now = False
+                continue
+            if self.owner.stopping.wait(backoff):
+                return
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def restart(self) -> None:
+        call = self.call
+        if call is not None:
+            self.restart_now = True
+            call.cancel()
+
+    def stop(self) -> None:
+        self.outbox.put(_STOP)
+        call = self.call
+        if call is not None:
+            call.cancel()
+
+
+class RMChannel:
+    """The RM's phase-two endpoint for every configured TC address."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stopping = threading.Event()
+        self._streams = [_Stream(self, a) for a in config.tc_addresses]
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="atx-rm-rollback")
+        self._deletes: queue.Queue[tuple[str, str, int] | None] = queue.Queue()
+        self._deleter = threading.Thread(
+            target=self._delete_loop, name="atx-rm-undo-delete", daemon=True
+        )
+        self._idle = threading.Condition()
+        self._pending = 0
+
+    def start(self) -> RMChannel:
+        self._deleter.start()
+        for stream in self._streams:
+            stream.thread.start()
+        return self
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        """Block until every stream is registered with its TC."""
+        deadline = time.monotonic() + timeout
+        return all(s.connected.wait(max(0.0, deadline - time.monotonic())) for s in self._streams)
+
+    def register_message(self) -> rm_pb2.AttachRequest:
+        return rm_pb2.AttachRequest(
+            register=rm_pb2.RegisterResources(
+                client_id=self.config.client_id,
+                application_id=self.config.application_id,
+                resource_ids=sorted(r.resource_id for r in registered_resources()),
+            )
+        )
+
+    def announce(self, resource: Resource) -> None:
+        """Make every TC learn a newly registered resource.
+
+        A TC takes the resource list from the first message of a stream only,
+        so an open stream that has not announced it reconnects.
+        """
+        for stream in self._streams:
+            if stream.call is not None and resource.resource_id not in stream.announced:
+                stream.restart()
+
+    # --- phase two ------------------------------------------------------------------
+
+    def _answer(
+        self,
+        stream: _Stream,
+        command: rm_pb2.BranchCommand,
+        status: BranchStatus,
+        message: str = "",
+    ) -> None:
+        stream.send(
+            rm_pb2.AttachRequest(
+                branch_result=rm_pb2.BranchResult(
+                    request_id=command.request_id,
+                    xid=command.xid,
+                    branch_id=command.branch_id,
+                    status=int(status),  # type: ignore[arg-type]
+                    message=message,
+                )
+            )
+        )
+
+    def on_commit(self, stream: _Stream, command: rm_pb2.BranchCommand) -> None:
+        with self._idle:
+            self._pending += 1
+        self._deletes.put((command.resource_id, command.xid, command.branch_id))
+        self._answer(stream, command, BranchStatus.PHASE_TWO_COMMITTED)
+
+    def on_rollback(self, stream: _Stream, command: rm_pb2.BranchCommand) -> None:
+        self._pool.submit(self._rollback, stream, command)
+
+    def _rollback(self, stream: _Stream, command: rm_pb2.BranchCommand) -> None:
+        xid, branch_id = command.xid, command.branch_id
+        try:
+            resource = get_resource(command.resource_id)
+            connection = resource.raw_connection()
+            try:
+                resource.undo.undo(connection, xid, branch_id)
+            finally:
+                connection.close()
+        except DirtyWriteError as error:
+            logger.error(
+                "branch %s of %s cannot be rolled back: %s",
+                branch_id,
+                xid,
+                error,
+                extra={"xid": xid},
+            )
+            self._answer(
+                stream, command, BranchStatus.PHASE_TWO_ROLLBACK_FAILED_UNRETRYABLE, str(error)
+            )
+            return
+        except Exception as error:
+            logger.warning(
+                "rollback of branch %s of %s failed, the TC will retry: %s",
+                branch_id,
+                xid,
+                error,
+                extra={"xid": xid},
+            )
+            self._answer(
+                stream, command, BranchStatus.PHASE_TWO_ROLLBACK_FAILED_RETRYABLE, str(error)
+            )
+            return
+        logger.info("branch %s of %s rolled back", branch_id, xid, extra={"xid": xid})
+        self._answer(stream, command, BranchStatus.PHASE_TWO_ROLLBACKED)
+
+    # --- background undo-log deletion ---------------------------------------------------
+
+    def _delete_loop(self) -> None:
+        while True:
+            first = self._deletes.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + _DELETE_INTERVAL
+            stop = False
+            while len(batch) < _DELETE_BATCH:
+                try:
+                    item = self._deletes.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._delete_batch(batch)
+            if stop:
+                return
+
+    def _delete_batch(self, batch: list[tuple[str, str, int]]) -> None:
+        grouped: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for resource_id, xid, branch_id in batch:
+            grouped[resource_id].append((xid, branch_id))
+        failed: list[tuple[str, str, int]] = []
+        for resource_id, keys in grouped.items():
+            try:
+                resource = get_resource(resource_id)
+                connection = resource.raw_connection()
+                try:
+                    resource.undo.delete(connection, keys)
+                finally:
+                    connection.close()
+            except Exception:
+                logger.exception("deleting %d undo logs of %s failed", len(keys), resource_id)
+                failed.extend((resource_id, x, b) for x, b in keys)
+        with self._idle:
+            self._pending -= len(batch) - len(failed)
+            self._idle.notify_all()
+        if failed and not self.stopping.is_set():
+            time.sleep(_DELETE_INTERVAL)
+            for item in failed:
+                self._deletes.put(item)
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Block until queued undo-log deletions are done (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.stopping.set()
+        for stream in self._streams:
+            stream.stop()
+        self._deletes.put(None)
+        self._deleter.join(timeout)
+        self._pool.shutdown(wait=True)
+        for stream in self._streams:
+            stream.thread.join(timeout)
+
+
+_lock = threading.Lock()
+_channel: RMChannel | None = None
+
+
+def get_channel() -> RMChannel | None:
+    """The running channel, if any."""
+    return _channel
+
+
+def ensure_channel() -> RMChannel | None:
+    """Start the channel if TC addresses are configured and it is not running yet."""
+    global _channel
+    with _lock:
+        if _channel is None:
+            config = get_config()
+            if not config.tc_addresses:
+                return None
+            _channel = RMChannel(config).start()
+        return _channel
+
+
+def shutdown(timeout: float = 5.0) -> None:
+    """Stop the channel (pending undo-log deletions are finished first)."""
+    global _channel
+    with _lock:
+        channel, _channel = _channel, None
+    if channel is not None:
+        channel.drain(timeout)
+        channel.close(timeout)
+
+
+def _on_resource(resource: Resource) -> None:
+    channel = ensure_channel()
+    if channel is not None:
+        channel.announce(resource)
+
+
+def _on_reconfigure() -> None:
+    had = _channel is not None
+    shutdown()
+    if had or registered_resources():
+        ensure_channel()
+
+
+on_resource_registered(_on_resource)
+on_reconfigure(_on_reconfigure)

@@ -1,0 +1,119 @@
+"""The transaction context of the current task, in contextvars.
+
+Temporal-style: :func:`current_xid` returns None outside a global
+transaction; :func:`require_xid` raises. Each asyncio task and each thread
+has its own view, and ``contextvars.copy_context`` carries it along.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+__all__ = [
+    "DEFAULT_LOCK_RETRY_INTERVAL",
+    "DEFAULT_LOCK_RETRY_TIMES",
+    "LockRetryPolicy",
+    "bind_global_lock",
+    "bind_xid",
+    "current_lock_retry_policy",
+    "current_xid",
+    "in_global_lock",
+    "in_global_transaction",
+    "require_xid",
+    "unbind_xid",
+]
+
+#: Seata's defaults: retry a conflicting branch registration every 10 ms, 30 times.
+DEFAULT_LOCK_RETRY_INTERVAL = 0.010
+DEFAULT_LOCK_RETRY_TIMES = 30
+
+
+@dataclass(frozen=True)
+class LockRetryPolicy:
+    """How a branch waits for global row locks: ``times`` retries, ``interval`` seconds apart."""
+
+    interval: float = DEFAULT_LOCK_RETRY_INTERVAL
+    times: int = DEFAULT_LOCK_RETRY_TIMES
+
+
+_DEFAULT_POLICY = LockRetryPolicy()
+
+_xid: contextvars.ContextVar[str | None] = contextvars.ContextVar("atx_xid", default=None)
+_global_lock: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "atx_global_lock", default=False
+)
+_lock_retry: contextvars.ContextVar[LockRetryPolicy] = contextvars.ContextVar(
+    "atx_lock_retry", default=_DEFAULT_POLICY
+)
+
+
+def current_xid() -> str | None:
+    """The XID of the current global transaction, or None outside one."""
+    return _xid.get()
+
+
+def require_xid() -> str:
+    """The current XID; raises NotInGlobalTransactionError outside a global transaction."""
+    xid = _xid.get()
+    if xid is None:
+        from rm.errors import NotInGlobalTransactionError
+
+        raise NotInGlobalTransactionError("no global transaction is bound to this context")
+    return xid
+
+
+def in_global_transaction() -> bool:
+    """Whether an XID is bound to this context."""
+    return _xid.get() is not None
+
+
+def in_global_lock() -> bool:
+    """Whether this context runs under ``@global_lock`` (and outside a global transaction)."""
+    return _global_lock.get()
+
+
+def current_lock_retry_policy() -> LockRetryPolicy:
+    """The lock retry policy set by the innermost decorator (Seata's defaults otherwise)."""
+    return _lock_retry.get()
+
+
+@contextlib.contextmanager
+def bind_xid(xid: str | None, policy: LockRetryPolicy | None = None) -> Iterator[str | None]:
+    """Bind ``xid`` (None unbinds: a suspended transaction) for the block; restores after."""
+    if xid is not None and not (isinstance(xid, str) and xid):
+        raise ValueError(f"xid must be a non-empty string, got {xid!r}")
+    token = _xid.set(xid)
+    policy_token = _lock_retry.set(policy) if policy is not None else None
+    try:
+        yield xid
+    finally:
+        if policy_token is not None:
+            _lock_retry.reset(policy_token)
+        _xid.reset(token)
+
+
+@contextlib.contextmanager
+def unbind_xid() -> Iterator[str | None]:
+    """Suspend the current global transaction for the block; yields the suspended XID."""
+    suspended = _xid.get()
+    token = _xid.set(None)
+    try:
+        yield suspended
+    finally:
+        _xid.reset(token)
+
+
+@contextlib.contextmanager
+def bind_global_lock(policy: LockRetryPolicy | None = None) -> Iterator[None]:
+    """Mark the block as a ``@global_lock`` scope."""
+    token = _global_lock.set(True)
+    policy_token = _lock_retry.set(policy) if policy is not None else None
+    try:
+        yield
+    finally:
+        if policy_token is not None:
+            _lock_retry.reset(policy_token)
+        _global_lock.reset(token)

@@ -1,0 +1,82 @@
+"""Build and run the SELECTs that take table images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rm.sql.dialect import Dialect
+from rm.undo.images import TableImage
+
+__all__ = ["PK_CHUNK", "pk_condition", "select_by_pks", "select_image", "table_ident"]
+
+#: Rows per ``pk IN (...)`` query: keeps SQLite under its bound-variable limit.
+PK_CHUNK = 200
+
+
+def table_ident(dialect: Dialect, table: str) -> str:
+    return ".".join(dialect.ident(part) for part in table.split("."))
+
+
+def pk_condition(
+    dialect: Dialect, pk_columns: Sequence[str], pks: Sequence[tuple[Any, ...]]
+) -> tuple[str, list[Any]]:
+    """``pk IN (?, ?)`` or ``(a, b) IN ((?, ?), (?, ?))`` with its parameters."""
+    ph = dialect.placeholder
+    params = [v for pk in pks for v in pk]
+    if len(pk_columns) == 1:
+        return f"{dialect.ident(pk_columns[0])} IN ({', '.join([ph] * len(pks))})", params
+    cols = ", ".join(dialect.ident(c) for c in pk_columns)
+    one = "(" + ", ".join([ph] * len(pk_columns)) + ")"
+    return f"({cols}) IN ({', '.join([one] * len(pks))})", params
+
+
+def select_image(
+    cursor: Any,
+    dialect: Dialect,
+    table: str,
+    columns: Sequence[str],
+    pk_columns: Sequence[str],
+    tail: str,
+    params: Sequence[Any],
+    *,
+    alias: str | None = None,
+    for_update: bool = False,
+) -> TableImage:
+    """``SELECT <columns> FROM table [alias] <tail> [FOR UPDATE]`` as a TableImage."""
+    source = table_ident(dialect, table) + (f" AS {dialect.ident(alias)}" if alias else "")
+    cols = ", ".join(dialect.ident(c) for c in columns)
+    sql = f"SELECT {cols} FROM {source} {tail}".rstrip()
+    if for_update and dialect is Dialect.MYSQL:
+        sql += " FOR UPDATE"
+    cursor.execute(sql, tuple(params))
+    rows = tuple(tuple(row) for row in cursor.fetchall())
+    return TableImage(table, tuple(columns), tuple(pk_columns), rows)
+
+
+def select_by_pks(
+    cursor: Any,
+    dialect: Dialect,
+    table: str,
+    columns: Sequence[str],
+    pk_columns: Sequence[str],
+    pks: Sequence[tuple[Any, ...]],
+    *,
+    for_update: bool = False,
+) -> TableImage:
+    """The rows with these primary keys (in chunks), as one TableImage."""
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(pks), PK_CHUNK):
+        condition, params = pk_condition(dialect, pk_columns, pks[start : start + PK_CHUNK])
+        image = select_image(
+            cursor,
+            dialect,
+            table,
+            columns,
+            pk_columns,
+            f"WHERE {condition}",
+            params,
+            for_update=for_update,
+        )
+        rows.extend(image.rows)
+    return TableImage(table, tuple(columns), tuple(pk_columns), tuple(rows))

@@ -1,0 +1,100 @@
+"""Table metadata read from the database: columns, primary key, unique keys."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rm.errors import TableMetaError
+from rm.sql.dialect import Dialect
+
+__all__ = ["TableMeta", "read_table_meta"]
+
+_GENERATED = re.compile(r"\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b", re.I)
+
+
+@dataclass(frozen=True)
+class TableMeta:
+    """What the executors need to know about one table."""
+
+    name: str
+    columns: tuple[str, ...]  # in table order, as the database spells them
+    pk_columns: tuple[str, ...]  # in key order
+    column_types: dict[str, str]
+    auto_increment: str | None = None  # the column the database fills in
+    unique_keys: tuple[tuple[str, ...], ...] = ()  # the primary key first, then unique indexes
+    generated: frozenset[str] = frozenset()  # computed columns: read, never written
+
+    def column(self, name: str) -> str | None:
+        """The column's real spelling (MySQL and SQLite column names ignore case)."""
+        lowered = name.lower()
+        for column in self.columns:
+            if column.lower() == lowered:
+                return column
+        return None
+
+
+def _split(table: str) -> tuple[str | None, str]:
+    schema, _, name = table.rpartition(".")
+    return (schema or None), name
+
+
+def read_table_meta(cursor: Any, dialect: Dialect, table: str) -> TableMeta:
+    """Read a table's metadata with ``cursor`` (a plain tuple cursor)."""
+    if dialect is Dialect.MYSQL:
+        return _mysql(cursor, table)
+    return _sqlite(cursor, table)
+
+
+def _mysql(cursor: Any, table: str) -> TableMeta:
+    schema, name = _split(table)
+    schema_sql = "%s" if schema else "DATABASE()"
+    args: tuple[str, ...] = (schema, name) if schema else (name,)
+    cursor.execute(
+        "SELECT COLUMN_NAME, DATA_TYPE, EXTRA FROM information_schema.COLUMNS"
+        f" WHERE TABLE_SCHEMA = {schema_sql} AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+        args,
+    )
+    rows = cursor.fetchall()
+    if not rows:
+        raise TableMetaError(table, f"table {table!r} not found")
+    columns = tuple(str(r[0]) for r in rows)
+    types = {str(r[0]): str(r[1]).lower() for r in rows}
+    auto = next((str(r[0]) for r in rows if "auto_increment" in str(r[2]).lower()), None)
+    generated = frozenset(str(r[0]) for r in rows if _GENERATED.search(str(r[2])))
+    cursor.execute(
+        "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS"
+        f" WHERE TABLE_SCHEMA = {schema_sql} AND TABLE_NAME = %s AND NON_UNIQUE = 0"
+        " ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
+        args,
+    )
+    keys: dict[str, list[str]] = {}
+    for index_name, column in cursor.fetchall():
+        keys.setdefault(str(index_name), []).append(str(column))
+    pk = tuple(keys.get("PRIMARY", ()))
+    unique = tuple(tuple(k) for k in keys.values())
+    return TableMeta(table, columns, pk, types, auto, unique, generated)
+
+
+def _sqlite(cursor: Any, table: str) -> TableMeta:
+    schema, name = _split(table)
+    prefix = f'"{schema}".' if schema else ""
+    quoted = name.replace('"', '""')
+    cursor.execute(f'PRAGMA {prefix}table_info("{quoted}")')
+    rows = [tuple(r) for r in cursor.fetchall()]
+    if not rows:
+        raise TableMetaError(table, f"table {table!r} not found")
+    columns = tuple(str(r[1]) for r in rows)
+    types = {str(r[1]): str(r[2]).lower() for r in rows}
+    pk = tuple(str(r[1]) for r in sorted((r for r in rows if r[5]), key=lambda r: int(r[5])))
+    # A single INTEGER PRIMARY KEY is the rowid: SQLite fills it in.
+    auto = pk[0] if len(pk) == 1 and types[pk[0]] == "integer" else None
+    unique: list[tuple[str, ...]] = [pk] if pk else []
+    cursor.execute(f'PRAGMA {prefix}index_list("{quoted}")')
+    for index in [tuple(r) for r in cursor.fetchall()]:
+        if index[2] and index[3] != "pk":
+            index_name = str(index[1]).replace('"', '""')
+            cursor.execute(f'PRAGMA {prefix}index_info("{index_name}")')
+            unique.append(tuple(str(r[2]) for r in sorted(cursor.fetchall(), key=lambda r: r[0])))
+    return TableMeta(table, columns, pk, types, auto, tuple(unique))

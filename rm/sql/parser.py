@@ -1,0 +1,265 @@
+"""The only module that imports sqlglot: SQL text in, :class:`SQLRecognition` out.
+
+Placeholders are first rewritten to numbered markers (see ``placeholders``), so
+the WHERE, ORDER BY and LIMIT clauses regenerated from the tree carry exactly
+the caller's parameters they consume, in the driver's paramstyle.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from rm.sql.dialect import Dialect
+from rm.sql.placeholders import MARKER_PREFIX, Normalized, normalize, render
+from rm.sql.recognizer import (
+    InsertValue,
+    ParamSQL,
+    SQLRecognition,
+    SQLType,
+    ValueKind,
+)
+
+__all__ = ["parse"]
+
+_DDL_WORDS = frozenset({"CREATE", "ALTER", "DROP", "TRUNCATE", "RENAME", "COMMENT"})
+_DML_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "MERGE", "UPSERT"})
+_FIRST_WORD = re.compile(r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*([A-Za-z]+)", re.S)
+_FOR_UPDATE_TAIL = re.compile(
+    r"\s+FOR\s+UPDATE(?:\s+OF\s+[\w`\".,\s]+?)?(?:\s+NOWAIT|\s+SKIP\s+LOCKED)?\s*;?\s*$", re.I
+)
+_DDL_NODES: tuple[type[exp.Expression], ...] = (exp.Create, exp.Alter, exp.Drop, exp.TruncateTable)
+
+
+def _first_word(sql: str) -> str:
+    match = _FIRST_WORD.match(sql)
+    return match.group(1).upper() if match else ""
+
+
+def _by_keyword(sql: str, construct: str | None = None) -> SQLRecognition:
+    word = _first_word(sql)
+    if word in _DDL_WORDS:
+        return SQLRecognition(sql, SQLType.DDL)
+    if word in _DML_WORDS:
+        # DML we cannot read: the executor refuses it, naming the construct.
+        return SQLRecognition(
+            sql, SQLType.OTHER, unsupported=construct or word, extra={"dml": True}
+        )
+    return SQLRecognition(sql, SQLType.OTHER)
+
+
+def parse(sql: str, dialect: Dialect, has_params: bool = True) -> SQLRecognition:
+    """Recognise one statement. Never raises: refusals are in ``unsupported``."""
+    word = _first_word(sql)
+    if word in ("REPLACE", "MERGE"):
+        return SQLRecognition(sql, SQLType.OTHER, unsupported=word, extra={"dml": True})
+    norm = normalize(sql, dialect, has_params)
+    try:
+        trees = [t for t in sqlglot.parse(norm.text, read=dialect.value) if t is not None]
+    except SqlglotError:
+        return _by_keyword(sql, f"unparseable {_first_word(sql) or 'statement'}")
+    if not trees:
+        return SQLRecognition(sql, SQLType.OTHER)
+    if len(trees) > 1:
+        kind = SQLType.DDL if any(isinstance(t, _DDL_NODES) for t in trees) else SQLType.OTHER
+        return SQLRecognition(sql, kind, unsupported="multiple statements", extra={"dml": True})
+    return _Builder(sql, dialect, norm).build(trees[0])  # type: ignore[arg-type]
+
+
+class _Builder:
+    def __init__(self, sql: str, dialect: Dialect, norm: Normalized) -> None:
+        self.sql = sql
+        self.dialect = dialect
+        self.norm = norm
+
+    def _base(self, sql_type: SQLType, **kwargs: Any) -> SQLRecognition:
+        return SQLRecognition(
+            self.sql,
+            sql_type,
+            param_style=self.norm.style,
+            param_count=self.norm.positional_count,
+            **kwargs,
+        )
+
+    def _refuse(self, sql_type: SQLType, construct: str) -> SQLRecognition:
+        return self._base(sql_type, unsupported=construct)
+
+    def _clause(self, node: exp.Expression | None) -> ParamSQL | None:
+        if node is None:
+            return None
+        return render(node.sql(dialect=self.dialect.value), self.norm.refs, self.dialect)
+
+    def build(self, tree: exp.Expression) -> SQLRecognition:
+        if isinstance(tree, _DDL_NODES):
+            return self._base(SQLType.DDL)
+        if isinstance(tree, exp.Command):
+            return _by_keyword(self.sql, str(tree.this).upper())
+        if isinstance(tree, exp.Merge):
+            return self._refuse(SQLType.OTHER, "MERGE")
+        if isinstance(tree, exp.Insert):
+            return self._insert(tree)
+        if isinstance(tree, exp.Update):
+            return self._update_delete(tree, SQLType.UPDATE)
+        if isinstance(tree, exp.Delete):
+            return self._update_delete(tree, SQLType.DELETE)
+        if isinstance(tree, exp.Select) and tree.args.get("locks"):
+            return self._select_for_update(tree)
+        return self._base(SQLType.SELECT if isinstance(tree, exp.Query) else SQLType.OTHER)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _table_name(table: exp.Table) -> str:
+        db = table.args.get("db")
+        return f"{db.name}.{table.name}" if db is not None else table.name
+
+    def _subquery(self, tree: exp.Expression) -> bool:
+        return any(
+            isinstance(node, exp.Subquery | exp.Select) and node is not tree
+            for node in tree.walk()
+            if isinstance(node, exp.Expression)
+        )
+
+    def _table_count(self, tree: exp.Expression) -> int:
+        return sum(1 for node in tree.find_all(exp.Table))
+
+    # -- statements ------------------------------------------------------------------------
+
+    def _insert(self, tree: exp.Insert) -> SQLRecognition:
+        target = tree.this
+        columns: tuple[str, ...] = ()
+        if isinstance(target, exp.Schema):
+            columns = tuple(ident.name for ident in target.expressions)
+            target = target.this
+        if not isinstance(target, exp.Table):
+            return self._refuse(SQLType.INSERT, "INSERT target")
+        table = self._table_name(target)
+        alternative = str(tree.args.get("alternative") or "").upper()
+        if alternative == "REPLACE":
+            return self._refuse(SQLType.INSERT, "REPLACE")
+        if alternative == "IGNORE" or tree.args.get("ignore"):
+            return self._refuse(SQLType.INSERT, "INSERT IGNORE")
+        source = tree.expression
+        if isinstance(source, exp.Query) and not isinstance(source, exp.Values):
+            return self._refuse(SQLType.INSERT, "INSERT ... SELECT")
+        if not isinstance(source, exp.Values):
+            return self._refuse(SQLType.INSERT, "INSERT without VALUES")
+        if self._subquery(source):
+            return self._refuse(SQLType.INSERT, "subquery in INSERT VALUES")
+        rows = tuple(
+            tuple(
+                self._value(v) for v in (row.expressions if isinstance(row, exp.Tuple) else [row])
+            )
+            for row in source.expressions
+        )
+        sql_type = SQLType.INSERT
+        dup_columns: tuple[str, ...] = ()
+        conflict = tree.args.get("conflict")
+        if conflict is not None:
+            if not conflict.args.get("duplicate"):
+                return self._refuse(SQLType.INSERT, "INSERT ... ON CONFLICT")
+            if self._subquery(conflict):
+                return self._refuse(
+                    SQLType.INSERT_ON_DUPLICATE, "subquery in ON DUPLICATE KEY UPDATE"
+                )
+            sql_type = SQLType.INSERT_ON_DUPLICATE
+            dup_columns = tuple(
+                eq.this.name for eq in conflict.expressions if isinstance(eq, exp.EQ)
+            )
+        if tree.args.get("returning"):
+            return self._refuse(sql_type, "INSERT ... RETURNING")
+        return self._base(
+            sql_type,
+            table=table,
+            columns=columns,
+            insert_rows=rows,
+            on_duplicate_columns=dup_columns,
+        )
+
+    def _value(self, node: exp.Expression) -> InsertValue:
+        if isinstance(node, exp.Placeholder) and str(node.this).startswith(MARKER_PREFIX):
+            ref = self.norm.refs[int(str(node.this)[len(MARKER_PREFIX) :])]
+            return InsertValue(ValueKind.PARAM, param=ref)
+        if isinstance(node, exp.Null):
+            return InsertValue(ValueKind.NULL)
+        if isinstance(node, exp.Boolean):
+            return InsertValue(ValueKind.LITERAL, literal=int(bool(node.this)))
+        negative = isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal)
+        literal = node.this if negative else node
+        if isinstance(literal, exp.Literal):
+            if literal.is_string:
+                return InsertValue(ValueKind.LITERAL, literal=str(literal.this))
+            text = ("-" if negative else "") + str(literal.this)
+            try:
+                return InsertValue(ValueKind.LITERAL, literal=int(text))
+            except ValueError:
+                try:
+                    return InsertValue(ValueKind.LITERAL, literal=Decimal(text))
+                except InvalidOperation:
+                    return InsertValue(ValueKind.EXPRESSION)
+        if isinstance(node, exp.Column | exp.Var) and node.name.upper() == "DEFAULT":
+            return InsertValue(ValueKind.DEFAULT)
+        return InsertValue(ValueKind.EXPRESSION)
+
+    def _update_delete(self, tree: exp.Update | exp.Delete, sql_type: SQLType) -> SQLRecognition:
+        target = tree.this
+        if not isinstance(target, exp.Table):
+            return self._refuse(sql_type, f"{sql_type.value} target")
+        word = sql_type.value
+        if target.args.get("joins") or tree.args.get("from_") or tree.args.get("from"):
+            return self._refuse(sql_type, f"{word} with JOIN")
+        if isinstance(tree, exp.Delete) and (tree.args.get("tables") or tree.args.get("using")):
+            return self._refuse(sql_type, "DELETE with JOIN")
+        if self._subquery(tree):
+            return self._refuse(sql_type, "subquery (IN-subquery) in WHERE")
+        if self._table_count(tree) > 1:
+            return self._refuse(sql_type, f"multi-table {word}")
+        if tree.args.get("returning"):
+            return self._refuse(sql_type, f"{word} ... RETURNING")
+        alias = target.alias or None
+        columns: tuple[str, ...] = ()
+        if isinstance(tree, exp.Update):
+            columns = tuple(eq.this.name for eq in tree.expressions if isinstance(eq, exp.EQ))
+        where = tree.args.get("where")
+        return self._base(
+            sql_type,
+            table=self._table_name(target),
+            alias=alias,
+            columns=columns,
+            where=self._clause(where.this if where is not None else None),
+            order_by=self._clause(tree.args.get("order")),
+            limit=self._clause(tree.args.get("limit")),
+        )
+
+    def _select_for_update(self, tree: exp.Select) -> SQLRecognition:
+        locks = tree.args.get("locks") or []
+        if not any(lock.args.get("update") for lock in locks):
+            return self._base(SQLType.SELECT)  # FOR SHARE: no global lock check
+        source = tree.args.get("from_") or tree.args.get("from")
+        target = source.this if source is not None else None
+        stripped = None
+        if self.dialect is Dialect.SQLITE:
+            stripped = _FOR_UPDATE_TAIL.sub("", self.sql)
+        if not isinstance(target, exp.Table) or tree.args.get("joins"):
+            return self._refuse(
+                SQLType.SELECT_FOR_UPDATE, "SELECT ... FOR UPDATE over several tables"
+            )
+        if self._subquery(tree):
+            return self._refuse(SQLType.SELECT_FOR_UPDATE, "subquery in SELECT ... FOR UPDATE")
+        if tree.args.get("group") or tree.args.get("having") or tree.args.get("distinct"):
+            return self._refuse(SQLType.SELECT_FOR_UPDATE, "aggregate SELECT ... FOR UPDATE")
+        where = tree.args.get("where")
+        return self._base(
+            SQLType.SELECT_FOR_UPDATE,
+            table=self._table_name(target),
+            alias=target.alias or None,
+            where=self._clause(where.this if where is not None else None),
+            order_by=self._clause(tree.args.get("order")),
+            limit=self._clause(tree.args.get("limit")),
+            stripped_sql=stripped,
+        )

@@ -1,0 +1,168 @@
+"""Find driver placeholders in SQL text, outside quotes and comments.
+
+pymysql uses ``%s`` and ``%(name)s`` (``%%`` is a literal percent); sqlite3
+uses ``?``, ``?NNN``, ``:name``, ``@name`` and ``$name``. Each placeholder is
+rewritten to a numbered marker ``:__pK`` that sqlglot parses as a named
+placeholder, so every clause of the parsed tree knows exactly which of the
+caller's parameters it consumes, whatever order the clauses come in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rm.sql.dialect import Dialect
+from rm.sql.recognizer import ParamSQL, ParamStyle
+
+__all__ = ["MARKER_PREFIX", "Normalized", "normalize", "render"]
+
+MARKER_PREFIX = "__p"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DIGITS = re.compile(r"[0-9]+")
+_MARKER = re.compile(r":__p([0-9]+)")
+
+
+@dataclass(frozen=True)
+class Normalized:
+    text: str  # the SQL with every placeholder replaced by ``:__pK``
+    refs: tuple[int | str, ...]  # marker K -> positional index or parameter name
+    style: ParamStyle
+    positional_count: int
+
+
+def _skip_quoted(sql: str, i: int, quote: str, backslash: bool) -> int:
+    """Index just past the quoted token starting at ``i``."""
+    n = len(sql)
+    j = i + 1
+    while j < n:
+        c = sql[j]
+        if backslash and c == "\\":
+            j += 2
+            continue
+        if c == quote:
+            if j + 1 < n and sql[j + 1] == quote:
+                j += 2
+                continue
+            return j + 1
+        j += 1
+    return n
+
+
+def _skip_comment(sql: str, i: int, dialect: Dialect) -> int:
+    """Index past a comment starting at ``i``, or ``i`` when none starts there."""
+    if sql.startswith("--", i) or (dialect is Dialect.MYSQL and sql[i] == "#"):
+        end = sql.find("\n", i)
+        return len(sql) if end < 0 else end + 1
+    if sql.startswith("/*", i):
+        end = sql.find("*/", i + 2)
+        return len(sql) if end < 0 else end + 2
+    return i
+
+
+def _segments(sql: str, dialect: Dialect) -> list[tuple[bool, str]]:
+    """Split into (is_code, text) segments; quotes and comments are not code."""
+    out: list[tuple[bool, str]] = []
+    backslash = dialect is Dialect.MYSQL
+    start = i = 0
+    n = len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"`" or (c == "[" and dialect is Dialect.SQLITE):
+            end = (
+                _skip_quoted(sql, i, c, backslash and c != "`")
+                if c != "["
+                else (sql.find("]", i) + 1 or n)
+            )
+        else:
+            end = _skip_comment(sql, i, dialect)
+            if end == i:
+                i += 1
+                continue
+        if i > start:
+            out.append((True, sql[start:i]))
+        out.append((False, sql[i:end]))
+        start = i = end
+    if start < n:
+        out.append((True, sql[start:]))
+    return out
+
+
+def normalize(sql: str, dialect: Dialect, has_params: bool = True) -> Normalized:
+    """Replace the driver's placeholders with ``:__pK`` markers."""
+    refs: list[int | str] = []
+    positional = 0
+    named = False
+    parts: list[str] = []
+    for is_code, text in _segments(sql, dialect):
+        if not is_code:
+            # pymysql interpolates the whole text, quotes included: '%%' there is one '%'.
+            mysql_params = dialect is Dialect.MYSQL and has_params
+            parts.append(text.replace("%%", "%") if mysql_params else text)
+            continue
+        i = 0
+        n = len(text)
+        buf: list[str] = []
+        while i < n:
+            c = text[i]
+            ref: int | str | None = None
+            if dialect is Dialect.MYSQL and c == "%" and has_params:
+                if text.startswith("%s", i):
+                    ref, i = positional, i + 2
+                    positional += 1
+                elif text.startswith("%%", i):
+                    buf.append("%")
+                    i += 2
+                    continue
+                elif text.startswith("%(", i):
+                    close = text.find(")s", i)
+                    if close > 0:
+                        ref, i = text[i + 2 : close], close + 2
+            elif dialect is Dialect.SQLITE and c == "?":
+                digits = _DIGITS.match(text, i + 1)
+                if digits:
+                    ref, i = int(digits.group()) - 1, digits.end()
+                else:
+                    ref, i = positional, i + 1
+                    positional += 1
+            elif dialect is Dialect.SQLITE and c in ":@$":
+                name = _NAME.match(text, i + 1)
+                if name and not (i > 0 and text[i - 1] == ":"):
+                    ref, i = name.group(), name.end()
+            if ref is None:
+                buf.append(c)
+                i += 1
+                continue
+            if isinstance(ref, str):
+                named = True
+            buf.append(f":{MARKER_PREFIX}{len(refs)}")
+            refs.append(ref)
+        parts.append("".join(buf))
+    style = ParamStyle.NAMED if named else ParamStyle.POSITIONAL if refs else ParamStyle.NONE
+    return Normalized("".join(parts), tuple(refs), style, positional)
+
+
+def render(generated: str, refs: tuple[int | str, ...], dialect: Dialect) -> ParamSQL:
+    """Turn sqlglot output holding ``:__pK`` markers back into driver SQL.
+
+    Every marker becomes a positional placeholder; ``refs`` of the result lists the
+    caller's parameter (index or name) each one consumes. On MySQL a literal ``%``
+    is doubled because the SQL is always run with parameters.
+    """
+    out: list[str] = []
+    used: list[int | str] = []
+    placeholder = dialect.placeholder
+    for is_code, text in _segments(generated, dialect):
+        if not is_code:
+            out.append(text.replace("%", "%%") if dialect is Dialect.MYSQL else text)
+            continue
+        if dialect is Dialect.MYSQL:
+            text = text.replace("%", "%%")
+        pos = 0
+        for match in _MARKER.finditer(text):
+            out.append(text[pos : match.start()])
+            out.append(placeholder)
+            used.append(refs[int(match.group(1))])
+            pos = match.end()
+        out.append(text[pos:])
+    return ParamSQL("".join(out), tuple(used))

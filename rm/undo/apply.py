@@ -1,0 +1,110 @@
+"""Replay one undo item: the dirty-write check, then restore the before image."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from rm.errors import DirtyWriteError
+from rm.sql.dialect import Dialect
+from rm.sql.images import pk_condition, select_by_pks, table_ident
+from rm.sql.metadata import read_table_meta
+from rm.sql.recognizer import SQLType
+from rm.undo.images import SQLUndoLog, TableImage, pk_string
+
+__all__ = ["apply_undo", "canonical", "rows_equal"]
+
+
+def canonical(value: Any) -> Any:
+    """A comparable, hashable form: drivers and JSON round trips give different types."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, Decimal):
+        return value.normalize() if value.is_finite() else value
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+    if isinstance(value, set | frozenset):
+        return ",".join(sorted(str(v) for v in value))
+    return value
+
+
+def _key(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(canonical(v) for v in values)
+
+
+def _rows(image: TableImage) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    return {_key(image.pk_of(row)): _key(row) for row in image.rows}
+
+
+def rows_equal(a: TableImage, b: TableImage) -> bool:
+    """Same primary keys and type-aware equal values."""
+    return _rows(a) == _rows(b)
+
+
+def _first_difference(a: TableImage, b: TableImage) -> str:
+    rows_a, rows_b = _rows(a), _rows(b)
+    for key in list(rows_a) + list(rows_b):
+        if rows_a.get(key) != rows_b.get(key):
+            return pk_string(key)
+    return ""
+
+
+def apply_undo(cursor: Any, dialect: Dialect, item: SQLUndoLog, xid: str, branch_id: int) -> None:
+    """Undo one statement inside the caller's local transaction."""
+    before, after = item.before, item.after
+    if rows_equal(before, after):
+        return
+    image = after if after.columns else before
+    pks = list(dict.fromkeys(before.pks() + after.pks()))
+    current = select_by_pks(
+        cursor, dialect, item.table, image.columns, image.pk_columns, pks, for_update=True
+    )
+    if not rows_equal(current, after):
+        if rows_equal(current, before):
+            return  # already undone
+        raise DirtyWriteError(xid, branch_id, item.table, _first_difference(current, after))
+    generated = read_table_meta(cursor, dialect, item.table).generated
+    before_pks = {_key(pk) for pk in before.pks()}
+    inserted = [pk for pk in after.pks() if _key(pk) not in before_pks]
+    if inserted:
+        _delete(cursor, dialect, item.table, image.pk_columns, inserted)
+    if item.sql_type is SQLType.DELETE:
+        _insert(cursor, dialect, before, generated)
+    elif before.rows:
+        _update(cursor, dialect, before, generated)
+
+
+def _delete(
+    cursor: Any, dialect: Dialect, table: str, pk_columns: tuple[str, ...], pks: list[Any]
+) -> None:
+    condition, params = pk_condition(dialect, pk_columns, pks)
+    cursor.execute(f"DELETE FROM {table_ident(dialect, table)} WHERE {condition}", params)
+
+
+def _insert(cursor: Any, dialect: Dialect, image: TableImage, generated: frozenset[str]) -> None:
+    keep = [i for i, c in enumerate(image.columns) if c not in generated]
+    cols = ", ".join(dialect.ident(image.columns[i]) for i in keep)
+    marks = ", ".join([dialect.placeholder] * len(keep))
+    sql = f"INSERT INTO {table_ident(dialect, image.table)} ({cols}) VALUES ({marks})"
+    cursor.executemany(sql, [tuple(row[i] for i in keep) for row in image.rows])
+
+
+def _update(cursor: Any, dialect: Dialect, image: TableImage, generated: frozenset[str]) -> None:
+    pk = set(image.pk_columns)
+    keep = [i for i, c in enumerate(image.columns) if c not in pk and c not in generated]
+    if not keep:
+        return
+    ph = dialect.placeholder
+    sets = ", ".join(f"{dialect.ident(image.columns[i])} = {ph}" for i in keep)
+    where = " AND ".join(f"{dialect.ident(c)} = {ph}" for c in image.pk_columns)
+    sql = f"UPDATE {table_ident(dialect, image.table)} SET {sets} WHERE {where}"
+    cursor.executemany(sql, [tuple(row[i] for i in keep) + image.pk_of(row) for row in image.rows])

@@ -1,0 +1,166 @@
+"""The undo_log table: write at phase one, replay at rollback, delete at commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from rm.sql.dialect import Dialect
+from rm.sql.images import table_ident
+from rm.undo.apply import apply_undo
+from rm.undo.images import SQLUndoLog
+from rm.undo.serialize import DEFAULT_COMPRESS_THRESHOLD, decode, encode
+
+__all__ = ["LOG_STATUS_GLOBAL_FINISHED", "LOG_STATUS_NORMAL", "UndoLogManager"]
+
+logger = logging.getLogger(__name__)
+
+LOG_STATUS_NORMAL = 0
+#: A placeholder written by a rollback that found no undo row (anti-suspension).
+LOG_STATUS_GLOBAL_FINISHED = 1
+DELETE_BATCH = 100
+
+_MYSQL_DDL = """CREATE TABLE IF NOT EXISTS {table} (
+  `id` BIGINT NOT NULL AUTO_INCREMENT,
+  `branch_id` BIGINT NOT NULL,
+  `xid` VARCHAR(128) NOT NULL,
+  `context` VARCHAR(128) NOT NULL,
+  `rollback_info` LONGBLOB NOT NULL,
+  `log_status` INT NOT NULL,
+  `log_created` DATETIME(6) NOT NULL,
+  `log_modified` DATETIME(6) NOT NULL,
+  PRIMARY KEY (`id`),
+  UNIQUE KEY `ux_undo_log` (`xid`, `branch_id`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"""
+
+_SQLITE_DDL = [
+    """CREATE TABLE IF NOT EXISTS {table} (
+  "id" INTEGER PRIMARY KEY AUTOINCREMENT,
+  "branch_id" INTEGER NOT NULL,
+  "xid" VARCHAR(128) NOT NULL,
+  "context" VARCHAR(128) NOT NULL,
+  "rollback_info" BLOB NOT NULL,
+  "log_status" INTEGER NOT NULL,
+  "log_created" TEXT NOT NULL,
+  "log_modified" TEXT NOT NULL
+)""",
+    'CREATE UNIQUE INDEX IF NOT EXISTS "ux_{name}" ON {table} ("xid", "branch_id")',
+]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+
+
+class UndoLogManager:
+    """Reads and writes one data source's ``undo_log`` table (Seata's schema)."""
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        table: str = "undo_log",
+        compress_threshold: int = DEFAULT_COMPRESS_THRESHOLD,
+    ) -> None:
+        self.dialect = dialect
+        self.table = table
+        self.compress_threshold = compress_threshold
+        self._ident = table_ident(dialect, table)
+        ph = dialect.placeholder
+        self._insert_sql = (
+            f"INSERT INTO {self._ident} (branch_id, xid, context, rollback_info, log_status,"
+            f" log_created, log_modified) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph})"
+        )
+        lock = " FOR UPDATE" if dialect is Dialect.MYSQL else ""
+        self._select_sql = (
+            f"SELECT context, rollback_info, log_status FROM {self._ident}"
+            f" WHERE xid = {ph} AND branch_id = {ph}{lock}"
+        )
+        self._delete_one = f"DELETE FROM {self._ident} WHERE xid = {ph} AND branch_id = {ph}"
+
+    def create_table_sql(self) -> list[str]:
+        """The DDL creating the table (idempotent: IF NOT EXISTS)."""
+        if self.dialect is Dialect.MYSQL:
+            return [_MYSQL_DDL.format(table=self._ident)]
+        name = self.table.rpartition(".")[2]
+        return [s.format(table=self._ident, name=name) for s in _SQLITE_DDL]
+
+    def ensure_table(self, connection: Any) -> None:
+        cursor = self.dialect.plain_cursor(connection)
+        try:
+            for statement in self.create_table_sql():
+                cursor.execute(statement)
+            connection.commit()
+        finally:
+            cursor.close()
+
+    def flush(self, cursor: Any, xid: str, branch_id: int, items: list[SQLUndoLog]) -> None:
+        """INSERT the branch's undo row in the caller's open local transaction.
+
+        Raises the driver's IntegrityError when a rollback already left a placeholder.
+        """
+        context, data = encode(items, self.compress_threshold)
+        now = _now()
+        cursor.execute(
+            self._insert_sql, (branch_id, xid, context, data, LOG_STATUS_NORMAL, now, now)
+        )
+
+    def undo(self, connection: Any, xid: str, branch_id: int) -> None:
+        """Phase-two rollback of one branch in its own local transaction; idempotent."""
+        dialect = self.dialect
+        dialect.begin(connection)
+        cursor = dialect.plain_cursor(connection)
+        try:
+            cursor.execute(self._select_sql, (xid, branch_id))
+            row = cursor.fetchone()
+            if row is None:
+                context, data = encode([], self.compress_threshold)
+                now = _now()
+                cursor.execute(
+                    self._insert_sql,
+                    (branch_id, xid, context, data, LOG_STATUS_GLOBAL_FINISHED, now, now),
+                )
+                logger.info(
+                    "xid %s branch %s: no undo log, placeholder inserted",
+                    xid,
+                    branch_id,
+                    extra={"xid": xid},
+                )
+            elif int(row[2]) == LOG_STATUS_NORMAL:
+                items = decode(str(row[0]), bytes(row[1]))
+                for item in reversed(items):
+                    apply_undo(cursor, dialect, item, xid, branch_id)
+                cursor.execute(self._delete_one, (xid, branch_id))
+                logger.info(
+                    "xid %s branch %s: undone %d statements",
+                    xid,
+                    branch_id,
+                    len(items),
+                    extra={"xid": xid},
+                )
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            cursor.close()
+
+    def delete(self, connection: Any, keys: list[tuple[str, int]]) -> int:
+        """Phase-two commit: delete the undo rows of (xid, branch_id) pairs, in batches."""
+        deleted = 0
+        ph = self.dialect.placeholder
+        cursor = self.dialect.plain_cursor(connection)
+        try:
+            for start in range(0, len(keys), DELETE_BATCH):
+                batch = keys[start : start + DELETE_BATCH]
+                where = " OR ".join([f"(xid = {ph} AND branch_id = {ph})"] * len(batch))
+                params = [v for xid, branch_id in batch for v in (xid, branch_id)]
+                cursor.execute(f"DELETE FROM {self._ident} WHERE {where}", params)
+                deleted += max(cursor.rowcount, 0)
+                connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            cursor.close()
+        return deleted

@@ -1,0 +1,64 @@
+"""Refused statements raise UnsupportedSQLError before any row changes."""
+
+from __future__ import annotations
+
+import pytest
+
+from rm.errors import UnsupportedSQLError
+from rm.sql.dialect import Dialect
+from rm.sql.executor import StatementExecutor, StatementKind
+from tests.rm.dbs import DB
+
+REFUSED = [
+    ("DELETE FROM t WHERE id IN (SELECT id FROM u)", "subquery"),
+    ("UPDATE t SET v = 1 WHERE id IN (SELECT id FROM u)", "subquery"),
+    ("REPLACE INTO t (id, v) VALUES (1, 9)", "REPLACE"),
+    ("MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN UPDATE SET v = 1", "MERGE"),
+    ("INSERT INTO t SELECT * FROM u", "INSERT ... SELECT"),
+    ("UPDATE t SET id = 5 WHERE id = 1", "primary key"),
+    ("UPDATE nopk SET v = 2", "without a primary key"),
+    ("UPDATE t SET v = 1; DELETE FROM t", "multiple statements"),
+    ("DROP TABLE t", "DDL"),
+]
+
+
+@pytest.mark.parametrize(("sql", "construct"), REFUSED)
+def test_refused_before_execution(data_db: DB, sql: str, construct: str) -> None:
+    db = data_db
+    db.setup("CREATE TABLE t (id INT PRIMARY KEY, v INT)", [(1, 1), (2, 2)],
+              "INSERT INTO t VALUES (?, ?)")  # fmt: skip
+    conn = db.connect()
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE u (id INT PRIMARY KEY)")
+    cur.execute("CREATE TABLE nopk (v INT)")
+    cur.execute("INSERT INTO u VALUES (1)")
+    cur.execute("INSERT INTO nopk VALUES (1)")
+    conn.commit()
+    db.dialect.begin(conn)
+    with pytest.raises(UnsupportedSQLError) as raised:
+        StatementExecutor(db.dialect, "r").execute(cur, sql, None)
+    assert construct.lower() in raised.value.construct.lower()
+    conn.rollback()
+    conn.close()
+    assert db.rows("t") == [(1, 1), (2, 2)]
+    assert db.rows("nopk") == [(1,)]
+
+
+def test_delete_join_refused_mysql() -> None:
+    executor = StatementExecutor(Dialect.MYSQL, "r")
+    assert executor.classify("DELETE a FROM t a JOIN u ON a.id = u.id") is StatementKind.DML
+    with pytest.raises(UnsupportedSQLError, match="DELETE with JOIN"):
+        executor.execute(None, "DELETE a FROM t a JOIN u ON a.id = u.id", None)
+
+
+def test_classify() -> None:
+    executor = StatementExecutor(Dialect.MYSQL, "r")
+    assert executor.classify("CREATE TABLE x (a INT)") is StatementKind.DDL
+    assert executor.classify("ALTER TABLE x ADD b INT") is StatementKind.DDL
+    assert executor.classify("SELECT 1") is StatementKind.OTHER
+    assert executor.classify("SET autocommit = 0") is StatementKind.OTHER
+    assert executor.classify("SELECT * FROM t WHERE id = %s FOR UPDATE") is (
+        StatementKind.SELECT_FOR_UPDATE
+    )
+    assert executor.classify("REPLACE INTO t VALUES (1)") is StatementKind.DML
+    assert executor.classify("UPDATE t SET a = 1") is StatementKind.DML

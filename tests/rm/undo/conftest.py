@@ -1,0 +1,3 @@
+from tests.rm.dbs import data_db
+
+__all__ = ["data_db"]
