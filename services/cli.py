@@ -1,0 +1,130 @@
+"""``atx service NAME [options]``: run one shop service as a process.
+
+NAME is order, payment, collectible, chain or channel (the payment-channel
+simulator). Databases are ``sqlite:///path`` (default) or ``mysql://...``.
+Every service except chain and channel is an rm resource and needs ``--tc``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+__all__ = ["SERVICES", "add_arguments", "run", "service_parser"]
+
+SERVICES = ("order", "payment", "collectible", "chain", "channel")
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", choices=SERVICES, help="the service to run")
+    parser.add_argument(
+        "options", nargs=argparse.REMAINDER, help="the service's options (--help for a list)"
+    )
+
+
+def service_parser(name: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"atx service {name}")
+    if name == "channel":
+        from services.payment.channel.cli import add_arguments as channel_arguments
+
+        channel_arguments(parser)
+        return parser
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--db", default=f"sqlite:///atx-{name}.db", help="database URL")
+    if name != "chain":
+        parser.add_argument("--tc", required=True, help="TC address(es), comma-separated")
+        parser.add_argument("--token", default=None, help="bearer token for the TC")
+    if name in ("order", "payment"):
+        parser.add_argument("--collectible", required=True, help="collectible service address")
+    if name == "order":
+        parser.add_argument(
+            "--redis", default="", help="Redis URL for submission tokens (default: in the DB)"
+        )
+    if name == "payment":
+        parser.add_argument("--order", required=True, help="order service address")
+        parser.add_argument("--chain", required=True, help="chain service address")
+        parser.add_argument(
+            "--channel",
+            action="append",
+            default=[],
+            help="payment channel as name=host:port (repeatable)",
+        )
+        parser.add_argument("--keys-dir", default=None, help="channel keys directory")
+        parser.add_argument("--notify-address", default="", help="address channels call back")
+        parser.add_argument("--dispatch-interval", type=float, default=0.5)
+        parser.add_argument("--dispatch-base-delay", type=float, default=0.5)
+        parser.add_argument("--dispatch-max-delay", type=float, default=30.0)
+        parser.add_argument("--dispatch-max-attempts", type=int, default=10)
+        parser.add_argument(
+            "--dispatch-lease",
+            type=float,
+            default=30.0,
+            help="seconds a claimed call stays hidden (a crash mid-call delays it this long)",
+        )
+    if name == "chain":
+        parser.add_argument("--latency-ms", type=int, default=0)
+        parser.add_argument("--unavailable", action="store_true")
+    return parser
+
+
+def run_service(name: str, argv: Sequence[str]) -> int:
+    parser = service_parser(name)
+    opts = parser.parse_args(list(argv))
+    if name == "channel":
+        from services.payment.channel.cli import run as run_channel
+
+        return run_channel(opts)
+    if name == "chain":
+        from services.chain.service import serve as serve_chain
+
+        return serve_chain(
+            opts.port, opts.db, not opts.unavailable, opts.latency_ms, opts.host
+        ).wait()
+
+    import rm
+    from services.common.db import Database
+
+    rm.configure(tc_addresses=opts.tc.split(","), application_id=name, token=opts.token)
+    Database(opts.db, name).prepare_resource()
+    if name == "collectible":
+        from services.collectible.service import serve as serve_collectible
+
+        runtime = serve_collectible(opts.port, opts.db, opts.host)
+    elif name == "order":
+        from services.order.service import serve as serve_order
+
+        runtime = serve_order(opts.port, opts.db, opts.collectible, opts.host, opts.redis)
+    else:
+        import tempfile
+        from pathlib import Path
+
+        from hooks.dispatcher import DispatcherConfig
+        from services.payment.server import serve as serve_payment
+
+        runtime = serve_payment(
+            opts.port,
+            opts.db,
+            order_address=opts.order,
+            collectible_address=opts.collectible,
+            chain_address=opts.chain,
+            channels=opts.channel,
+            keys_dir=opts.keys_dir or str(Path(tempfile.gettempdir()) / "atx-channel-keys"),
+            dispatcher_config=DispatcherConfig(
+                poll_interval=opts.dispatch_interval,
+                base_delay=opts.dispatch_base_delay,
+                max_delay=opts.dispatch_max_delay,
+                max_attempts=opts.dispatch_max_attempts,
+                lease=opts.dispatch_lease,
+            ),
+            host=opts.host,
+            notify_address=opts.notify_address,
+        )
+    runtime.on_stop.insert(0, rm.shutdown)
+    return runtime.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_service(args.name, args.options)

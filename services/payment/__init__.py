@@ -1,0 +1,1 @@
+"""The payment service: pay orders, channels and their guards."""

@@ -1,0 +1,141 @@
+"""Payment channels and their guards: the simulator, the merchant client,
+signing and encryption, the circuit breaker, submission tokens, the job
+runner and the recovery jobs.
+
+How the payment service wires them (one set per process; all shared state
+is in Redis or the database):
+
+* keys = load_or_create_keys(keys_dir or default_keys_dir(), name) per channel;
+  breaker = ChannelBreaker(redis_url, BreakerConfig(...));
+  client = ChannelClient(name, address, keys, breaker=breaker).
+* ListChannels: breaker.available_channels(names, user_id).
+* CreatePayOrder: refuse unless breaker.allow(channel, user_id); then
+  client.precreate(pay_order_id, amount, channel_expire_ms(created, expire),
+  own_grpc_address) and store pay_url = result.qr_code.
+* HandleNotification: client.verify_notification(params, pay_order.amount)
+  (typed errors: answer "fail", change nothing); if replay.seen(channel,
+  notify_id): answer "success"; else process under a row lock, commit, then
+  replay.remember(channel, notify_id) and answer "success". A paid
+  notification for an order already paid by another pay order:
+  resolve_double_payment(...) (or refund_payment) refunds it once.
+* AbandonPayOrder: breaker.record_ignored(channel, user_id).
+* QueryPayOrder: client.query(out_trade_no); if trade.paid: success processing.
+* Jobs: runner = JobRunner(redis_url); runner.register("compensation",
+  lambda: compensate(repo, actions, clients, older_than_ms=...), interval_s);
+  runner.register("timeout_close", lambda: close_expired(repo, actions,
+  clients), interval_s); runner.start(); RunJob: runner.run_now(job).
+* Order submission: SubmissionTokens(redis_url): issue / begin / complete / fail.
+"""
+
+from services.payment.channel.breaker import BreakerConfig, BreakerState, ChannelBreaker
+from services.payment.channel.client import ChannelClient, PrecreateResult, RefundResult, TradeInfo
+from services.payment.channel.errors import (
+    AmountMismatchError,
+    ChannelRejectedError,
+    ChannelUnavailableError,
+    DecryptionError,
+    DuplicateSubmissionInProgressError,
+    IdempotencyMismatchError,
+    SignatureError,
+    StaleTimestampError,
+    SubmissionTokenNotFoundError,
+    TradeNotFoundError,
+    TradeStatusError,
+    UnknownAppError,
+    UnknownChannelError,
+    UnknownJobError,
+)
+from services.payment.channel.jobs import JobRun, JobRunner
+from services.payment.channel.notification import Notification, verify_notification
+from services.payment.channel.protocol import channel_expire_ms
+from services.payment.channel.recovery import (
+    PaymentActions,
+    PayOrderRef,
+    PayOrderRepository,
+    close_expired,
+    compensate,
+)
+from services.payment.channel.refunds import (
+    DoublePaymentResolution,
+    Payment,
+    choose_kept,
+    refund_number,
+    refund_payment,
+    resolve_double_payment,
+)
+from services.payment.channel.replay import ReplayGuard
+from services.payment.channel.signing import (
+    ChannelKeys,
+    EncryptedResource,
+    canonical,
+    check_timestamp,
+    decrypt_field,
+    default_keys_dir,
+    encrypt_field,
+    load_or_create_keys,
+    sign,
+    signed,
+    verify,
+)
+from services.payment.channel.simulator import ChannelSimulator, SimulatorConfig
+from services.payment.channel.simulator_server import SimulatorServer, serve_simulator
+from services.payment.channel.tokens import Replay, SubmissionTokens, fingerprint
+
+__all__ = [
+    "AmountMismatchError",
+    "BreakerConfig",
+    "BreakerState",
+    "ChannelBreaker",
+    "ChannelClient",
+    "ChannelKeys",
+    "ChannelRejectedError",
+    "ChannelSimulator",
+    "ChannelUnavailableError",
+    "DecryptionError",
+    "DoublePaymentResolution",
+    "DuplicateSubmissionInProgressError",
+    "EncryptedResource",
+    "IdempotencyMismatchError",
+    "JobRun",
+    "JobRunner",
+    "Notification",
+    "PayOrderRef",
+    "PayOrderRepository",
+    "Payment",
+    "PaymentActions",
+    "PrecreateResult",
+    "RefundResult",
+    "Replay",
+    "ReplayGuard",
+    "SignatureError",
+    "SimulatorConfig",
+    "SimulatorServer",
+    "StaleTimestampError",
+    "SubmissionTokenNotFoundError",
+    "SubmissionTokens",
+    "TradeInfo",
+    "TradeNotFoundError",
+    "TradeStatusError",
+    "UnknownAppError",
+    "UnknownChannelError",
+    "UnknownJobError",
+    "canonical",
+    "channel_expire_ms",
+    "check_timestamp",
+    "choose_kept",
+    "close_expired",
+    "compensate",
+    "decrypt_field",
+    "default_keys_dir",
+    "encrypt_field",
+    "fingerprint",
+    "load_or_create_keys",
+    "refund_number",
+    "refund_payment",
+    "resolve_double_payment",
+    "serve_simulator",
+    "sign",
+    "signed",
+    "verify",
+    "verify_notification",
+]

@@ -1,0 +1,255 @@
+"""PaymentService: pay orders, channel notifications and active queries.
+
+A notification is verified (signature, timestamp, app id, amount) by the
+channel module, then settled by the success processing; the answer
+``success`` is given only after the global commit, anything else makes the
+channel retry. The deferred mints run on this process's outbox dispatcher.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import grpc
+
+from atx.errors import AtxError, InvalidArgumentError, NotFoundError, map_errors
+from atx.shop.v1 import order_pb2, order_pb2_grpc
+from atx.shop.v1 import payment_pb2 as pb
+from atx.shop.v1 import payment_pb2_grpc as pb_grpc
+from services.common.db import Database, execute
+from services.common.errors import InvalidStateError
+from services.common.rpc import call
+from services.common.server import client_channel
+from services.payment.channels import ChannelRegistry
+from services.payment.processing import SuccessProcessor
+from services.payment.schema import PAY_ORDER_COLUMNS
+
+__all__ = ["ACK_FAIL", "ACK_SUCCESS", "PaymentServicer"]
+
+logger = logging.getLogger(__name__)
+
+ACK_SUCCESS = "success"
+ACK_FAIL = "fail"
+
+_STATE = {
+    "PENDING": pb.PAY_ORDER_STATE_PENDING,
+    "SUCCESS": pb.PAY_ORDER_STATE_SUCCESS,
+    "CLOSED": pb.PAY_ORDER_STATE_CLOSED,
+    "REFUNDED": pb.PAY_ORDER_STATE_REFUNDED,
+    "ABANDONED": pb.PAY_ORDER_STATE_ABANDONED,
+}
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _pay_order(row: tuple[Any, ...]) -> pb.PayOrder:
+    return pb.PayOrder(
+        pay_order_id=row[0],
+        order_id=row[1],
+        channel=row[3],
+        amount=row[4],
+        state=_STATE.get(row[5], pb.PAY_ORDER_STATE_UNSPECIFIED),
+        channel_trade_no=row[6],
+        pay_url=row[7],
+        created_time_ms=row[8],
+        expire_time_ms=row[9],
+        paid_time_ms=row[11],
+    )
+
+
+class PaymentServicer(pb_grpc.PaymentServiceServicer):
+    def __init__(
+        self,
+        db: Database,
+        channels: ChannelRegistry,
+        processor: SuccessProcessor,
+        order_address: str,
+        notify_address: str,
+        pay_ttl: float = 900.0,
+        channel_margin: float = 60.0,
+    ) -> None:
+        self.db = db
+        self.channels = channels
+        self.processor = processor
+        self.orders = order_pb2_grpc.OrderServiceStub(client_channel(order_address))
+        self.notify_address = notify_address
+        self.pay_ttl = pay_ttl
+        self.channel_margin = min(channel_margin, pay_ttl / 2)
+
+    def get(self, pay_order_id: str) -> tuple[Any, ...]:
+        rows = self.db.query(
+            f"SELECT {PAY_ORDER_COLUMNS}, settled_xid FROM pay_orders WHERE pay_order_id = ?",
+            (pay_order_id,),
+        )
+        if not rows:
+            raise NotFoundError(f"no pay order {pay_order_id!r}", pay_order_id=pay_order_id)
+        return rows[0]
+
+    def committed_view(self, row: tuple[Any, ...]) -> pb.PayOrder:
+        """The pay order as committed: a settlement still in flight shows PENDING."""
+        message = _pay_order(row)
+        if row[5] == "SUCCESS":
+            try:
+                in_flight = self.processor.settlement_status(str(row[12])) is not None
+            except AtxError:
+                in_flight = True  # TC unreachable: do not claim success yet
+            if in_flight:
+                message.state = pb.PAY_ORDER_STATE_PENDING
+                message.channel_trade_no = ""
+                message.paid_time_ms = 0
+        return message
+
+    @map_errors
+    def ListChannels(
+        self, request: pb.ListChannelsRequest, context: grpc.ServicerContext
+    ) -> pb.ListChannelsResponse:
+        return pb.ListChannelsResponse(
+            channels=[pb.PaymentChannel(name=n, display_name=n) for n in self.channels.names()]
+        )
+
+    @map_errors
+    def CreatePayOrder(
+        self, request: pb.CreatePayOrderRequest, context: grpc.ServicerContext
+    ) -> pb.CreatePayOrderResponse:
+        if not request.order_id or not request.channel:
+            raise InvalidArgumentError("order_id and channel are required")
+        client = self.channels.get(request.channel)
+        existing = self.db.query(
+            f"SELECT {PAY_ORDER_COLUMNS} FROM pay_orders"
+            " WHERE order_id = ? AND channel = ? AND state = ?",
+            (request.order_id, request.channel, "PENDING"),
+        )
+        if existing and existing[0][7]:
+            return pb.CreatePayOrderResponse(pay_order=_pay_order(existing[0]))
+        if existing:
+            # A previous precreate failed; the channel's precreate is idempotent.
+            pay_order_id, amount = str(existing[0][0]), int(existing[0][4])
+            channel_expire_at, subject = int(existing[0][10]), str(existing[0][1])
+        else:
+            pay_order_id, amount, channel_expire_at, subject = self._insert(request)
+        result = client.precreate(
+            pay_order_id, amount, channel_expire_at, self.notify_address, subject=subject
+        )
+        with self.db.transaction(proxy=False) as connection:
+            execute(
+                connection,
+                self.db,
+                "UPDATE pay_orders SET pay_url = ?, updated_at = ? WHERE pay_order_id = ?",
+                (result.qr_code, _now(), pay_order_id),
+            ).close()
+        return pb.CreatePayOrderResponse(pay_order=_pay_order(self.get(pay_order_id)))
+
+    def _insert(self, request: pb.CreatePayOrderRequest) -> tuple[str, int, int, str]:
+        """Insert a PENDING pay order for a CREATED order; returns what precreate needs."""
+        order = call(
+            self.orders.GetOrder, order_pb2.GetOrderRequest(order_id=request.order_id)
+        ).order
+        if order.state != order_pb2.ORDER_STATE_CREATED:
+            raise InvalidStateError(
+                "order", order.order_id, order_pb2.OrderState.Name(order.state), "pay"
+            )
+        now = _now()
+        pay_order_id = f"p-{uuid.uuid4().hex[:20]}"
+        expire_at = now + int(self.pay_ttl * 1000)
+        channel_expire_at = expire_at - int(self.channel_margin * 1000)
+        with self.db.transaction(proxy=False) as connection:
+            execute(
+                connection,
+                self.db,
+                f"INSERT INTO pay_orders ({PAY_ORDER_COLUMNS}, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    pay_order_id,
+                    order.order_id,
+                    order.user_id,
+                    request.channel,
+                    order.amount,
+                    "PENDING",
+                    "",
+                    "",
+                    now,
+                    expire_at,
+                    channel_expire_at,
+                    0,
+                    now,
+                ),
+            ).close()
+        return pay_order_id, order.amount, channel_expire_at, order.order_id
+
+    @map_errors
+    def GetPayOrder(
+        self, request: pb.GetPayOrderRequest, context: grpc.ServicerContext
+    ) -> pb.GetPayOrderResponse:
+        return pb.GetPayOrderResponse(pay_order=self.committed_view(self.get(request.pay_order_id)))
+
+    @map_errors
+    def QueryPayOrder(
+        self, request: pb.QueryPayOrderRequest, context: grpc.ServicerContext
+    ) -> pb.QueryPayOrderResponse:
+        row = self.get(request.pay_order_id)
+        if row[5] in ("PENDING", "ABANDONED"):
+            trade = self.channels.get(row[3]).query(row[0])
+            if trade.paid and trade.total_amount == row[4]:
+                self.processor.settle(row[0], trade.trade_no, trade.paid_time_ms or _now())
+        return pb.QueryPayOrderResponse(
+            pay_order=self.committed_view(self.get(request.pay_order_id))
+        )
+
+    def HandleNotification(
+        self, request: pb.HandleNotificationRequest, context: grpc.ServicerContext
+    ) -> pb.HandleNotificationResponse:
+        params = dict(request.params)
+        out_trade_no = params.get("out_trade_no", "")
+        try:
+            client = self.channels.get(request.channel)
+            row = self.get(out_trade_no)
+            if row[3] != request.channel:
+                raise InvalidArgumentError(
+                    f"pay order {out_trade_no} is not at channel {request.channel!r}"
+                )
+            note = client.verify_notification(params, expected_amount=int(row[4]))
+        except AtxError as error:
+            logger.warning(
+                "refused notification from %s for %r: %s", request.channel, out_trade_no, error
+            )
+            return pb.HandleNotificationResponse(ack=ACK_FAIL)
+        if not note.paid:
+            # WAIT_BUYER_PAY / TRADE_CLOSED: nothing to settle here.
+            return pb.HandleNotificationResponse(ack=ACK_SUCCESS)
+        try:
+            self.processor.settle(
+                note.out_trade_no,
+                note.trade_no,
+                note.gmt_payment_ms or _now(),
+                notify_id=note.notify_id,
+                status=note.trade_status,
+            )
+        except Exception as error:
+            logger.warning(
+                "success processing of %s failed, channel will retry: %s", out_trade_no, error
+            )
+            return pb.HandleNotificationResponse(ack=ACK_FAIL)
+        return pb.HandleNotificationResponse(ack=ACK_SUCCESS)
+
+    @map_errors
+    def AbandonPayOrder(
+        self, request: pb.AbandonPayOrderRequest, context: grpc.ServicerContext
+    ) -> pb.AbandonPayOrderResponse:
+        with self.db.transaction(proxy=False) as connection:
+            execute(
+                connection,
+                self.db,
+                "UPDATE pay_orders SET state = ?, updated_at = ? WHERE pay_order_id = ?"
+                " AND state = ?",
+                ("ABANDONED", _now(), request.pay_order_id, "PENDING"),
+            ).close()
+        return pb.AbandonPayOrderResponse(pay_order=_pay_order(self.get(request.pay_order_id)))
+
+    @map_errors
+    def RunJob(self, request: pb.RunJobRequest, context: grpc.ServicerContext) -> pb.RunJobResponse:
+        raise NotFoundError(f"no payment job {request.job!r} in this build", job=request.job)
