@@ -64,6 +64,9 @@ def service_parser(name: str) -> argparse.ArgumentParser:
             default=30.0,
             help="seconds a claimed call stays hidden (a crash mid-call delays it this long)",
         )
+        from services.payment.settings import add_payment_arguments
+
+        add_payment_arguments(parser)
     if name == "chain":
         parser.add_argument("--latency-ms", type=int, default=0)
         parser.add_argument("--unavailable", action="store_true")
@@ -103,6 +106,7 @@ def run_service(name: str, argv: Sequence[str]) -> int:
 
         from hooks.dispatcher import DispatcherConfig
         from services.payment.server import serve as serve_payment
+        from services.payment.settings import settings_from_args
 
         runtime = serve_payment(
             opts.port,
@@ -121,6 +125,7 @@ def run_service(name: str, argv: Sequence[str]) -> int:
             ),
             host=opts.host,
             notify_address=opts.notify_address,
+            settings=settings_from_args(opts),
         )
     runtime.on_stop.insert(0, rm.shutdown)
     return runtime.wait()

@@ -50,8 +50,15 @@ class ShopConfig:
     dispatch_lease: float = 3.0
     chain_latency_ms: int = 50
     tc_extra: list[str] = field(default_factory=list)
-    #: Redis URL for the order service's submission tokens ('' = tokens in its DB).
+    #: Redis URL for the order service's submission tokens and the payment
+    #: service's guards ('' = tokens in the order DB, payment fallbacks).
     redis_url: str = ""
+    #: Extra flags of every payment-service process (e.g. ``--breaker-window-ms 2000``).
+    payment_args: list[str] = field(default_factory=list)
+    #: More simulated channels besides CHANNEL_NAME; process ``channel-<name>`` each.
+    extra_channels: list[str] = field(default_factory=list)
+    #: Payment-service processes sharing one database (``payment``, ``payment-2``, ...).
+    payment_replicas: int = 1
     #: Extra environment per service (e.g. test-only fault flags).
     env: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -102,11 +109,29 @@ class Shop:
     def admin(self) -> admin_pb2_grpc.AdminServiceStub:
         return admin_pb2_grpc.AdminServiceStub(self.channel("tc"))
 
+    def payment_at(self, name: str) -> payment_pb2_grpc.PaymentServiceStub:
+        """The PaymentService of one payment process (``payment``, ``payment-2``, ...)."""
+        return payment_pb2_grpc.PaymentServiceStub(self.channel(name))
+
+    def channel_at(self, channel: str) -> payment_channel_pb2_grpc.PaymentChannelServiceStub:
+        """The simulator of a channel, by channel name."""
+        process = "channel" if channel == CHANNEL_NAME else f"channel-{channel}"
+        return payment_channel_pb2_grpc.PaymentChannelServiceStub(self.channel(process))
+
     def argv(self, name: str) -> list[str]:
         """The ``atx`` arguments that run ``name``."""
         c = self.config
         port = str(self.ports[name])
         tc = self.address("tc")
+        if name.startswith("channel-"):
+            channel = name.removeprefix("channel-")
+            return [
+                "service", "channel", "--port", port, "--name", channel,
+                "--keys-dir", str(c.directory / "keys"), "--db", str(c.directory / f"{name}.db"),
+                "--notify-schedule-ms", c.notify_schedule_ms,
+            ]  # fmt: skip
+        if name.startswith("payment-"):
+            name = "payment"
         if name == "tc":
             store = c.tc_store or f"sqlite:///{c.directory / 'tc.db'}"
             return ["tc", "--port", port, "--store", store, *c.tc_extra]
@@ -127,12 +152,17 @@ class Shop:
         if name == "order":
             redis = ["--redis", c.redis_url] if c.redis_url else []
             return [*base, "--collectible", self.address("collectible"), *redis]
+        extra = [f"{n}={self.address('channel-' + n)}" for n in c.extra_channels]
+        redis = ["--redis", c.redis_url] if c.redis_url else []
         return [
             *base,
             "--collectible", self.address("collectible"),
             "--order", self.address("order"),
             "--chain", self.address("chain"),
             "--channel", f"{CHANNEL_NAME}={self.address('channel')}",
+            *(arg for spec in extra for arg in ("--channel", spec)),
+            *redis,
+            *c.payment_args,
             "--keys-dir", str(c.directory / "keys"),
             "--dispatch-interval", str(c.dispatch_interval),
             "--dispatch-base-delay", str(c.dispatch_base_delay),
@@ -160,9 +190,16 @@ class Shop:
 def start_shop(config: ShopConfig) -> Shop:
     """Start a TC and every service; on failure, stops what started and raises."""
     config.directory.mkdir(parents=True, exist_ok=True)
-    shop = Shop(config, {name: free_port() for name in ("tc", *SERVICE_ORDER)})
+    names = [
+        "tc",
+        *SERVICE_ORDER,
+        *(f"payment-{i}" for i in range(2, config.payment_replicas + 1)),
+    ]
+    for channel in config.extra_channels:
+        names.insert(names.index("payment"), f"channel-{channel}")
+    shop = Shop(config, {name: free_port() for name in names})
     try:
-        for name in ("tc", *SERVICE_ORDER):
+        for name in names:
             shop.start(name)
     except BaseException:
         shop.stop()

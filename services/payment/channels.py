@@ -25,10 +25,20 @@ def parse_channel_spec(spec: str) -> tuple[str, str]:
 class ChannelRegistry:
     """Channel clients by name, built lazily from ``name=address`` specs."""
 
-    def __init__(self, specs: Sequence[str], keys_dir: str | Path) -> None:
+    def __init__(
+        self,
+        specs: Sequence[str],
+        keys_dir: str | Path,
+        *,
+        breaker: Any = None,
+        timeout_s: float = 5.0,
+    ) -> None:
         self._addresses = dict(parse_channel_spec(s) for s in specs)
         self._keys_dir = keys_dir
         self._clients: dict[str, Any] = {}
+        #: A ChannelBreaker every client records its calls' outcomes in (None: disabled).
+        self.breaker = breaker
+        self._timeout_s = timeout_s
 
     def names(self) -> list[str]:
         return list(self._addresses)
@@ -44,9 +54,19 @@ class ChannelRegistry:
         from services.payment.channel.client import ChannelClient
         from services.payment.channel.signing import load_or_create_keys
 
-        client = ChannelClient(name, address, load_or_create_keys(self._keys_dir, name))
+        client = ChannelClient(
+            name,
+            address,
+            load_or_create_keys(self._keys_dir, name),
+            breaker=self.breaker,
+            timeout_s=self._timeout_s,
+        )
         self._clients[name] = client
         return client
+
+    def clients(self) -> dict[str, Any]:
+        """Every channel's client, by name (for the recovery jobs)."""
+        return {name: self.get(name) for name in self._addresses}
 
     def close(self) -> None:
         for client in self._clients.values():

@@ -16,6 +16,7 @@ Shared state is never kept in one process's memory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -137,10 +138,9 @@ class DbJobRunner:
 
     def _acquire(self, name: str, token: str) -> bool:
         if not self.db.query("SELECT 1 FROM pay_job_locks WHERE name = ?", (name,)):
-            try:
+            # Another process may insert it first.
+            with contextlib.suppress(Exception):
                 self._update("INSERT INTO pay_job_locks VALUES (?, ?, ?)", (name, "", 0))
-            except Exception:  # another process inserted it first
-                pass
         now = _now()
         return (
             self._update(
@@ -170,7 +170,8 @@ class DbJobRunner:
                 done.set()
                 renewer.join()
                 self._update(
-                    "UPDATE pay_job_locks SET owner = ?, expires_at = ? WHERE name = ? AND owner = ?",
+                    "UPDATE pay_job_locks SET owner = ?, expires_at = ?"
+                    " WHERE name = ? AND owner = ?",
                     ("", 0, name, token),
                 )
         finally:
@@ -262,4 +263,6 @@ def build_guards(settings: PaymentSettings, db: Database) -> Guards:
         "no --redis: channel breaker DISABLED (every channel listed); replay guard and job"
         " lock in the payment database"
     )
-    return Guards(None, DbReplayGuard(db), DbJobRunner(db, lock_ttl_ms=lock_ttl_ms, owner=owner), owner)
+    return Guards(
+        None, DbReplayGuard(db), DbJobRunner(db, lock_ttl_ms=lock_ttl_ms, owner=owner), owner
+    )

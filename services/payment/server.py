@@ -1,4 +1,5 @@
-"""Run the payment service: servicer, outbox dispatcher, DeferredCallService."""
+"""Run the payment service: servicer, outbox dispatcher, DeferredCallService,
+guards (breaker, replay guard, job lock) and the scheduled recovery jobs."""
 
 from __future__ import annotations
 
@@ -14,12 +15,21 @@ from hooks.store import OutboxStore
 from hooks.targets import TargetRegistry
 from services.common.db import Database
 from services.common.server import ServiceRuntime, start_server
+from services.payment.channel.recovery import close_expired, compensate
 from services.payment.channels import ChannelRegistry
+from services.payment.guards import build_guards
 from services.payment.processing import MINT_TARGET, SuccessProcessor
+from services.payment.recovery import Fulfilment, PayOrderStore
 from services.payment.schema import SCHEMA
 from services.payment.service import PaymentServicer
+from services.payment.settings import PaymentSettings
 
-__all__ = ["serve"]
+__all__ = ["COMPENSATION_JOB", "TIMEOUT_CLOSE_JOB", "serve"]
+
+COMPENSATION_JOB = "compensation"
+TIMEOUT_CLOSE_JOB = "timeout_close"
+#: A job with interval 0 is only run on demand (RunJob).
+_NEVER_S = 10.0**9
 
 
 def serve(
@@ -34,7 +44,9 @@ def serve(
     dispatcher_config: DispatcherConfig | None = None,
     host: str = "127.0.0.1",
     notify_address: str = "",
+    settings: PaymentSettings | None = None,
 ) -> ServiceRuntime:
+    settings = settings or PaymentSettings()
     db = Database(db_url, "payment")
     db.execute_script(SCHEMA)
     store = OutboxStore(db.raw)
@@ -43,7 +55,27 @@ def serve(
     registry = TargetRegistry()
     registry.register(MINT_TARGET, processor.mint)
     dispatcher = Dispatcher(store, registry=registry, config=dispatcher_config, name="payment")
-    channel_registry = ChannelRegistry(channels, keys_dir)
+    guards = build_guards(settings, db)
+    channel_registry = ChannelRegistry(
+        channels, keys_dir, breaker=guards.breaker, timeout_s=settings.channel_timeout_s
+    )
+    fulfilment = Fulfilment(db, processor, channel_registry, order_address)
+    repo = PayOrderStore(db)
+
+    def compensation() -> int:
+        older = int(settings.compensate_after_s * 1000)
+        return compensate(repo, fulfilment, channel_registry.clients(), older_than_ms=older)
+
+    def timeout_close() -> int:
+        return close_expired(repo, fulfilment, channel_registry.clients())
+
+    for name, body, interval in (
+        (COMPENSATION_JOB, compensation, settings.compensation_interval_s),
+        (TIMEOUT_CLOSE_JOB, timeout_close, settings.timeout_close_interval_s),
+    ):
+        guards.runner.register(
+            name, guards.recorded(db, name, body, settings.job_hold_s), interval or _NEVER_S
+        )
     holder: dict[str, PaymentServicer] = {}
 
     def register(server: object) -> None:
@@ -53,6 +85,10 @@ def serve(
             processor,
             order_address,
             notify_address or f"127.0.0.1:{port}",
+            pay_ttl=settings.pay_ttl_s,
+            channel_margin=settings.channel_margin_s,
+            guards=guards,
+            fulfilment=fulfilment,
         )
         holder["servicer"] = servicer
         pb_grpc.add_PaymentServiceServicer_to_server(servicer, server)
@@ -68,6 +104,8 @@ def serve(
         host=host,
     )
     dispatcher.start()
+    guards.runner.start()
     runtime.on_stop.append(dispatcher.stop)
     runtime.on_stop.append(channel_registry.close)
+    runtime.on_stop.append(guards.close)
     return runtime

@@ -1,14 +1,20 @@
 """PaymentService: pay orders, channel notifications and active queries.
 
 A notification is verified (signature, timestamp, app id, amount) by the
-channel module, then settled by the success processing; the answer
+channel module, checked against the replay guard, then fulfilled (settled,
+or refunded when it can no longer be: see recovery.py); the answer
 ``success`` is given only after the global commit, anything else makes the
 channel retry. The deferred mints run on this process's outbox dispatcher.
+
+ListChannels leaves out channels whose breaker is open; AbandonPayOrder does
+not count against the channel; RunJob runs a scheduled job now (under its
+shared lock).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from typing import Any
@@ -23,8 +29,11 @@ from services.common.db import Database, execute
 from services.common.errors import InvalidStateError
 from services.common.rpc import call
 from services.common.server import client_channel
+from services.payment.channel.errors import ChannelUnavailableError
 from services.payment.channels import ChannelRegistry
+from services.payment.guards import Guards
 from services.payment.processing import SuccessProcessor
+from services.payment.recovery import Fulfilment
 from services.payment.schema import PAY_ORDER_COLUMNS
 
 __all__ = ["ACK_FAIL", "ACK_SUCCESS", "PaymentServicer"]
@@ -45,6 +54,15 @@ _STATE = {
 
 def _now() -> int:
     return int(time.time() * 1000)
+
+
+def crash_point(point: str) -> None:
+    """Test-only: exit at once (like kill -9) at ``point`` while
+    ``ATX_CRASH_<POINT>=file:/path`` names an existing file."""
+    value = os.environ.get(f"ATX_CRASH_{point.upper()}", "")
+    if value.startswith("file:") and os.path.exists(value[len("file:") :]):
+        logger.error("injected crash at %s", point)
+        os._exit(75)
 
 
 def _pay_order(row: tuple[Any, ...]) -> pb.PayOrder:
@@ -72,10 +90,15 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         notify_address: str,
         pay_ttl: float = 900.0,
         channel_margin: float = 60.0,
+        *,
+        guards: Guards,
+        fulfilment: Fulfilment,
     ) -> None:
         self.db = db
         self.channels = channels
         self.processor = processor
+        self.guards = guards
+        self.fulfilment = fulfilment
         self.orders = order_pb2_grpc.OrderServiceStub(client_channel(order_address))
         self.notify_address = notify_address
         self.pay_ttl = pay_ttl
@@ -108,9 +131,29 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
     def ListChannels(
         self, request: pb.ListChannelsRequest, context: grpc.ServicerContext
     ) -> pb.ListChannelsResponse:
+        names = self.channels.names()
+        breaker = self.guards.breaker
+        if breaker is not None:
+            try:
+                names = breaker.available_channels(names, request.user_id)
+            except Exception:  # Redis down: better list every channel than none
+                logger.exception("breaker unavailable: listing every channel")
         return pb.ListChannelsResponse(
-            channels=[pb.PaymentChannel(name=n, display_name=n) for n in self.channels.names()]
+            channels=[pb.PaymentChannel(name=n, display_name=n) for n in names]
         )
+
+    def _allow(self, channel: str, user_id: str) -> None:
+        """Refuse a pay order at a channel whose breaker is open (for this user)."""
+        breaker = self.guards.breaker
+        if breaker is None:
+            return
+        try:
+            allowed = breaker.allow(channel, user_id)
+        except Exception:
+            logger.exception("breaker unavailable: allowing channel %s", channel)
+            return
+        if not allowed:
+            raise ChannelUnavailableError(channel, "circuit open: choose another channel")
 
     @map_errors
     def CreatePayOrder(
@@ -130,6 +173,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             # A previous precreate failed; the channel's precreate is idempotent.
             pay_order_id, amount = str(existing[0][0]), int(existing[0][4])
             channel_expire_at, subject = int(existing[0][10]), str(existing[0][1])
+            self._allow(request.channel, str(existing[0][2]))
         else:
             pay_order_id, amount, channel_expire_at, subject = self._insert(request)
         result = client.precreate(
@@ -153,6 +197,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             raise InvalidStateError(
                 "order", order.order_id, order_pb2.OrderState.Name(order.state), "pay"
             )
+        self._allow(request.channel, order.user_id)
         now = _now()
         pay_order_id = f"p-{uuid.uuid4().hex[:20]}"
         expire_at = now + int(self.pay_ttl * 1000)
@@ -195,7 +240,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         if row[5] in ("PENDING", "ABANDONED"):
             trade = self.channels.get(row[3]).query(row[0])
             if trade.paid and trade.total_amount == row[4]:
-                self.processor.settle(row[0], trade.trade_no, trade.paid_time_ms or _now())
+                self.fulfilment.fulfil(row[0], trade.trade_no, trade.paid_time_ms or _now())
         return pb.QueryPayOrderResponse(
             pay_order=self.committed_view(self.get(request.pay_order_id))
         )
@@ -218,22 +263,31 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                 "refused notification from %s for %r: %s", request.channel, out_trade_no, error
             )
             return pb.HandleNotificationResponse(ack=ACK_FAIL)
-        if not note.paid:
-            # WAIT_BUYER_PAY / TRADE_CLOSED: nothing to settle here.
+        replay = self.guards.replay
+        if replay.seen(request.channel, note.notify_id):
+            logger.info("notification %s replayed: ignored", note.notify_id)
             return pb.HandleNotificationResponse(ack=ACK_SUCCESS)
+        if note.paid:
+            try:
+                outcome = self.fulfilment.fulfil(
+                    note.out_trade_no,
+                    note.trade_no,
+                    note.gmt_payment_ms or _now(),
+                    notify_id=note.notify_id,
+                    status=note.trade_status,
+                )
+            except Exception as error:
+                logger.warning(
+                    "success processing of %s failed, channel will retry: %s", out_trade_no, error
+                )
+                return pb.HandleNotificationResponse(ack=ACK_FAIL)
+            logger.info("notification %s for %s: %s", note.notify_id, out_trade_no, outcome)
+        # else WAIT_BUYER_PAY / TRADE_CLOSED: our timeout job closes with a query.
+        crash_point("notify_ack")  # committed, not yet acknowledged
         try:
-            self.processor.settle(
-                note.out_trade_no,
-                note.trade_no,
-                note.gmt_payment_ms or _now(),
-                notify_id=note.notify_id,
-                status=note.trade_status,
-            )
-        except Exception as error:
-            logger.warning(
-                "success processing of %s failed, channel will retry: %s", out_trade_no, error
-            )
-            return pb.HandleNotificationResponse(ack=ACK_FAIL)
+            replay.remember(request.channel, note.notify_id)
+        except Exception:  # the row lock and settled state still make a replay a no-op
+            logger.exception("could not remember notification %s", note.notify_id)
         return pb.HandleNotificationResponse(ack=ACK_SUCCESS)
 
     @map_errors
@@ -248,8 +302,15 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                 " AND state = ?",
                 ("ABANDONED", _now(), request.pay_order_id, "PENDING"),
             ).close()
-        return pb.AbandonPayOrderResponse(pay_order=_pay_order(self.get(request.pay_order_id)))
+        row = self.get(request.pay_order_id)
+        if self.guards.breaker is not None:
+            # Not the channel's fault: neither success nor failure; frees a held probe.
+            self.guards.breaker.record_ignored(str(row[3]), str(row[2]))
+        return pb.AbandonPayOrderResponse(pay_order=_pay_order(row))
 
     @map_errors
     def RunJob(self, request: pb.RunJobRequest, context: grpc.ServicerContext) -> pb.RunJobResponse:
-        raise NotFoundError(f"no payment job {request.job!r} in this build", job=request.job)
+        if not request.job:
+            raise InvalidArgumentError("job is required (compensation or timeout_close)")
+        run = self.guards.runner.run_now(request.job)
+        return pb.RunJobResponse(ran=run.ran, processed=run.processed)

@@ -62,17 +62,19 @@ def stock(shop: Shop, cid: str) -> int:
 
 
 def order(shop: Shop, user: str, cid: str, quantity: int = 1) -> order_pb2.Order:
-    return rpc(
+    reply: order_pb2.CreateOrderResponse = rpc(
         shop.orders.CreateOrder,
         order_pb2.CreateOrderRequest(user_id=user, collectible_id=cid, quantity=quantity),
-    ).order
+    )
+    return reply.order
 
 
 def pay_order(shop: Shop, order_id: str) -> payment_pb2.PayOrder:
-    return rpc(
+    reply: payment_pb2.CreatePayOrderResponse = rpc(
         shop.payments.CreatePayOrder,
         payment_pb2.CreatePayOrderRequest(order_id=order_id, channel=CHANNEL_NAME),
-    ).pay_order
+    )
+    return reply.pay_order
 
 
 def simulate_pay(shop: Shop, pay_order_id: str) -> None:

@@ -28,12 +28,13 @@ def test_redis_submission_tokens(shop_factory: ShopFactory, redis_url: str) -> N
         return str(reply.submit_token)
 
     def submit(tok: str, quantity: int = 1) -> order_pb2.CreateOrderResponse:
-        return h.rpc(
+        reply: order_pb2.CreateOrderResponse = h.rpc(
             shop.orders.CreateOrder,
             order_pb2.CreateOrderRequest(
                 user_id="kim", collectible_id=cid, quantity=quantity, submit_token=tok
             ),
         )
+        return reply
 
     first_token = token()
     first = submit(first_token)
@@ -67,3 +68,20 @@ def test_redis_submission_tokens(shop_factory: ShopFactory, redis_url: str) -> N
     rows = h.db(shop, "order").query("SELECT COUNT(*) FROM orders WHERE user_id = 'kim'")
     assert rows == [(2,)]
     assert h.stock(shop, cid) == 8
+
+    # Deterministic concurrent duplicate: a first submission still in flight
+    # (begun, not finished) makes the duplicate be refused, and the refusal says so.
+    from services.payment.channel.tokens import SubmissionTokens, fingerprint
+
+    in_flight = token()
+    tokens = SubmissionTokens(redis_url)
+    try:
+        params = {"collectible_id": cid, "quantity": 1}
+        assert tokens.begin(in_flight, fingerprint(params), "kim") is None
+        with pytest.raises(AtxError) as duplicate:
+            submit(in_flight)
+        assert duplicate.value.code == "SUBMISSION_IN_PROGRESS"
+        assert "already in progress" in duplicate.value.message
+        assert h.stock(shop, cid) == 8  # nothing created for the duplicate
+    finally:
+        tokens.close()
