@@ -1,18 +1,24 @@
 """TC throughput against the bare gRPC echo ceiling of the same gRPC stack.
 
-Run:  .venv/bin/python bench/bench_tc.py [--seconds 2] [--rounds 3] [--concurrency 32]
+Run:  .venv/bin/python bench/bench_tc.py [--seconds 3] [--rounds 5] [--clients 2]
+      [--concurrency 32] [--threaded-echo]
 
 It starts, each in its own process: an echo server (grpc.aio, the TC's
 server type; with ``--threaded-echo`` also the threaded server, to compare),
-and a TC on a fresh SQLite store. A grpc.aio client with ``--concurrency``
-tasks then measures, one after the other:
+and a TC on a fresh SQLite store. ``--clients`` client processes (grpc.aio,
+``--concurrency`` tasks in all; never in a server's process, so no client
+shares a server's GIL) then measure, interleaved round by round, with the
+same client setup for every server:
 
 - echo RPC/s (a unary call returning its request),
 - empty global transactions/s (Begin + Commit: 2 RPCs),
 - two-branch transactions/s (Begin, 2 x BranchRegister, Commit: 4 RPCs) with
-  an RM attached over the Attach stream answering every BranchCommit.
+  an RM attached over the Attach stream (one per client process) answering
+  every BranchCommit.
 
-efficiency = transactions/s x RPCs per transaction / echo RPC/s
+efficiency = transactions/s x RPCs per transaction / echo RPC/s (per round,
+then the median over rounds); the CPU efficiency is the same ratio in server
+CPU time per RPC, which load from other processes disturbs less.
 """
 
 from __future__ import annotations
@@ -20,14 +26,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import multiprocessing
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -96,10 +105,21 @@ def cpu_seconds(pid: int) -> float:
 
 
 # --- the load ------------------------------------------------------------------------
+#: Set in client processes: every client starts measuring at the same moment.
+_BARRIER: Any = None
+_MANAGER: Any = None
+
+
+def _manager() -> Any:
+    global _MANAGER
+    if _MANAGER is None:
+        _MANAGER = multiprocessing.get_context("spawn").Manager()
+    return _MANAGER
+
+
 async def run_load(
     seconds: float, concurrency: int, one: Callable[[], Awaitable[None]]
 ) -> tuple[int, float]:
-    stop_at = time.perf_counter() + seconds
     count = 0
 
     async def worker() -> None:
@@ -110,7 +130,10 @@ async def run_load(
 
     # Warm up, then measure.
     await asyncio.gather(*(one() for _ in range(concurrency)))
+    if _BARRIER is not None:
+        await asyncio.to_thread(_BARRIER.wait)
     started = time.perf_counter()
+    stop_at = started + seconds
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return count, time.perf_counter() - started
 
@@ -127,16 +150,18 @@ async def bench_echo(address: str, seconds: float, concurrency: int) -> float:
     return count / elapsed
 
 
-async def attach_rm(channel: grpc.aio.Channel, resources: list[str]) -> asyncio.Task[None]:
+async def attach_rm(
+    channel: grpc.aio.Channel, resources: list[str], client_id: str
+) -> asyncio.Task[None]:
     stub = rm_grpc.ResourceManagerServiceStub(channel)
     outbox: asyncio.Queue[rm_pb2.AttachRequest] = asyncio.Queue()
     outbox.put_nowait(
         rm_pb2.AttachRequest(
-            register=rm_pb2.RegisterResources(client_id="bench-rm", resource_ids=resources)
+            register=rm_pb2.RegisterResources(client_id=client_id, resource_ids=resources)
         )
     )
 
-    async def requests():  # type: ignore[no-untyped-def]
+    async def requests() -> AsyncIterator[rm_pb2.AttachRequest]:
         while True:
             yield await outbox.get()
 
@@ -167,12 +192,15 @@ async def attach_rm(channel: grpc.aio.Channel, resources: list[str]) -> asyncio.
     return task
 
 
-async def bench_tc(address: str, seconds: float, concurrency: int, branches: int) -> float:
+async def bench_tc(
+    address: str, seconds: float, concurrency: int, branches: int, client: int = 0
+) -> float:
     async with grpc.aio.insecure_channel(address) as channel:
         tm = tm_grpc.TransactionManagerServiceStub(channel)
         rm = rm_grpc.ResourceManagerServiceStub(channel)
-        rm_task = await attach_rm(channel, ["db1", "db2"]) if branches else None
-        keys = itertools.count()
+        rm_id = f"bench-rm-{client}"
+        rm_task = await attach_rm(channel, ["db1", "db2"], rm_id) if branches else None
+        keys = (f"{client}-{n}" for n in itertools.count())
 
         async def one() -> None:
             xid = (await tm.Begin(tm_pb2.BeginRequest(timeout_ms=60_000))).xid
@@ -183,7 +211,7 @@ async def bench_tc(address: str, seconds: float, concurrency: int, branches: int
                         resource_id=f"db{b + 1}",
                         branch_type=1,  # type: ignore[arg-type]
                         lock_keys=f"t:{next(keys)}",
-                        client_id="bench-rm",
+                        client_id=rm_id,
                     )
                 )
             reply = await tm.Commit(tm_pb2.CommitRequest(xid=xid))
@@ -197,11 +225,44 @@ async def bench_tc(address: str, seconds: float, concurrency: int, branches: int
     return count / elapsed
 
 
+def _client(
+    barrier: Any, kind: str, address: str, seconds: float, concurrency: int, index: int
+) -> float:
+    """One client process: its rate (RPC/s for echo, tx/s for the TC)."""
+    global _BARRIER
+    _BARRIER = barrier
+    if kind == "echo":
+        return asyncio.run(bench_echo(address, seconds, concurrency))
+    branches = 2 if kind == "two-branch" else 0
+    return asyncio.run(bench_tc(address, seconds, concurrency, branches, index))
+
+
+def measure(
+    pool: Any, clients: int, kind: str, address: str, seconds: float, concurrency: int, pid: int
+) -> tuple[float, float]:
+    """Total rate over ``clients`` processes, and the server's CPU seconds per unit."""
+    barrier = _manager().Barrier(clients + 1)
+    per_client = max(1, concurrency // clients)
+    jobs = [
+        pool.apply_async(_client, (barrier, kind, address, seconds, per_client, i))
+        for i in range(clients)
+    ]
+    barrier.wait()
+    before = cpu_seconds(pid)
+    started = time.perf_counter()
+    rates = [job.get(timeout=120 + 4 * seconds) for job in jobs]
+    # The window ends when the slowest client stops; CPU after it is only teardown.
+    used = cpu_seconds(pid) - before
+    rate = sum(rates)
+    return rate, used / max(rate * min(seconds, time.perf_counter() - started), 1e-9)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=32, help="client tasks in all")
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument(
         "--threaded-echo", action="store_true", help="also measure the threaded server"
     )
@@ -247,50 +308,44 @@ def main() -> int:
         address = f"127.0.0.1:{tc_port}"
         print(
             f"# {args.rounds} interleaved rounds of {args.seconds:.1f} s per measurement, "
-            f"{args.concurrency} concurrent aio client tasks, {os.cpu_count()} CPUs"
+            f"{args.clients} client processes with {args.concurrency} aio tasks in all, "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
         )
         # Interleaving echo and TC runs keeps a noisy machine from favouring one side.
-        totals: dict[str, list[float]] = {}
-        cpu: dict[str, float] = {}  # server CPU seconds per unit (RPC or transaction)
-        pids = {kind: processes[i].pid for i, kind in enumerate(echo_ports)}
+        rates: dict[str, list[float]] = {}
+        cpus: dict[str, list[float]] = {}  # server CPU seconds per unit (RPC or transaction)
+        pids = {f"echo-{kind}": processes[i].pid for i, kind in enumerate(echo_ports)}
         assert tc.process is not None
-        for _ in range(args.rounds):
-            for kind, port in echo_ports.items():
-                before = cpu_seconds(pids[kind])
-                rate = asyncio.run(bench_echo(f"127.0.0.1:{port}", args.seconds, args.concurrency))
-                used = cpu_seconds(pids[kind]) - before
-                cpu[f"echo-{kind}"] = cpu.get(f"echo-{kind}", 0.0) + used / (rate * args.seconds)
-                totals.setdefault(f"echo-{kind}", []).append(rate)
-            for label, branches in (("empty", 0), ("two-branch", 2)):
-                before = cpu_seconds(tc.process.pid)
-                rate = asyncio.run(bench_tc(address, args.seconds, args.concurrency, branches))
-                used = cpu_seconds(tc.process.pid) - before
-                cpu[label] = cpu.get(label, 0.0) + used / (rate * args.seconds)
-                totals.setdefault(label, []).append(rate)
-        mean = {k: sum(v) / len(v) for k, v in totals.items()}
+        runs = [(f"echo-{kind}", "echo", f"127.0.0.1:{port}") for kind, port in echo_ports.items()]
+        runs += [(label, label, address) for label in ("empty", "two-branch")]
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(args.clients) as pool:
+            for _ in range(args.rounds):
+                for label, kind, target in runs:
+                    pid = pids.get(label, tc.process.pid)
+                    rate, cpu = measure(
+                        pool, args.clients, kind, target, args.seconds, args.concurrency, pid
+                    )
+                    rates.setdefault(label, []).append(rate)
+                    cpus.setdefault(label, []).append(cpu)
+        median = statistics.median
         for kind in echo_ports:
-            print(f"echo ({kind} server): {mean[f'echo-{kind}']:9.0f} RPC/s")
-        ceiling = mean["echo-aio"]
-        for label, rpcs in (("empty", 2), ("two-branch", 4)):
-            tps = mean[label]
-            per_round = [
-                t * rpcs / e for t, e in zip(totals[label], totals["echo-aio"], strict=True)
-            ]
+            label = f"echo-{kind}"
             print(
-                f"TC {label:10s} {tps:9.0f} tx/s = {tps * rpcs:7.0f} RPC/s, "
-                f"efficiency {tps * rpcs / ceiling:.2f} "
-                f"(per round: {', '.join(f'{x:.2f}' for x in per_round)})"
+                f"echo ({kind} server): {median(rates[label]):7.0f} RPC/s median "
+                f"(rounds: {', '.join(f'{x:.0f}' for x in rates[label])}), "
+                f"server CPU {median(cpus[label]) * 1e6:4.0f} us/RPC"
             )
-        # Server CPU per RPC is robust to other load on the machine: the same
-        # ratio, measured in CPU time instead of wall-clock throughput.
-        echo_cpu = cpu["echo-aio"] / args.rounds
-        print(f"server CPU per echo RPC: {echo_cpu * 1e6:7.0f} us")
         for label, rpcs in (("empty", 2), ("two-branch", 4)):
-            per_tx = cpu[label] / args.rounds
+            eff = [t * rpcs / e for t, e in zip(rates[label], rates["echo-aio"], strict=True)]
+            cpu_eff = [e * rpcs / t for t, e in zip(cpus[label], cpus["echo-aio"], strict=True)]
             print(
-                f"server CPU per {label:10s} tx: {per_tx * 1e6:7.0f} us "
-                f"= {per_tx / rpcs * 1e6:5.0f} us/RPC, "
-                f"CPU efficiency {echo_cpu * rpcs / per_tx:.2f}"
+                f"TC {label:10s} {median(rates[label]):6.0f} tx/s median; "
+                f"efficiency {median(eff):.2f} "
+                f"(rounds: {', '.join(f'{x:.2f}' for x in eff)}); "
+                f"server CPU {median(cpus[label]) * 1e6:5.0f} us/tx, "
+                f"CPU efficiency {median(cpu_eff):.2f} "
+                f"(rounds: {', '.join(f'{x:.2f}' for x in cpu_eff)})"
             )
         tc.terminate()
     finally:

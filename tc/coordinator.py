@@ -28,7 +28,7 @@ from tc.metrics import TCMetrics
 from tc.phase_two import PhaseTwo, now_ms
 from tc.runner import StoreRunner
 from tc.session import COMMIT_PHASE_TWO, ROLLBACK_PHASE_TWO
-from tc.store.base import BranchRecord, GlobalRecord, SessionStore
+from tc.store.base import BranchRecord, GlobalRecord, RowLock, SessionStore
 from tc.xid import make_xid, parse_xid
 
 __all__ = ["TransactionCoordinator"]
@@ -104,45 +104,74 @@ class TransactionCoordinator:
         _check_text("transaction_name", name)
         _check_text("application_id", application_id)
         timeout_ms = timeout_ms or self.config.default_timeout_ms
-        transaction_id = await self.run(self.store.next_id)
-        xid = make_xid(self.config.advertise_host, self.config.port, transaction_id)
-        now = now_ms()
-        record = GlobalRecord(
-            xid=xid,
-            transaction_id=transaction_id,
-            status=G.BEGIN,
-            application_id=application_id,
-            transaction_name=name,
-            timeout_ms=timeout_ms,
-            begin_time_ms=now,
-            modified_time_ms=now,
-            # A Begin session is "due" at its deadline: the timeout job finds it then.
-            next_retry_ms=now + timeout_ms,
-        )
-        await self.run(self.store.insert_global, record)
+        xid = await self.run(self._insert_begin, timeout_ms, name, application_id)
         self.metrics.begun.inc()
         self.metrics.active.inc()
         logger.debug("%s begun (timeout %d ms)", xid, timeout_ms, extra={"xid": xid})
         return xid
+
+    def _insert_begin(self, timeout_ms: int, name: str, application_id: str) -> str:
+        """One store step (one thread hop or one batch slot): id and insert."""
+        transaction_id = self.store.next_id()
+        xid = make_xid(self.config.advertise_host, self.config.port, transaction_id)
+        now = now_ms()
+        self.store.insert_global(
+            GlobalRecord(
+                xid=xid,
+                transaction_id=transaction_id,
+                status=G.BEGIN,
+                application_id=application_id,
+                transaction_name=name,
+                timeout_ms=timeout_ms,
+                begin_time_ms=now,
+                modified_time_ms=now,
+                # A Begin session is "due" at its deadline: the timeout job finds it then.
+                next_retry_ms=now + timeout_ms,
+            )
+        )
+        return xid
+
+    def _commit_step(self, xid: str, lease_ms: int) -> tuple[GlobalRecord | None, bool]:
+        """Begin → AsyncCommitting with the locks released; a session without
+        branches goes straight on to Committed (history), in the same store
+        step. Returns the session (with branches) and whether it moved."""
+        branches = None
+        if self.run.atomic_steps:
+            # Read, decide, write in one store transaction: an empty session
+            # never needs its AsyncCommitting status written.
+            record = self.store.get_global(xid)
+            if record is None or record.status != G.BEGIN:
+                return record, False
+            if not record.branches:
+                self.store.finish_global(xid, G.COMMITTED)
+                record.status = G.COMMITTED
+                return record, True
+            branches = record.branches
+        updated = self.store.change_status(
+            xid, (G.BEGIN,), G.ASYNC_COMMITTING, release_locks=True, next_retry_ms=lease_ms
+        )
+        if updated is None:
+            return self.store.get_global(xid, with_branches=False), False
+        if branches is not None:
+            updated.branches = branches
+            return updated, True
+        record = self.store.get_global(xid)
+        if record is not None and not record.branches:
+            self.store.finish_global(xid, G.COMMITTED)
+            record.status = G.COMMITTED
+        return record, True
 
     async def commit(self, xid: str) -> G:
         parse_xid(xid)
         # Compare-and-set first: the common case costs no extra read. A commit
         # that arrives after the timeout but before the timeout job rolled the
         # transaction back still commits: its locks were held until now.
-        updated = await self.run(
-            self.store.change_status,
-            xid,
-            (G.BEGIN,),
-            G.ASYNC_COMMITTING,
-            release_locks=True,
-            next_retry_ms=self.phase_two.lease_ms(),
-        )
-        if updated is None:
-            return self._commit_answer(await self._get(xid, with_branches=False))
-        record = await self._get(xid)
-        if not record.branches:
-            await self.run(self.store.finish_global, xid, G.COMMITTED)
+        record, moved = await self.run(self._commit_step, xid, self.phase_two.lease_ms())
+        if record is None:
+            raise GlobalTransactionNotFoundError(xid)
+        if not moved:
+            return self._commit_answer(record)
+        if record.status == G.COMMITTED:
             self.phase_two.ended(xid, G.COMMITTED)
             return G.COMMITTED
         self._background(asyncio.create_task(self.phase_two.commit(record)))
@@ -217,12 +246,45 @@ class TransactionCoordinator:
                 f"branch type {branch_type.name} is not supported (only AT)", xid=xid
             )
         rows = parse_lock_keys(resource_id, lock_keys)
-        branch_id = await self.run(self.store.next_id)
+        try:
+            branch_id = await self.run(
+                self._insert_branch,
+                xid,
+                xid_parts.transaction_id,
+                resource_id,
+                branch_type,
+                lock_keys,
+                application_data,
+                client_id,
+                rows,
+            )
+        except LockConflictError:
+            self.metrics.lock_conflicts.inc()
+            raise
+        self.metrics.branches.inc()
+        logger.debug(
+            "%s: branch %d registered on %s", xid, branch_id, resource_id, extra={"xid": xid}
+        )
+        return branch_id
+
+    def _insert_branch(
+        self,
+        xid: str,
+        transaction_id: int,
+        resource_id: str,
+        branch_type: BranchType,
+        lock_keys: str,
+        application_data: str,
+        client_id: str,
+        rows: list[RowLock],
+    ) -> int:
+        """One store step: a branch id, the locks and the branch."""
+        branch_id = self.store.next_id()
         now = now_ms()
         branch = BranchRecord(
             branch_id=branch_id,
             xid=xid,
-            transaction_id=xid_parts.transaction_id,
+            transaction_id=transaction_id,
             resource_id=resource_id,
             branch_type=branch_type,
             status=BranchStatus.REGISTERED,
@@ -232,15 +294,7 @@ class TransactionCoordinator:
             begin_time_ms=now,
             modified_time_ms=now,
         )
-        try:
-            await self.run(self.store.register_branch, branch, rows)
-        except LockConflictError:
-            self.metrics.lock_conflicts.inc()
-            raise
-        self.metrics.branches.inc()
-        logger.debug(
-            "%s: branch %d registered on %s", xid, branch_id, resource_id, extra={"xid": xid}
-        )
+        self.store.register_branch(branch, rows)
         return branch_id
 
     async def branch_report(self, xid: str, branch_id: int, status: BranchStatus) -> None:

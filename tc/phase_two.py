@@ -58,6 +58,11 @@ class PhaseTwo:
         self.metrics = metrics
         #: Sessions this node is driving now; the jobs skip them.
         self.busy: set[str] = set()
+        # Label lookups resolved once, not per branch.
+        self._latency = {
+            rollback: metrics.phase_two_latency.labels(action="rollback" if rollback else "commit")
+            for rollback in (False, True)
+        }
 
     def lease_ms(self) -> int:
         """How long a node owns a session it is driving before others may retry it."""
@@ -86,8 +91,7 @@ class PhaseTwo:
         except (NoChannelError, BranchDispatchError) as error:
             retry = B.PHASE_TWO_ROLLBACK_FAILED_RETRYABLE
             return (retry if rollback else B.PHASE_TWO_COMMIT_FAILED_RETRYABLE), error.message
-        action = "rollback" if rollback else "commit"
-        self.metrics.phase_two_latency.labels(action=action).observe(time.perf_counter() - started)
+        self._latency[rollback].observe(time.perf_counter() - started)
         return result_status(result), result.message
 
     # --- commit ---------------------------------------------------------------

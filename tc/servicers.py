@@ -9,7 +9,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
-from atx.errors import InvalidArgumentError, map_errors
+from atx.errors import AtxError, InvalidArgumentError, abort_async, map_errors
 from atx.status import BranchStatus, BranchType, GlobalStatus
 from atx.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 from atx.v1 import resource_manager_pb2 as rm_pb2
@@ -97,16 +97,19 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
 def tracked(handler: F) -> F:
-    """Count the call as in flight (graceful shutdown waits for it) and map errors."""
-    mapped = map_errors(handler)
+    """Count the call as in flight (graceful shutdown waits for it) and map errors
+    (``map_errors`` folded in: one coroutine layer less on the hot path)."""
 
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Any, context: Any) -> Any:
-        self.tc.in_flight += 1
+        tc = self.tc
+        tc.in_flight += 1
         try:
-            return await mapped(self, request, context)
+            return await handler(self, request, context)
+        except AtxError as error:
+            await abort_async(context, error)
         finally:
-            self.tc.in_flight -= 1
+            tc.in_flight -= 1
 
     return wrapper  # type: ignore[return-value]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
 
 from tc.errors import InvalidXidError
@@ -9,6 +11,7 @@ from tc.errors import InvalidXidError
 __all__ = ["Xid", "make_xid", "parse_xid"]
 
 MAX_XID_LENGTH = 128
+_SPACE = re.compile(r"\s")
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,12 @@ def make_xid(host: str, port: int, transaction_id: int) -> str:
     return f"{host}:{port}:{transaction_id}"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_xid(xid: str) -> Xid:
-    """Validate an XID from a request; empty or garbage raises InvalidXidError."""
+    """Validate an XID from a request; empty or garbage raises InvalidXidError.
+
+    Cached: a transaction's XID arrives with each of its requests (errors are
+    not cached)."""
     if not xid:
         raise InvalidXidError(xid, "it is empty")
     if len(xid) > MAX_XID_LENGTH:
@@ -35,7 +42,7 @@ def parse_xid(xid: str) -> Xid:
     host, _, port = rest.rpartition(":")
     if not host or not port.isdigit() or not tid.isdigit() or not tid.isascii():
         raise InvalidXidError(xid, "expected host:port:transactionId")
-    if any(c.isspace() for c in host):
+    if _SPACE.search(host):
         raise InvalidXidError(xid, "the host contains white space")
     transaction_id = int(tid)
     if transaction_id <= 0 or not 0 < int(port) < 65536:

@@ -19,7 +19,7 @@ class Boom(Exception):
     pass
 
 
-def wait_until(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
+def wait_until(predicate: Any, timeout: float = 60.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

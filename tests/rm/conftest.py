@@ -134,7 +134,7 @@ def db(make_db: DatabaseFactory) -> Database:
     return make_db()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -143,7 +143,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str =
     raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
 
 
-def wait_final(tc: TCClient, xid: str, timeout: float = 20.0) -> GlobalStatus:
+def wait_final(tc: TCClient, xid: str, timeout: float = 60.0) -> GlobalStatus:
     """Wait until the TC shows a final status (or forgets the session: Finished)."""
     status: list[GlobalStatus] = []
 

@@ -102,7 +102,7 @@ def tc(tc_factory: TCFactory) -> RunningTC:
     return tc_factory()
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
