@@ -1,9 +1,16 @@
-"""Shared set-up for the RM benchmarks: a scratch MariaDB database and a TC process."""
+"""Shared set-up for the RM benchmarks: a scratch MariaDB database, a TC process, and a
+bare gRPC echo server on the TC's server stack (grpc.aio) to compare RPC costs against.
+
+``python bench/_common.py --serve-echo PORT`` runs the echo server (used by echo_process).
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -12,6 +19,8 @@ import pymysql
 
 from atx.dsn import parse_mysql_url
 from atx.testing import ManagedProcess, free_port, start_process
+
+ECHO_METHOD = "/bench.Echo/Echo"
 
 MYSQL_URL = os.environ.get("ATX_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/")
 
@@ -47,3 +56,43 @@ def tc_process() -> Iterator[ManagedProcess]:
             yield process
         finally:
             process.kill()
+
+
+@contextlib.contextmanager
+def echo_process() -> Iterator[ManagedProcess]:
+    """A grpc.aio echo server (returns its request bytes) on a free port."""
+    port = free_port()
+    process = ManagedProcess(
+        [sys.executable, os.path.abspath(__file__), "--serve-echo", str(port)], port
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+async def _serve_echo(port: int) -> None:
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    async def echo(request: bytes, context: object) -> bytes:
+        return request
+
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    handler = grpc.unary_unary_rpc_method_handler(echo)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler}),)
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)  # type: ignore[no-untyped-call]
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve-echo", type=int, required=True, metavar="PORT")
+    asyncio.run(_serve_echo(parser.parse_args().serve_echo))

@@ -1,4 +1,4 @@
-"""An AT branch vs a plain local transaction on MariaDB (target: <= 3x).
+"""An AT branch vs a plain local transaction on MariaDB (target: <= 3x), with a breakdown.
 
 The AT branch is a one-row UPDATE by primary key through the proxy inside a
 global transaction: before image, UPDATE, after image, BranchRegister RPC to a
@@ -6,93 +6,259 @@ real TC, undo-log INSERT, local COMMIT. The baseline is the same UPDATE and
 COMMIT on a raw PyMySQL connection. Global begin/commit are outside the timing
 (they belong to the transaction, not to the branch); 50 branches per transaction.
 
-Run: .venv/bin/python bench/bench_branch.py   (ATX_BENCH_N=2000 for more rounds)
+For the breakdown it also measures, interleaved with the above:
+- "DB floor": the branch's five statements (SELECT ... FOR UPDATE, UPDATE,
+  SELECT by pk, undo INSERT, COMMIT) sent by raw PyMySQL, no RM code, no RPC;
+- the same with a real BranchRegister RPC before the undo INSERT: the AT branch
+  without any RM code, so "AT - this" is the RM's own cost;
+- the AT branch again, but each global transaction's phase two (BranchCommit over
+  the Attach stream, undo-row deletion) is waited for, untimed, before the next
+  begins: the difference is the interference of asynchronous phase two;
+- the BranchRegister RPC alone against the same TC;
+- a bare echo RPC of the same size on the same gRPC stack (grpc.aio server in
+  its own process, the RM's sync client), which separates gRPC cost from TC cost;
+- main-thread CPU time per AT branch and per plain transaction (time.thread_time).
+
+Each figure is the median over ROUNDS rounds of N operations; the kinds take turns
+in each round so that the machine's noise hits them alike.
+
+Run: .venv/bin/python bench/bench_branch.py   (ATX_BENCH_N=300 per round, ATX_BENCH_ROUNDS=7)
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import grpc
 import pymysql
-from _common import scratch_database, tc_process
+from _common import ECHO_METHOD, echo_process, scratch_database, tc_process
 
 import rm
 from atx.dsn import parse_mysql_url
+from atx.errors import GlobalTransactionNotFoundError
+from atx.v1 import resource_manager_pb2 as rm_pb2
 
-N = int(os.environ.get("ATX_BENCH_N", "1000"))
+N = int(os.environ.get("ATX_BENCH_N", "300"))
+ROUNDS = int(os.environ.get("ATX_BENCH_ROUNDS", "7"))
 PER_TRANSACTION = 50
 ROWS = 1000
 SQL = "UPDATE t SET v = v + 1 WHERE id = %s"
+RESOURCE = "bench-branch"  # every branch registers for the proxy's resource: our RM ends them
+
+Timing = tuple[float, float]  # (wall seconds per op, main-thread CPU seconds per op)
 
 
-def plain(url: str) -> float:
-    connection = pymysql.connect(**parse_mysql_url(url).connect_kwargs(), autocommit=False)
-    cursor = connection.cursor()
-    started = time.perf_counter()
-    for i in range(N):
-        cursor.execute(SQL, (i % ROWS + 1,))
+def timed(run: Callable[[], None]) -> Timing:
+    wall, cpu = time.perf_counter(), time.thread_time()
+    run()
+    return (time.perf_counter() - wall) / N, (time.thread_time() - cpu) / N
+
+
+class Bench:
+    def __init__(self, url: str, echo_address: str) -> None:
+        kwargs = parse_mysql_url(url).connect_kwargs()
+        self.raw = pymysql.connect(**kwargs, autocommit=False)
+        self.raw_cursor = self.raw.cursor()
+        self.proxy = rm.connect_mysql(url, resource_id=RESOURCE, create_undo_table=True)
+        self.proxy_cursor = self.proxy.cursor()
+        self.tc = rm.get_tc_client()
+        self.echo_channel = grpc.insecure_channel(echo_address)
+        self.echo = self.echo_channel.unary_unary(ECHO_METHOD)
+        self.payload = rm_pb2.BranchRegisterRequest(
+            xid="127.0.0.1:8091:1234567890123", resource_id="bench-register", lock_keys="t:1"
+        ).SerializeToString()
+        self.row = 0
+        self.floor_id = 0
+        self.register_id = 0
+
+    def _next_row(self) -> int:
+        self.row = self.row % ROWS + 1
+        return self.row
+
+    def plain(self) -> Timing:
+        cursor, connection = self.raw_cursor, self.raw
+
+        def run() -> None:
+            for _ in range(N):
+                cursor.execute(SQL, (self._next_row(),))
+                connection.commit()
+
+        return timed(run)
+
+    def db_floor(self) -> Timing:
+        return self._floor(with_rpc=False)
+
+    def floor_rpc(self) -> Timing:
+        return self._floor(with_rpc=True)
+
+    def _floor(self, with_rpc: bool) -> Timing:
+        cursor, connection = self.raw_cursor, self.raw
+        blob = b"x" * 300  # about the size of this branch's rollback_info
+        xid = self.tc.begin("bench-floor", 60_000) if with_rpc else ""
+
+        def run() -> None:
+            for _ in range(N):
+                row = self._next_row()
+                self.floor_id += 1
+                if with_rpc:
+                    self.tc.branch_register(xid, RESOURCE, f"floor:{self.floor_id}")
+                cursor.execute("SELECT `id`, `v` FROM `t` WHERE id = %s FOR UPDATE", (row,))
+                cursor.fetchall()
+                cursor.execute(SQL, (row,))
+                cursor.execute("SELECT `id`, `v` FROM `t` WHERE `id` IN (%s)", (row,))
+                cursor.fetchall()
+                cursor.execute(
+                    "INSERT INTO `undo_log` (branch_id, xid, context, rollback_info, log_status,"
+                    " log_created, log_modified) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        self.floor_id,
+                        "floor",
+                        "serializer=json",
+                        blob,
+                        0,
+                        "2026-01-01",
+                        "2026-01-01",
+                    ),
+                )
+                connection.commit()
+
+        result = timed(run)
+        cursor.execute("DELETE FROM `undo_log` WHERE xid = 'floor'")
         connection.commit()
-    elapsed = time.perf_counter() - started
-    connection.close()
-    return elapsed / N
+        if with_rpc:  # committed, so that our RM ends it at once: no TC retries later
+            self.tc.commit(xid)
+            self._settle(xid)
+        return result
 
+    def at_branch(self) -> Timing:
+        return self._at(settle=False)
 
-def at_branch(url: str) -> float:
-    proxy = rm.connect_mysql(url, resource_id="bench-branch", create_undo_table=True)
-    channel = rm.ensure_channel()
-    assert channel is not None and channel.wait_connected(10)
-    cursor = proxy.cursor()
-    tc = rm.get_tc_client()
-    total = 0.0
-    done = 0
-    while done < N:
-        xid = tc.begin("bench", 60_000)
-        with rm.bind_xid(xid):
-            started = time.perf_counter()
-            for _ in range(min(PER_TRANSACTION, N - done)):
-                cursor.execute(SQL, (done % ROWS + 1,))
-                proxy.commit()
-                done += 1
-            total += time.perf_counter() - started
-        tc.commit(xid)
-    channel.drain(30)
-    proxy.close()
-    return total / N
+    def at_settled(self) -> Timing:
+        return self._at(settle=True)
 
+    def _settle(self, xid: str) -> None:
+        """Wait (untimed) until phase two of ``xid`` is over: no background work left."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.tc.get_status(xid).is_final:
+                    break
+            except GlobalTransactionNotFoundError:
+                break
+            time.sleep(0.002)
+        channel = rm.ensure_channel()
+        assert channel is not None
+        channel.drain(10)
 
-def register_only() -> float:
-    """The BranchRegister RPC alone (a real TC), for the breakdown."""
-    tc = rm.get_tc_client()
-    total = 0.0
-    for start in range(0, N, PER_TRANSACTION):
-        xid = tc.begin("bench-register", 60_000)
-        started = time.perf_counter()
-        for i in range(start, min(start + PER_TRANSACTION, N)):
-            tc.branch_register(xid, "bench-register", f"t:{i % ROWS + 1}")
-        total += time.perf_counter() - started
-        tc.rollback(xid)
-    return total / N
+    def _at(self, settle: bool) -> Timing:
+        wall = cpu = 0.0
+        done = 0
+        while done < N:
+            xid = self.tc.begin("bench", 60_000)
+            count = min(PER_TRANSACTION, N - done)
+            with rm.bind_xid(xid):
+                started, cpu_started = time.perf_counter(), time.thread_time()
+                for _ in range(count):
+                    self.proxy_cursor.execute(SQL, (self._next_row(),))
+                    self.proxy.commit()
+                wall += time.perf_counter() - started
+                cpu += time.thread_time() - cpu_started
+            done += count
+            self.tc.commit(xid)
+            if settle:
+                self._settle(xid)
+        return wall / N, cpu / N
+
+    def register(self) -> Timing:
+        wall = cpu = 0.0
+        for start in range(0, N, PER_TRANSACTION):
+            xid = self.tc.begin("bench-register", 60_000)
+            started, cpu_started = time.perf_counter(), time.thread_time()
+            for _ in range(start, min(start + PER_TRANSACTION, N)):
+                self.register_id += 1  # fresh keys: the last round's locks may still be held
+                self.tc.branch_register(xid, RESOURCE, f"reg:{self.register_id}")
+            wall += time.perf_counter() - started
+            cpu += time.thread_time() - cpu_started
+            self.tc.commit(xid)
+            self._settle(xid)
+        return wall / N, cpu / N
+
+    def echo_rpc(self) -> Timing:
+        echo, payload = self.echo, self.payload
+
+        def run() -> None:
+            for _ in range(N):
+                echo(payload, timeout=10.0)
+
+        return timed(run)
+
+    def close(self) -> None:
+        self.echo_channel.close()
+        self.proxy.close()
+        self.raw.close()
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
-    with scratch_database(ROWS) as url, tc_process() as tc:
+    kinds = ["plain", "db_floor", "floor_rpc", "at_branch", "at_settled", "register", "echo_rpc"]
+    results: dict[str, list[Timing]] = {k: [] for k in kinds}
+    with scratch_database(ROWS) as url, tc_process() as tc, echo_process() as echo:
         rm.configure(tc_addresses=[tc.address], application_id="bench")
-        plain(url)  # warm-up
-        base = plain(url)
-        branch = at_branch(url)
-        register = register_only()
+        channel = rm.ensure_channel()
+        assert channel is not None and channel.wait_connected(10)
+        bench = Bench(url, echo.address)
+        for kind in kinds:  # warm-up: caches, connections, the TC's first transaction
+            getattr(bench, kind)()
+        for round_ in range(ROUNDS):
+            order = kinds if round_ % 2 == 0 else kinds[::-1]
+            for kind in order:
+                results[kind].append(getattr(bench, kind)())
+        channel.drain(30)
+        bench.close()
         rm.shutdown()
-    print(f"plain local transaction (UPDATE by pk + COMMIT): {base * 1e3:.3f} ms/op")
-    print(f"AT branch (images + BranchRegister + undo log + COMMIT): {branch * 1e3:.3f} ms/op")
-    print(f"  of which the BranchRegister RPC alone: {register * 1e3:.3f} ms/op")
-    print(f"ratio: {branch / base:.2f}x (target <= 3x), N={N}")
+
+    def median(kind: str, index: int = 0) -> float:
+        return statistics.median(t[index] for t in results[kind])
+
+    base = median("plain")
+    ratios = sorted(
+        a[0] / p[0] for a, p in zip(results["at_branch"], results["plain"], strict=True)
+    )
+    line: Any = "{:<58} {:>8.3f} ms/op  (CPU {:>6.3f} ms)"
+    print(f"N={N} per round, median of {ROUNDS} rounds")
+    print(
+        line.format(
+            "plain local transaction (UPDATE by pk + COMMIT)", base * 1e3, median("plain", 1) * 1e3
+        )
+    )
+    for kind, label in [
+        ("db_floor", "DB floor: the branch's 5 statements, raw PyMySQL"),
+        ("floor_rpc", "DB floor + BranchRegister RPC (the AT branch minus RM code)"),
+        ("at_branch", "AT branch (images, BranchRegister, undo INSERT, COMMIT)"),
+        ("at_settled", "AT branch, previous phase two settled (untimed) first"),
+        ("register", "BranchRegister RPC alone"),
+        ("echo_rpc", "bare echo RPC (same client, grpc.aio server)"),
+    ]:
+        print(line.format(label, median(kind) * 1e3, median(kind, 1) * 1e3))
+    print(
+        f"ratio AT / plain: {statistics.median(ratios):.2f}x (median of per-round ratios;"
+        f" min {ratios[0]:.2f}x, max {ratios[-1]:.2f}x; target <= 3x)"
+    )
+    rm_work = median("at_branch") - median("floor_rpc")
+    print(f"RM's own work (AT - floor with RPC): {rm_work * 1e3:.3f} ms/op wall,", end=" ")
+    print(f"{(median('at_branch', 1) - median('floor_rpc', 1)) * 1e3:.3f} ms/op CPU")
+    print(
+        f"floor with RPC / plain (the bound for any AT client): {median('floor_rpc') / base:.2f}x"
+    )
 
 
 if __name__ == "__main__":

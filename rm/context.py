@@ -45,6 +45,8 @@ _xid: contextvars.ContextVar[str | None] = contextvars.ContextVar("atx_xid", def
 _global_lock: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "atx_global_lock", default=False
 )
+#: True inside a global transaction or a global lock scope: the proxy's hot path reads only this.
+_active: contextvars.ContextVar[bool] = contextvars.ContextVar("atx_active", default=False)
 _lock_retry: contextvars.ContextVar[LockRetryPolicy] = contextvars.ContextVar(
     "atx_lock_retry", default=_DEFAULT_POLICY
 )
@@ -86,12 +88,14 @@ def bind_xid(xid: str | None, policy: LockRetryPolicy | None = None) -> Iterator
     if xid is not None and not (isinstance(xid, str) and xid):
         raise ValueError(f"xid must be a non-empty string, got {xid!r}")
     token = _xid.set(xid)
+    active_token = _active.set(xid is not None or _global_lock.get())
     policy_token = _lock_retry.set(policy) if policy is not None else None
     try:
         yield xid
     finally:
         if policy_token is not None:
             _lock_retry.reset(policy_token)
+        _active.reset(active_token)
         _xid.reset(token)
 
 
@@ -100,9 +104,11 @@ def unbind_xid() -> Iterator[str | None]:
     """Suspend the current global transaction for the block; yields the suspended XID."""
     suspended = _xid.get()
     token = _xid.set(None)
+    active_token = _active.set(_global_lock.get())
     try:
         yield suspended
     finally:
+        _active.reset(active_token)
         _xid.reset(token)
 
 
@@ -110,10 +116,12 @@ def unbind_xid() -> Iterator[str | None]:
 def bind_global_lock(policy: LockRetryPolicy | None = None) -> Iterator[None]:
     """Mark the block as a ``@global_lock`` scope."""
     token = _global_lock.set(True)
+    active_token = _active.set(True)
     policy_token = _lock_retry.set(policy) if policy is not None else None
     try:
         yield
     finally:
         if policy_token is not None:
             _lock_retry.reset(policy_token)
+        _active.reset(active_token)
         _global_lock.reset(token)

@@ -200,6 +200,9 @@ _client: TCClient | None = None
 def get_tc_client() -> TCClient:
     """The process's TC client, built from :func:`rm.config.get_config` on first use."""
     global _client
+    client = _client
+    if client is not None:  # the hot path: no lock once built
+        return client
     with _client_lock:
         if _client is None:
             _client = TCClient.from_config(get_config())

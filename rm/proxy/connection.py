@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 
@@ -27,6 +27,7 @@ from atx.status import BranchStatus
 from rm.context import LockRetryPolicy, current_lock_retry_policy
 from rm.errors import GlobalLockWaitTimeout, RMError
 from rm.proxy.cursor import CursorProxy
+from rm.proxy.delegate import delegating_subclass
 from rm.resource import ConnectionFactory, Resource, register_resource
 from rm.sql.dialect import Dialect
 from rm.sql.executor import ExecutionResult, LockKey, format_lock_keys
@@ -51,7 +52,16 @@ _OWN = frozenset({"_raw", "resource", "_branch"})
 
 
 class ConnectionProxy:
-    """Wraps a raw pymysql or sqlite3 connection; other attributes are the raw one's."""
+    """Wraps a raw pymysql or sqlite3 connection; other attributes are the raw one's.
+
+    Reads of those go through a per-driver subclass (:mod:`rm.proxy.delegate`)
+    rather than ``__getattr__``, which would slow every attribute access down.
+    """
+
+    def __new__(cls, raw: Any, resource: Resource) -> ConnectionProxy:
+        if not cls.__dict__.get("_delegating"):  # subclasses of the proxy too
+            cls = delegating_subclass(cls, raw)
+        return object.__new__(cls)
 
     def __init__(self, raw: Any, resource: Resource) -> None:
         object.__setattr__(self, "_raw", raw)
@@ -117,8 +127,9 @@ class ConnectionProxy:
         if self.resource.dialect is Dialect.MYSQL:
             self.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._raw, name)
+    if TYPE_CHECKING:
+        # For type checkers only: at run time the per-driver subclass forwards these.
+        def __getattr__(self, name: str) -> Any: ...
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _OWN:

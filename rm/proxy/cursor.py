@@ -1,18 +1,20 @@
 """The PEP 249 cursor proxy.
 
-Outside a global transaction or ``@global_lock`` scope a statement costs two
-contextvar reads, then goes straight to the driver's cursor. Inside one, DML
+Outside a global transaction or ``@global_lock`` scope a statement costs one
+contextvar read, then goes straight to the driver's cursor; the fetch methods
+are the driver's own. Inside one, DML
 and SELECT ... FOR UPDATE go through the resource's StatementExecutor, which
 takes the images; the connection proxy collects them for its branch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rm.context import _global_lock, _xid
+from rm.context import _active, _xid
 from rm.errors import DDLInGlobalTransactionError
+from rm.proxy.delegate import delegating_subclass
 from rm.sql.dialect import Dialect
 from rm.sql.executor import StatementKind
 
@@ -23,14 +25,34 @@ __all__ = ["CursorProxy"]
 
 
 class CursorProxy:
-    """Wraps a raw pymysql or sqlite3 cursor; other attributes are the raw cursor's."""
+    """Wraps a raw pymysql or sqlite3 cursor; other attributes are the raw cursor's.
 
-    __slots__ = ("_connection", "_raw", "_rowcount")
+    Those are forwarded by a per-driver subclass (:mod:`rm.proxy.delegate`), not by
+    ``__getattr__``, which would slow down every attribute access of the proxy.
+    """
+
+    __slots__ = (
+        "_connection",
+        "_raw",
+        "_rowcount",
+        "fetchall",
+        "fetchmany",
+        "fetchone",
+    )
+
+    def __new__(cls, connection: ConnectionProxy, raw: Any) -> CursorProxy:
+        if not cls.__dict__.get("_delegating"):  # subclasses of the proxy too
+            cls = delegating_subclass(cls, raw)
+        return object.__new__(cls)
 
     def __init__(self, connection: ConnectionProxy, raw: Any) -> None:
         self._connection = connection
         self._raw = raw
         self._rowcount: int | None = None
+        # The driver's own bound methods: a fetch through the proxy runs no proxy code.
+        self.fetchone: Callable[[], Any] = raw.fetchone
+        self.fetchmany: Callable[..., Any] = raw.fetchmany
+        self.fetchall: Callable[[], Any] = raw.fetchall
 
     @property
     def raw(self) -> Any:
@@ -49,18 +71,19 @@ class CursorProxy:
         return count
 
     def execute(self, sql: str, params: Any = None) -> Any:
-        if _xid.get() is None and not _global_lock.get():
-            self._rowcount = None
-            result = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
-            return self if result is self._raw else result
-        return self._execute_in_scope(sql, params, many=False)
+        # Checked per call: a cursor made outside a transaction may be used inside one.
+        if _active.get():
+            return self._execute_in_scope(sql, params, many=False)
+        self._rowcount = None
+        result = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
+        return self if result is self._raw else result
 
     def executemany(self, sql: str, seq_of_params: Sequence[Any]) -> Any:
-        if _xid.get() is None and not _global_lock.get():
-            self._rowcount = None
-            result = self._raw.executemany(sql, seq_of_params)
-            return self if result is self._raw else result
-        return self._execute_in_scope(sql, seq_of_params, many=True)
+        if _active.get():
+            return self._execute_in_scope(sql, seq_of_params, many=True)
+        self._rowcount = None
+        result = self._raw.executemany(sql, seq_of_params)
+        return self if result is self._raw else result
 
     def _execute_in_scope(self, sql: str, params: Any, *, many: bool) -> Any:
         connection = self._connection
@@ -100,20 +123,6 @@ class CursorProxy:
             return self
         return outcome.rowcount
 
-    # Hot calls hand out the raw cursor's bound methods: no extra frame, and
-    # explicit names avoid the much slower __getattr__ fallback.
-    @property
-    def fetchone(self) -> Any:
-        return self._raw.fetchone
-
-    @property
-    def fetchmany(self) -> Any:
-        return self._raw.fetchmany
-
-    @property
-    def fetchall(self) -> Any:
-        return self._raw.fetchall
-
     @property
     def description(self) -> Any:
         return self._raw.description
@@ -134,5 +143,7 @@ class CursorProxy:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._raw, name)
+    if TYPE_CHECKING:
+        # For type checkers only: at run time the per-driver subclass forwards these.
+        def __getattr__(self, name: str) -> Any: ...
+        def __setattr__(self, name: str, value: Any) -> None: ...

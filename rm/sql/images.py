@@ -1,7 +1,12 @@
-"""Build and run the SELECTs that take table images."""
+"""Build and run the SELECTs that take table images.
+
+The SQL texts are built once per shape (table, columns, WHERE tail, key count)
+and cached: a recognised statement's image queries cost no string building.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,13 +27,35 @@ def pk_condition(
     dialect: Dialect, pk_columns: Sequence[str], pks: Sequence[tuple[Any, ...]]
 ) -> tuple[str, list[Any]]:
     """``pk IN (?, ?)`` or ``(a, b) IN ((?, ?), (?, ?))`` with its parameters."""
-    ph = dialect.placeholder
     params = [v for pk in pks for v in pk]
+    return _pk_condition_sql(dialect, tuple(pk_columns), len(pks)), params
+
+
+@functools.lru_cache(maxsize=1024)
+def _pk_condition_sql(dialect: Dialect, pk_columns: tuple[str, ...], count: int) -> str:
+    ph = dialect.placeholder
     if len(pk_columns) == 1:
-        return f"{dialect.ident(pk_columns[0])} IN ({', '.join([ph] * len(pks))})", params
+        return f"{dialect.ident(pk_columns[0])} IN ({', '.join([ph] * count)})"
     cols = ", ".join(dialect.ident(c) for c in pk_columns)
     one = "(" + ", ".join([ph] * len(pk_columns)) + ")"
-    return f"({cols}) IN ({', '.join([one] * len(pks))})", params
+    return f"({cols}) IN ({', '.join([one] * count)})"
+
+
+@functools.lru_cache(maxsize=4096)
+def _image_sql(
+    dialect: Dialect,
+    table: str,
+    columns: tuple[str, ...],
+    tail: str,
+    alias: str | None,
+    for_update: bool,
+) -> str:
+    source = table_ident(dialect, table) + (f" AS {dialect.ident(alias)}" if alias else "")
+    cols = ", ".join(dialect.ident(c) for c in columns)
+    sql = f"SELECT {cols} FROM {source} {tail}".rstrip()
+    if for_update and dialect is Dialect.MYSQL:
+        sql += " FOR UPDATE"
+    return sql
 
 
 def select_image(
@@ -44,14 +71,10 @@ def select_image(
     for_update: bool = False,
 ) -> TableImage:
     """``SELECT <columns> FROM table [alias] <tail> [FOR UPDATE]`` as a TableImage."""
-    source = table_ident(dialect, table) + (f" AS {dialect.ident(alias)}" if alias else "")
-    cols = ", ".join(dialect.ident(c) for c in columns)
-    sql = f"SELECT {cols} FROM {source} {tail}".rstrip()
-    if for_update and dialect is Dialect.MYSQL:
-        sql += " FOR UPDATE"
-    cursor.execute(sql, tuple(params))
+    columns = tuple(columns)
+    cursor.execute(_image_sql(dialect, table, columns, tail, alias, for_update), tuple(params))
     rows = tuple(tuple(row) for row in cursor.fetchall())
-    return TableImage(table, tuple(columns), tuple(pk_columns), rows)
+    return TableImage(table, columns, tuple(pk_columns), rows)
 
 
 def select_by_pks(
