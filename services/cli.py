@@ -41,8 +41,24 @@ def service_parser(name: str) -> argparse.ArgumentParser:
         parser.add_argument("--collectible", required=True, help="collectible service address")
     if name == "order":
         parser.add_argument(
-            "--redis", default="", help="Redis URL for submission tokens (default: in the DB)"
+            "--redis",
+            default="",
+            help="Redis URL for submission tokens and the job lock (default: in the DB)",
         )
+        parser.add_argument(
+            "--payment", default="", help="payment service address (for order_timeout_close)"
+        )
+        parser.add_argument("--order-ttl-s", type=float, default=900.0, help="unpaid deadline")
+        parser.add_argument(
+            "--close-interval-s",
+            type=float,
+            default=30.0,
+            help="order_timeout_close every N s (0 = only on demand)",
+        )
+        parser.add_argument(
+            "--close-grace-s", type=float, default=30.0, help="close N s after the deadline"
+        )
+        parser.add_argument("--job-lock-ttl-s", type=float, default=30.0)
     if name == "payment":
         parser.add_argument("--order", required=True, help="order service address")
         parser.add_argument("--chain", required=True, help="chain service address")
@@ -97,9 +113,23 @@ def run_service(name: str, argv: Sequence[str]) -> int:
 
         runtime = serve_collectible(opts.port, opts.db, opts.host)
     elif name == "order":
+        from services.order.service import OrderSettings
         from services.order.service import serve as serve_order
 
-        runtime = serve_order(opts.port, opts.db, opts.collectible, opts.host, opts.redis)
+        runtime = serve_order(
+            opts.port,
+            opts.db,
+            opts.collectible,
+            opts.host,
+            opts.redis,
+            OrderSettings(
+                order_ttl_s=opts.order_ttl_s,
+                payment_address=opts.payment,
+                close_interval_s=opts.close_interval_s,
+                close_grace_s=opts.close_grace_s,
+                job_lock_ttl_s=opts.job_lock_ttl_s,
+            ),
+        )
     else:
         import tempfile
         from pathlib import Path

@@ -55,6 +55,8 @@ class ShopConfig:
     redis_url: str = ""
     #: Extra flags of every payment-service process (e.g. ``--breaker-window-ms 2000``).
     payment_args: list[str] = field(default_factory=list)
+    #: Extra flags of the order service (e.g. ``--order-ttl-s 2``).
+    order_args: list[str] = field(default_factory=list)
     #: More simulated channels besides CHANNEL_NAME; process ``channel-<name>`` each.
     extra_channels: list[str] = field(default_factory=list)
     #: Payment-service processes sharing one database (``payment``, ``payment-2``, ...).
@@ -151,7 +153,10 @@ class Shop:
             return base
         if name == "order":
             redis = ["--redis", c.redis_url] if c.redis_url else []
-            return [*base, "--collectible", self.address("collectible"), *redis]
+            return [
+                *base, "--collectible", self.address("collectible"),
+                "--payment", self.address("payment"), *redis, *c.order_args,
+            ]  # fmt: skip
         extra = [f"{n}={self.address('channel-' + n)}" for n in c.extra_channels]
         redis = ["--redis", c.redis_url] if c.redis_url else []
         return [

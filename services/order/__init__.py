@@ -1,5 +1,13 @@
 """Orders: CREATED -> PAID -> COMPLETED, or CLOSED."""
 
-from services.order.service import SCHEMA, OrderServicer, serve
+from services.order.jobs import ORDER_TIMEOUT_CLOSE_JOB, OrderTimeoutClose
+from services.order.service import SCHEMA, OrderServicer, OrderSettings, serve
 
-__all__ = ["SCHEMA", "OrderServicer", "serve"]
+__all__ = [
+    "ORDER_TIMEOUT_CLOSE_JOB",
+    "SCHEMA",
+    "OrderServicer",
+    "OrderSettings",
+    "OrderTimeoutClose",
+    "serve",
+]

@@ -5,6 +5,9 @@ service, over gRPC with the XID) commit or roll back together; a sold-out
 collectible rolls the order row back. Submission tokens make CreateOrder
 idempotent: the token is consumed in the same branch as the order row, so a
 rolled-back creation gives the token back.
+
+The scheduled job ``order_timeout_close`` (jobs.py) closes expired orders no
+pay order holds; RunJob runs it now.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -27,10 +31,12 @@ from atx.shop.v1 import order_pb2_grpc as pb_grpc
 from services.common.db import Database, execute
 from services.common.errors import InvalidStateError, SubmitTokenError
 from services.common.faults import check_fault
+from services.common.jobs import NEVER_S, Runner, build_runner
 from services.common.rpc import call
 from services.common.server import ServiceRuntime, client_channel, start_server
+from services.order.jobs import ORDER_TIMEOUT_CLOSE_JOB, OrderTimeoutClose
 
-__all__ = ["SCHEMA", "OrderServicer", "serve"]
+__all__ = ["SCHEMA", "OrderServicer", "OrderSettings", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +113,8 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
         self.order_ttl = order_ttl
         self.tx_timeout = tx_timeout
         self._last_xid = threading.local()
+        #: The scheduled jobs (set by serve when it runs them).
+        self.runner: Runner | None = None
 
     def _find(self, connection: Any, order_id: str) -> tuple[Any, ...] | None:
         cursor = execute(
@@ -315,33 +323,57 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
     def CloseOrder(
         self, request: pb.CloseOrderRequest, context: grpc.ServicerContext
     ) -> pb.CloseOrderResponse:
+        return pb.CloseOrderResponse(order=self.close(request.order_id, request.reason))
+
+    def close(self, order_id: str, reason: str) -> pb.Order:
+        """CREATED -> CLOSED and the reservation released: one global transaction."""
         with rm.global_transaction("close_order", timeout=self.tx_timeout) as tx:
             with self.db.transaction() as connection:
-                row = self._find(connection, request.order_id)
+                row = self._find(connection, order_id)
                 if row is None:
-                    raise NotFoundError(f"no order {request.order_id!r}")
+                    raise NotFoundError(f"no order {order_id!r}")
                 if row[5] == "CLOSED":
-                    return pb.CloseOrderResponse(order=_order(row))
+                    return _order(row)
                 if row[5] != "CREATED":
-                    raise InvalidStateError("order", request.order_id, row[5], "close")
+                    raise InvalidStateError("order", order_id, row[5], "close")
                 execute(
                     connection,
                     self.db,
                     "UPDATE orders SET state = ?, updated_at = ? WHERE order_id = ?",
-                    ("CLOSED", _now(), request.order_id),
+                    ("CLOSED", _now(), order_id),
                 ).close()
             call(
                 self.collectibles.ReleaseReservation,
-                col_pb.ReleaseReservationRequest(order_id=request.order_id),
+                col_pb.ReleaseReservationRequest(order_id=order_id),
             )
-        logger.info(
-            "order %s closed (%s) in %s",
-            request.order_id,
-            request.reason,
-            tx.xid,
-            extra={"xid": tx.xid},
-        )
-        return pb.CloseOrderResponse(order=self.get(request.order_id))
+        logger.info("order %s closed (%s) in %s", order_id, reason, tx.xid, extra={"xid": tx.xid})
+        return self.get(order_id)
+
+    @map_errors
+    def RunJob(
+        self, request: pb.OrderServiceRunJobRequest, context: grpc.ServicerContext
+    ) -> pb.OrderServiceRunJobResponse:
+        if not request.job:
+            raise InvalidArgumentError(f"job is required ({ORDER_TIMEOUT_CLOSE_JOB})")
+        if self.runner is None:
+            raise InvalidArgumentError(
+                f"no job {request.job!r}: the order service runs no jobs (no --payment)"
+            )
+        run = self.runner.run_now(request.job)
+        return pb.OrderServiceRunJobResponse(ran=run.ran, processed=run.processed)
+
+
+@dataclass(frozen=True)
+class OrderSettings:
+    #: An unpaid order's deadline after creation.
+    order_ttl_s: float = 900.0
+    #: PaymentService address ('' = no timeout-close job: it must ask payment first).
+    payment_address: str = ""
+    #: order_timeout_close every interval (0 = only on demand, RunJob).
+    close_interval_s: float = 30.0
+    #: Close only orders whose deadline passed this long ago.
+    close_grace_s: float = 30.0
+    job_lock_ttl_s: float = 30.0
 
 
 def serve(
@@ -350,13 +382,36 @@ def serve(
     collectible_address: str,
     host: str = "127.0.0.1",
     redis_url: str = "",
+    settings: OrderSettings | None = None,
 ) -> ServiceRuntime:
+    settings = settings or OrderSettings()
     db = Database(db_url, "order")
     db.execute_script(SCHEMA)
-    servicer = OrderServicer(db, collectible_address, redis_url=redis_url)
-    return start_server(
+    servicer = OrderServicer(
+        db, collectible_address, order_ttl=settings.order_ttl_s, redis_url=redis_url
+    )
+    runner: Runner | None = None
+    if settings.payment_address:
+        runner = build_runner(
+            redis_url,
+            db,
+            table="order_job_locks",
+            lock_ttl_ms=int(settings.job_lock_ttl_s * 1000),
+        )
+        body = OrderTimeoutClose(
+            db, settings.payment_address, servicer.close, grace_s=settings.close_grace_s
+        )
+        runner.register(ORDER_TIMEOUT_CLOSE_JOB, body, settings.close_interval_s or NEVER_S)
+        servicer.runner = runner
+    else:
+        logger.warning("no --payment: expired orders are not closed by the order service")
+    runtime = start_server(
         port,
         lambda server: pb_grpc.add_OrderServiceServicer_to_server(servicer, server),
         [pb.DESCRIPTOR.services_by_name["OrderService"].full_name],
         host=host,
     )
+    if runner is not None:
+        runner.start()
+        runtime.on_stop.append(runner.close)
+    return runtime

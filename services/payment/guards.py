@@ -8,27 +8,26 @@ clear log line at start:
 
 * breaker: disabled, every configured channel is listed;
 * replay guard: the database's ``pay_notifications`` table;
-* job lock: a row per job in the database (``pay_job_locks``), so several
-  processes on one database still run each job one at a time.
+* job lock: a row per job in the database (``pay_job_locks``, the
+  ``DbJobRunner`` of ``services/common/jobs.py``), so several processes on
+  one database still run each job one at a time.
 
 Shared state is never kept in one process's memory.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from services.common.db import Database, execute
+from services.common.jobs import DbJobRunner, Runner, lock_table_schema
 from services.payment.channel.breaker import ChannelBreaker
-from services.payment.channel.errors import UnknownJobError
-from services.payment.channel.jobs import JobBody, JobRun, JobRunner
+from services.payment.channel.jobs import JobBody, JobRunner
 from services.payment.channel.replay import ReplayGuard
 from services.payment.settings import PaymentSettings
 
@@ -48,16 +47,6 @@ class Replay(Protocol):
     def seen(self, channel: str, notify_id: str) -> bool: ...
 
     def remember(self, channel: str, notify_id: str) -> bool: ...
-
-
-class Runner(Protocol):
-    def register(self, name: str, body: JobBody, interval_s: float) -> None: ...
-
-    def run_now(self, name: str) -> JobRun: ...
-
-    def start(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def _now() -> int:
@@ -92,10 +81,7 @@ class DbReplayGuard:
 
 
 JOB_SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS pay_job_locks ("
-    " name VARCHAR(64) NOT NULL PRIMARY KEY,"
-    " owner VARCHAR(128) NOT NULL,"
-    " expires_at BIGINT NOT NULL)",
+    lock_table_schema("pay_job_locks"),
     # Every run that held the lock: who, from when to when (operators, tests).
     "CREATE TABLE IF NOT EXISTS pay_job_runs ("
     " run_id VARCHAR(64) NOT NULL PRIMARY KEY,"
@@ -105,107 +91,6 @@ JOB_SCHEMA = [
     " finished_at BIGINT NOT NULL,"
     " processed INT NOT NULL)",
 ]
-
-
-@dataclass
-class _Job:
-    name: str
-    body: JobBody
-    interval_s: float
-    local: threading.Lock
-
-
-class DbJobRunner:
-    """JobRunner's contract with the lock as a database row (no Redis)."""
-
-    def __init__(self, db: Database, *, lock_ttl_ms: int = 30_000, owner: str = "") -> None:
-        self.db = db
-        self.lock_ttl_ms = lock_ttl_ms
-        self.owner = owner or uuid.uuid4().hex[:8]
-        self._jobs: dict[str, _Job] = {}
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-
-    def register(self, name: str, body: JobBody, interval_s: float) -> None:
-        self._jobs[name] = _Job(name, body, interval_s, threading.Lock())
-
-    def _update(self, sql: str, params: tuple[Any, ...]) -> int:
-        with self.db.transaction(proxy=False) as connection:
-            cursor = execute(connection, self.db, sql, params)
-            count = int(cursor.rowcount)
-            cursor.close()
-        return count
-
-    def _acquire(self, name: str, token: str) -> bool:
-        if not self.db.query("SELECT 1 FROM pay_job_locks WHERE name = ?", (name,)):
-            # Another process may insert it first.
-            with contextlib.suppress(Exception):
-                self._update("INSERT INTO pay_job_locks VALUES (?, ?, ?)", (name, "", 0))
-        now = _now()
-        return (
-            self._update(
-                "UPDATE pay_job_locks SET owner = ?, expires_at = ?"
-                " WHERE name = ? AND (owner = ? OR expires_at < ?)",
-                (token, now + self.lock_ttl_ms, name, "", now),
-            )
-            == 1
-        )
-
-    def run_now(self, name: str) -> JobRun:
-        job = self._jobs.get(name)
-        if job is None:
-            raise UnknownJobError(name, list(self._jobs))
-        if not job.local.acquire(blocking=False):
-            return JobRun(ran=False)
-        try:
-            token = f"{self.owner}:{uuid.uuid4().hex}"
-            if not self._acquire(name, token):
-                return JobRun(ran=False)
-            done = threading.Event()
-            renewer = threading.Thread(target=self._renew, args=(name, token, done), daemon=True)
-            renewer.start()
-            try:
-                return JobRun(ran=True, processed=job.body())
-            finally:
-                done.set()
-                renewer.join()
-                self._update(
-                    "UPDATE pay_job_locks SET owner = ?, expires_at = ?"
-                    " WHERE name = ? AND owner = ?",
-                    ("", 0, name, token),
-                )
-        finally:
-            job.local.release()
-
-    def _renew(self, name: str, token: str, done: threading.Event) -> None:
-        while not done.wait(self.lock_ttl_ms / 3000):
-            try:
-                self._update(
-                    "UPDATE pay_job_locks SET expires_at = ? WHERE name = ? AND owner = ?",
-                    (_now() + self.lock_ttl_ms, name, token),
-                )
-            except Exception:
-                logger.exception("could not renew job lock %s", name)
-
-    def start(self) -> None:
-        self._stop.clear()
-        for job in self._jobs.values():
-            thread = threading.Thread(target=self._loop, args=(job,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _loop(self, job: _Job) -> None:
-        while not self._stop.wait(job.interval_s):
-            try:
-                self.run_now(job.name)
-            except Exception:
-                logger.exception("job %s failed", job.name)
-
-    def close(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
-        self._threads.clear()
 
 
 @dataclass

@@ -32,7 +32,7 @@ from services.common.errors import InvalidStateError, SettlementInProgressError
 from services.common.rpc import call
 from services.common.server import client_channel
 from services.payment.channel.client import RefundResult, TradeInfo
-from services.payment.channel.recovery import PayOrderRef
+from services.payment.channel.recovery import PayOrderRef, reconcile
 from services.payment.channel.refunds import refund_number, refund_payment
 from services.payment.channels import ChannelRegistry
 from services.payment.processing import SuccessProcessor
@@ -267,6 +267,22 @@ class Fulfilment:
         logger.info(
             "pay order %s CLOSED (timeout) in %s", pay_order.pay_order_id, xid, extra={"xid": xid}
         )
+
+    def reconcile(self, pay_order_id: str) -> str:
+        """The channel notified TRADE_CLOSED: confirm with a query, then close
+        (pay order and order with its stock, one global transaction), or fulfil
+        or refund a payment that raced the close. Idempotent."""
+        rows = self.db.query(
+            f"SELECT {_REF_COLUMNS}, state FROM pay_orders WHERE pay_order_id = ?",
+            (pay_order_id,),
+        )
+        if not rows:
+            raise NotFoundError(f"no pay order {pay_order_id!r}", pay_order_id=pay_order_id)
+        if rows[0][6] not in _OPEN:
+            return f"already {rows[0][6]}"
+        ref = _ref(rows[0])
+        processed = reconcile(ref, self.channels.get(ref.channel), self)
+        return f"now {self._row(pay_order_id)[4]}" if processed else "still open at the channel"
 
     def refunded(self, pay_order: PayOrderRef, refund: RefundResult) -> None:
         self._mark_refunded(pay_order.pay_order_id, "", 0)

@@ -29,6 +29,7 @@ from services.common.db import Database, execute
 from services.common.errors import InvalidStateError
 from services.common.rpc import call
 from services.common.server import client_channel
+from services.payment.channel import protocol as p
 from services.payment.channel.errors import ChannelUnavailableError
 from services.payment.channels import ChannelRegistry
 from services.payment.guards import Guards
@@ -197,11 +198,18 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             raise InvalidStateError(
                 "order", order.order_id, order_pb2.OrderState.Name(order.state), "pay"
             )
-        self._allow(request.channel, order.user_id)
         now = _now()
-        pay_order_id = f"p-{uuid.uuid4().hex[:20]}"
+        # Deadlines: channel < pay order <= order. The order's own timeout job
+        # then never meets a pay order that could still be paid (docs/payment.md).
         expire_at = now + int(self.pay_ttl * 1000)
-        channel_expire_at = expire_at - int(self.channel_margin * 1000)
+        if order.expire_time_ms:
+            expire_at = min(expire_at, order.expire_time_ms)
+        if expire_at <= now:
+            raise InvalidStateError("order", order.order_id, "EXPIRED", "pay")
+        self._allow(request.channel, order.user_id)
+        pay_order_id = f"p-{uuid.uuid4().hex[:20]}"
+        margin = min(int(self.channel_margin * 1000), (expire_at - now) // 2)
+        channel_expire_at = expire_at - margin
         with self.db.transaction(proxy=False) as connection:
             execute(
                 connection,
@@ -282,7 +290,20 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                 )
                 return pb.HandleNotificationResponse(ack=ACK_FAIL)
             logger.info("notification %s for %s: %s", note.notify_id, out_trade_no, outcome)
-        # else WAIT_BUYER_PAY / TRADE_CLOSED: our timeout job closes with a query.
+        elif note.trade_status == p.TRADE_CLOSED:
+            # The channel's earlier deadline passed and it tells us: close here
+            # too, but only on what a query confirms (a payment may have raced it).
+            try:
+                outcome_text = self.fulfilment.reconcile(out_trade_no)
+            except Exception as error:
+                logger.warning(
+                    "close of %s on TRADE_CLOSED failed, channel will retry: %s",
+                    out_trade_no,
+                    error,
+                )
+                return pb.HandleNotificationResponse(ack=ACK_FAIL)
+            logger.info("notification %s for %s: %s", note.notify_id, out_trade_no, outcome_text)
+        # else WAIT_BUYER_PAY: nothing to do.
         crash_point("notify_ack")  # committed, not yet acknowledged
         try:
             replay.remember(request.channel, note.notify_id)
@@ -314,3 +335,17 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             raise InvalidArgumentError("job is required (compensation or timeout_close)")
         run = self.guards.runner.run_now(request.job)
         return pb.RunJobResponse(ran=run.ran, processed=run.processed)
+
+    @map_errors
+    def ListPayOrders(
+        self, request: pb.ListPayOrdersRequest, context: grpc.ServicerContext
+    ) -> pb.ListPayOrdersResponse:
+        if not request.order_id:
+            raise InvalidArgumentError("order_id is required")
+        rows = self.db.query(
+            f"SELECT {PAY_ORDER_COLUMNS} FROM pay_orders WHERE order_id = ? ORDER BY created_at",
+            (request.order_id,),
+        )
+        # As stored (not the committed view): a settlement in flight shows SUCCESS,
+        # which keeps the order's timeout job away from it.
+        return pb.ListPayOrdersResponse(pay_orders=[_pay_order(row) for row in rows])

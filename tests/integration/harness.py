@@ -22,7 +22,7 @@ from services.topology import CHANNEL_NAME, Shop
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T], what: str, timeout: float = 30.0) -> T:
+def wait_for(probe: Callable[[], T], what: str, timeout: float = 60.0) -> T:
     deadline = time.monotonic() + timeout
     start = time.monotonic()
     while True:

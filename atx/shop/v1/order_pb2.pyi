@@ -334,3 +334,46 @@ class CloseOrderResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CloseOrderResponse: _TypeAlias = CloseOrderResponse  # noqa: Y015
+
+@_typing.final
+class OrderServiceRunJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    job: _builtins.str
+    """"order_timeout_close"."""
+    def __init__(
+        self,
+        *,
+        job: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderServiceRunJobRequest: _TypeAlias = OrderServiceRunJobRequest  # noqa: Y015
+
+@_typing.final
+class OrderServiceRunJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RAN_FIELD_NUMBER: _builtins.int
+    PROCESSED_FIELD_NUMBER: _builtins.int
+    ran: _builtins.bool
+    """False when another order-service process holds the job's lock."""
+    processed: _builtins.int
+    def __init__(
+        self,
+        *,
+        ran: _builtins.bool = ...,
+        processed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["processed", b"processed", "ran", b"ran"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderServiceRunJobResponse: _TypeAlias = OrderServiceRunJobResponse  # noqa: Y015

@@ -65,6 +65,11 @@ class OrderServiceStub:
                 request_serializer=atx_dot_shop_dot_v1_dot_order__pb2.CloseOrderRequest.SerializeToString,
                 response_deserializer=atx_dot_shop_dot_v1_dot_order__pb2.CloseOrderResponse.FromString,
                 _registered_method=True)
+        self.RunJob = channel.unary_unary(
+                '/atx.shop.v1.OrderService/RunJob',
+                request_serializer=atx_dot_shop_dot_v1_dot_order__pb2.OrderServiceRunJobRequest.SerializeToString,
+                response_deserializer=atx_dot_shop_dot_v1_dot_order__pb2.OrderServiceRunJobResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -113,6 +118,13 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunJob(self, request, context):
+        """Runs a scheduled job of the order service now ("order_timeout_close").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +157,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.CloseOrder,
                     request_deserializer=atx_dot_shop_dot_v1_dot_order__pb2.CloseOrderRequest.FromString,
                     response_serializer=atx_dot_shop_dot_v1_dot_order__pb2.CloseOrderResponse.SerializeToString,
+            ),
+            'RunJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunJob,
+                    request_deserializer=atx_dot_shop_dot_v1_dot_order__pb2.OrderServiceRunJobRequest.FromString,
+                    response_serializer=atx_dot_shop_dot_v1_dot_order__pb2.OrderServiceRunJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +327,33 @@ class OrderService:
             '/atx.shop.v1.OrderService/CloseOrder',
             atx_dot_shop_dot_v1_dot_order__pb2.CloseOrderRequest.SerializeToString,
             atx_dot_shop_dot_v1_dot_order__pb2.CloseOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atx.shop.v1.OrderService/RunJob',
+            atx_dot_shop_dot_v1_dot_order__pb2.OrderServiceRunJobRequest.SerializeToString,
+            atx_dot_shop_dot_v1_dot_order__pb2.OrderServiceRunJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,8 @@ class OrderServiceStub:
     """PAID -> COMPLETED."""
     CloseOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.CloseOrderRequest, _order_pb2.CloseOrderResponse]
     """CREATED -> CLOSED and the reservation released, as one global transaction."""
+    RunJob: _grpc.UnaryUnaryMultiCallable[_order_pb2.OrderServiceRunJobRequest, _order_pb2.OrderServiceRunJobResponse]
+    """Runs a scheduled job of the order service now ("order_timeout_close")."""
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -65,6 +67,8 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """PAID -> COMPLETED."""
     CloseOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.CloseOrderRequest, _order_pb2.CloseOrderResponse]  # type: ignore[assignment]
     """CREATED -> CLOSED and the reservation released, as one global transaction."""
+    RunJob: _aio.UnaryUnaryMultiCallable[_order_pb2.OrderServiceRunJobRequest, _order_pb2.OrderServiceRunJobResponse]  # type: ignore[assignment]
+    """Runs a scheduled job of the order service now ("order_timeout_close")."""
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """Orders: CREATED -> PAID -> COMPLETED, or CLOSED."""
@@ -117,5 +121,13 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.CloseOrderResponse, _abc.Awaitable[_order_pb2.CloseOrderResponse]]:
         """CREATED -> CLOSED and the reservation released, as one global transaction."""
+
+    @_abc_1.abstractmethod
+    def RunJob(
+        self,
+        request: _order_pb2.OrderServiceRunJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.OrderServiceRunJobResponse, _abc.Awaitable[_order_pb2.OrderServiceRunJobResponse]]:
+        """Runs a scheduled job of the order service now ("order_timeout_close")."""
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

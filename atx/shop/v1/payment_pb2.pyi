@@ -421,3 +421,42 @@ class RunJobResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunJobResponse: _TypeAlias = RunJobResponse  # noqa: Y015
+
+@_typing.final
+class ListPayOrdersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPayOrdersRequest: _TypeAlias = ListPayOrdersRequest  # noqa: Y015
+
+@_typing.final
+class ListPayOrdersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAY_ORDERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pay_orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___PayOrder]: ...
+    def __init__(
+        self,
+        *,
+        pay_orders: _abc.Iterable[Global___PayOrder] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pay_orders", b"pay_orders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPayOrdersResponse: _TypeAlias = ListPayOrdersResponse  # noqa: Y015

@@ -70,6 +70,11 @@ class PaymentServiceStub:
                 request_serializer=atx_dot_shop_dot_v1_dot_payment__pb2.RunJobRequest.SerializeToString,
                 response_deserializer=atx_dot_shop_dot_v1_dot_payment__pb2.RunJobResponse.FromString,
                 _registered_method=True)
+        self.ListPayOrders = channel.unary_unary(
+                '/atx.shop.v1.PaymentService/ListPayOrders',
+                request_serializer=atx_dot_shop_dot_v1_dot_payment__pb2.ListPayOrdersRequest.SerializeToString,
+                response_deserializer=atx_dot_shop_dot_v1_dot_payment__pb2.ListPayOrdersResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -127,6 +132,14 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPayOrders(self, request, context):
+        """Every pay order of an order, as stored (the order service's timeout job
+        asks before closing an order: it closes none with a pay order still open).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -164,6 +177,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.RunJob,
                     request_deserializer=atx_dot_shop_dot_v1_dot_payment__pb2.RunJobRequest.FromString,
                     response_serializer=atx_dot_shop_dot_v1_dot_payment__pb2.RunJobResponse.SerializeToString,
+            ),
+            'ListPayOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPayOrders,
+                    request_deserializer=atx_dot_shop_dot_v1_dot_payment__pb2.ListPayOrdersRequest.FromString,
+                    response_serializer=atx_dot_shop_dot_v1_dot_payment__pb2.ListPayOrdersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -356,6 +374,33 @@ class PaymentService:
             '/atx.shop.v1.PaymentService/RunJob',
             atx_dot_shop_dot_v1_dot_payment__pb2.RunJobRequest.SerializeToString,
             atx_dot_shop_dot_v1_dot_payment__pb2.RunJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPayOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atx.shop.v1.PaymentService/ListPayOrders',
+            atx_dot_shop_dot_v1_dot_payment__pb2.ListPayOrdersRequest.SerializeToString,
+            atx_dot_shop_dot_v1_dot_payment__pb2.ListPayOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,10 @@ class PaymentServiceStub:
     """Marks a payment abandoned by the user; it does not count against the channel."""
     RunJob: _grpc.UnaryUnaryMultiCallable[_payment_pb2.RunJobRequest, _payment_pb2.RunJobResponse]
     """Runs a scheduled job now (compensation, timeout close)."""
+    ListPayOrders: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ListPayOrdersRequest, _payment_pb2.ListPayOrdersResponse]
+    """Every pay order of an order, as stored (the order service's timeout job
+    asks before closing an order: it closes none with a pay order still open).
+    """
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -75,6 +79,10 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     """Marks a payment abandoned by the user; it does not count against the channel."""
     RunJob: _aio.UnaryUnaryMultiCallable[_payment_pb2.RunJobRequest, _payment_pb2.RunJobResponse]  # type: ignore[assignment]
     """Runs a scheduled job now (compensation, timeout close)."""
+    ListPayOrders: _aio.UnaryUnaryMultiCallable[_payment_pb2.ListPayOrdersRequest, _payment_pb2.ListPayOrdersResponse]  # type: ignore[assignment]
+    """Every pay order of an order, as stored (the order service's timeout job
+    asks before closing an order: it closes none with a pay order still open).
+    """
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Pay orders, channel notifications, status sync and the payment jobs."""
@@ -138,5 +146,15 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.RunJobResponse, _abc.Awaitable[_payment_pb2.RunJobResponse]]:
         """Runs a scheduled job now (compensation, timeout close)."""
+
+    @_abc_1.abstractmethod
+    def ListPayOrders(
+        self,
+        request: _payment_pb2.ListPayOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.ListPayOrdersResponse, _abc.Awaitable[_payment_pb2.ListPayOrdersResponse]]:
+        """Every pay order of an order, as stored (the order service's timeout job
+        asks before closing an order: it closes none with a pay order still open).
+        """
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

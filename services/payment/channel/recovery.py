@@ -30,6 +30,7 @@ __all__ = [
     "PaymentActions",
     "close_expired",
     "compensate",
+    "reconcile",
 ]
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,13 @@ def _apply(
         actions.close(pay_order)
         return True
     return False
+
+
+def reconcile(pay_order: PayOrderRef, client: ChannelClient, actions: PaymentActions) -> bool:
+    """Query the channel now and act on its answer (a TRADE_CLOSED notification
+    is never trusted blindly: a payment may have raced the channel's close).
+    True if something was processed; raises when the channel cannot tell."""
+    return _apply(pay_order, client.query(pay_order.trade_ref), client, actions)
 
 
 def compensate(
