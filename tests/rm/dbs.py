@@ -101,3 +101,9 @@ def data_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     if request.param == "sqlite":
         return sqlite_db(str(tmp_path_factory.mktemp("db") / "t.db"))
     return mysql_db(request.getfixturevalue("mariadb_url"))
+
+
+@pytest.fixture
+def maria_db(mariadb_url: str) -> DB:
+    """A fresh MariaDB database, for MySQL-only statements."""
+    return mysql_db(mariadb_url)

@@ -72,10 +72,8 @@ def test_delete_round_trip(data_db: DB) -> None:
     round_trip(db, [("DELETE FROM items WHERE b = ?", ("x",))])
 
 
-def test_delete_limit_round_trip_mysql(data_db: DB) -> None:
-    db = data_db
-    if db.dialect is not Dialect.MYSQL:
-        pytest.skip("SQLite has no DELETE ... LIMIT by default")
+def test_delete_limit_round_trip_mysql(maria_db: DB) -> None:
+    db = maria_db  # SQLite has no DELETE ... LIMIT by default
     seed(db)
     round_trip(db, [("DELETE FROM items ORDER BY a DESC, b LIMIT 2", None)])
 
@@ -126,10 +124,8 @@ def test_multiple_statements_undone_in_reverse(data_db: DB) -> None:
     )
 
 
-def test_on_duplicate_key_update_round_trip(data_db: DB) -> None:
-    db = data_db
-    if db.dialect is not Dialect.MYSQL:
-        pytest.skip("MySQL only")
+def test_on_duplicate_key_update_round_trip(maria_db: DB) -> None:
+    db = maria_db  # ON DUPLICATE KEY UPDATE is MySQL's
     db.setup(AUTO_DDL[db.dialect], [("a", 1), ("b", 2)], "INSERT INTO auto (name, u) VALUES (?, ?)")
     sql = (
         "INSERT INTO auto (name, u) VALUES (?, ?), (?, ?)"
