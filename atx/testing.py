@@ -13,13 +13,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["ManagedProcess", "free_port", "start_process", "wait_for_serving"]
+__all__ = ["ManagedProcess", "free_port", "start_process", "wait_for_serving", "wait_until"]
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -117,3 +120,20 @@ def start_process(
     if not argv or not (argv[0].endswith("python") or os.path.isabs(argv[0])):
         argv = [sys.executable, "-m", "atx.cli", *argv]
     return ManagedProcess(argv, port, env).start(timeout, health_service)
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 60.0, what: str = "", interval: float = 0.05
+) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that.
+
+    Raises AssertionError naming ``what`` after ``timeout`` seconds (generous
+    by default: tests share a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+        time.sleep(interval)

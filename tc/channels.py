@@ -2,7 +2,9 @@
 
 An RM opens the stream, names itself and its resources, and then receives
 BranchCommit/BranchRollback commands, answering each with a BranchResult
-carrying the same request id. The registry picks, for a branch, the channel
+carrying the same request id. A later RegisterResources on the same stream
+adds resources to the channel (answered with Registered again), so an RM
+need not reconnect to serve a new resource. The registry picks, for a branch, the channel
 of the client that registered it when live, else any live channel serving
 the branch's resource. Channels silent for three heartbeat intervals are
 dropped.
@@ -82,6 +84,28 @@ class ChannelRegistry:
         for listener in self._listeners:
             listener(channel)
 
+    def _extend(self, channel: RmChannel, register: rm_pb2.RegisterResources) -> None:
+        """A later RegisterResources on an open stream: serve its new resources too."""
+        if channel.closed:
+            return
+        channel.outbox.put_nowait(self._registered())
+        added = set(register.resource_ids) - channel.resource_ids
+        if not added:
+            return
+        channel.resource_ids = channel.resource_ids | added
+        for resource in added:
+            self._by_resource.setdefault(resource, []).append(channel)
+        logger.info("RM %s now also serves %s", channel.client_id, sorted(added))
+        for listener in self._listeners:
+            listener(channel)  # sessions waiting for these resources may resume
+
+    def _registered(self) -> rm_pb2.AttachResponse:
+        return rm_pb2.AttachResponse(
+            registered=rm_pb2.Registered(
+                node_id=self.node_id, heartbeat_interval_ms=self.heartbeat_interval_ms
+            )
+        )
+
     def _remove(self, channel: RmChannel) -> None:
         channel.close()
         for resource in channel.resource_ids:
@@ -158,11 +182,7 @@ class ChannelRegistry:
             resource_ids=frozenset(register.resource_ids),
             peer=peer,
         )
-        yield rm_pb2.AttachResponse(
-            registered=rm_pb2.Registered(
-                node_id=self.node_id, heartbeat_interval_ms=self.heartbeat_interval_ms
-            )
-        )
+        yield self._registered()
         if self._closing:
             return
         self._add(channel)
@@ -191,7 +211,7 @@ class ChannelRegistry:
                     if future is not None and not future.done():
                         future.set_result(result)
                 elif kind == "register":
-                    logger.warning("RM %s registered twice; ignored", channel.client_id)
+                    self._extend(channel, request.register)
         except asyncio.CancelledError:
             raise
         except Exception as error:

@@ -22,13 +22,14 @@ from atx.v1 import resource_manager_pb2 as rm_pb2
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc
 from atx.v1 import transaction_manager_pb2 as tm_pb2
 from atx.v1 import transaction_manager_pb2_grpc as tm_grpc
+from tc.admin import AdminServicer
 from tc.auth import TokenAuthInterceptor
 from tc.channels import ChannelRegistry
 from tc.config import TCConfig
 from tc.coordinator import TransactionCoordinator
 from tc.jobs import JobRunner
 from tc.metrics import TCMetrics
-from tc.servicers import AdminServicer, ResourceManagerServicer, TransactionManagerServicer
+from tc.servicers import ResourceManagerServicer, TransactionManagerServicer
 from tc.store.base import SessionStore, create_store
 
 __all__ = ["TCServer", "serve"]
@@ -82,7 +83,9 @@ class TCServer:
             TransactionManagerServicer(tc), server
         )
         rm_grpc.add_ResourceManagerServiceServicer_to_server(ResourceManagerServicer(tc), server)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(_admin_servicer(tc, config), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(tc.store, tc, admin_token=config.admin_token), server
+        )
         reflection.enable_server_reflection(
             (
                 *SERVICE_NAMES,
@@ -148,18 +151,6 @@ class TCServer:
 
     async def wait_closed(self) -> None:
         await self._stopped.wait()
-
-
-def _admin_servicer(
-    tc: TransactionCoordinator, config: TCConfig
-) -> admin_pb2_grpc.AdminServiceServicer:
-    """The full admin service (tc.admin) when installed, else inspection only."""
-    try:
-        from tc.admin import AdminServicer as FullAdminServicer
-    except ImportError:
-        logger.warning("tc.admin unavailable: AdminService offers inspection only")
-        return AdminServicer(tc)  # type: ignore[abstract]
-    return FullAdminServicer(tc.store, tc, admin_token=config.admin_token)
 
 
 def _redact(url: str) -> str:

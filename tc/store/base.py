@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
-from atx.errors import InvalidArgumentError
+from atx.errors import InvalidArgumentError, LockConflictError
 from atx.status import BranchStatus, BranchType, GlobalStatus
 
 __all__ = [
@@ -32,6 +32,8 @@ __all__ = [
     "RowLock",
     "SessionStore",
     "create_store",
+    "history_branch_status",
+    "lock_conflict",
     "register_store",
 ]
 
@@ -195,7 +197,10 @@ class SessionStore(Protocol):
 
     def finish_global(self, xid: str, final_status: GlobalStatus) -> None:
         """Remove the session, its branches and its locks from the active set
-        and keep it in the bounded history (for admins)."""
+        and keep it in the bounded history (for admins). With COMMITTED, the
+        history shows its branches as PHASE_TWO_COMMITTED (except those
+        PHASE_ONE_FAILED, which phase two skips): see
+        :func:`history_branch_status`."""
         ...
 
     def delete_global(self, xid: str) -> bool:
@@ -254,6 +259,28 @@ class SessionStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def history_branch_status(final_status: GlobalStatus, status: BranchStatus) -> BranchStatus:
+    """A branch's status in the history of a session finished with ``final_status``.
+
+    Phase two of a commit does not write each branch's PHASE_TWO_COMMITTED
+    (the hot path would pay a write per branch); finishing with COMMITTED
+    means every branch it sent was committed, so the history says so."""
+    if final_status == GlobalStatus.COMMITTED and status != BranchStatus.PHASE_ONE_FAILED:
+        return BranchStatus.PHASE_TWO_COMMITTED
+    return status
+
+
+def lock_conflict(
+    holder: str, row_key: str, holder_status: GlobalStatus | None
+) -> LockConflictError:
+    """The error for ``row_key`` held by ``holder``: fail fast when the holder
+    is rolling back (or failed to), since waiting for it is pointless."""
+    fail_fast = holder_status is not None and (
+        holder_status.is_rolling_back or holder_status == GlobalStatus.ROLLBACK_FAILED
+    )
+    return LockConflictError(holder, row_key, fail_fast=fail_fast)
 
 
 StoreFactory = Callable[[str, int], SessionStore]

@@ -32,7 +32,7 @@ a ``kill -9`` of the TC (and of MariaDB with the default
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import logging
 import threading
 import time
@@ -48,10 +48,9 @@ from atx.errors import (
     GlobalTransactionNotFoundError,
     IllegalStatusError,
     InvalidArgumentError,
-    LockConflictError,
     UnavailableError,
 )
-from atx.status import BranchStatus, BranchType, GlobalStatus
+from atx.status import BranchStatus, GlobalStatus
 from tc.store.base import (
     AuditRecord,
     BranchRecord,
@@ -61,7 +60,27 @@ from tc.store.base import (
     LockRecord,
     Page,
     RowLock,
+    history_branch_status,
+    lock_conflict,
     register_store,
+)
+from tc.store.sql_common import (
+    AUDIT_INSERT,
+    BRANCH_COLS,
+    GLOBAL_COLS,
+    LOCK_COLS,
+    PageQuery,
+    SqlDialect,
+    audit_record,
+    audit_values,
+    branch_record,
+    branch_values,
+    branches_from_json,
+    branches_json,
+    global_record,
+    global_values,
+    lock_record,
+    lock_values,
 )
 
 __all__ = ["MySQLSessionStore"]
@@ -78,16 +97,7 @@ _POOL_IDLE = 16
 _CONFLICT_CODES = frozenset({1213, 1205})  # deadlock, lock wait timeout: rerun
 _RETRY_CODES = frozenset({2003, 2006, 2013, 2014, 2055, 1927, 4031}) | _CONFLICT_CODES
 
-_GLOBAL_COLS = (
-    "xid, transaction_id, status, application_id, transaction_name, timeout_ms, "
-    "begin_time_ms, modified_time_ms, retry_stopped, retry_count, next_retry_ms"
-)
-_BRANCH_COLS = (
-    "branch_id, xid, transaction_id, resource_id, branch_type, status, lock_keys, "
-    "application_data, client_id, begin_time_ms, modified_time_ms"
-)
-_LOCK_COLS = "row_key, xid, transaction_id, branch_id, resource_id, table_name, pk, created_time_ms"
-_AUDIT_COLS = "id, time_ms, operator, action, xid, result, detail"
+_SQL = SqlDialect(mark="%s", global_table="global_table", history_table="global_history")
 
 _GLOBAL_DEF = """
     xid VARCHAR(128) NOT NULL, transaction_id BIGINT NOT NULL, status TINYINT NOT NULL,
@@ -131,57 +141,6 @@ _SCHEMA = (
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _global(row: Sequence[Any]) -> GlobalRecord:
-    return GlobalRecord(
-        xid=row[0],
-        transaction_id=int(row[1]),
-        status=GlobalStatus(row[2]),
-        application_id=row[3],
-        transaction_name=row[4],
-        timeout_ms=int(row[5]),
-        begin_time_ms=int(row[6]),
-        modified_time_ms=int(row[7]),
-        retry_stopped=bool(row[8]),
-        retry_count=int(row[9]),
-        next_retry_ms=int(row[10]),
-    )
-
-
-def _branch(row: Sequence[Any]) -> BranchRecord:
-    return BranchRecord(
-        branch_id=int(row[0]),
-        xid=row[1],
-        transaction_id=int(row[2]),
-        resource_id=row[3],
-        branch_type=BranchType(row[4]),
-        status=BranchStatus(row[5]),
-        lock_keys=row[6],
-        application_data=row[7],
-        client_id=row[8],
-        begin_time_ms=int(row[9]),
-        modified_time_ms=int(row[10]),
-    )
-
-
-def _offset(token: str) -> int:
-    if not token:
-        return 0
-    if not token.isdigit():
-        raise InvalidArgumentError(f"invalid page token {token!r}", page_token=token)
-    return int(token)
-
-
-def _marks(n: int) -> str:
-    return ",".join(["%s"] * n)
-
-
-def _fail_fast(holder_status: GlobalStatus | None) -> bool:
-    # Waiting for a holder that is rolling back (or failed to) is pointless.
-    return holder_status is not None and (
-        holder_status.is_rolling_back or holder_status == GlobalStatus.ROLLBACK_FAILED
-    )
 
 
 def _rollback(conn: pymysql.connections.Connection[Cursor]) -> None:
@@ -314,23 +273,11 @@ class MySQLSessionStore:
 
     # --- global sessions ------------------------------------------------------
     def insert_global(self, record: GlobalRecord) -> None:
-        values = (
-            record.xid,
-            record.transaction_id,
-            int(record.status),
-            record.application_id,
-            record.transaction_name,
-            record.timeout_ms,
-            record.begin_time_ms,
-            record.modified_time_ms,
-            int(record.retry_stopped),
-            record.retry_count,
-            record.next_retry_ms,
-        )
+        values = global_values(record)
 
         def insert(cur: Cursor) -> None:
             cur.execute(
-                f"INSERT INTO global_table ({_GLOBAL_COLS}) VALUES ({_marks(11)})"
+                f"INSERT INTO global_table ({GLOBAL_COLS}) VALUES ({_SQL.marks(11)})"
                 " ON DUPLICATE KEY UPDATE xid=xid",
                 values,
             )
@@ -342,30 +289,30 @@ class MySQLSessionStore:
         found: dict[str, list[BranchRecord]] = {xid: [] for xid in xids}
         if xids:
             cur.execute(
-                f"SELECT {_BRANCH_COLS} FROM branch_table WHERE xid IN ({_marks(len(xids))}) "
+                f"SELECT {BRANCH_COLS} FROM branch_table WHERE xid IN ({_SQL.marks(len(xids))}) "
                 "ORDER BY seq",
                 tuple(xids),
             )
             for row in cur.fetchall():
-                found[row[1]].append(_branch(row))
+                found[row[1]].append(branch_record(row))
         return found
 
     def get_global(self, xid: str, with_branches: bool = True) -> GlobalRecord | None:
         def get(cur: Cursor) -> GlobalRecord | None:
-            cur.execute(f"SELECT {_GLOBAL_COLS} FROM global_table WHERE xid=%s", (xid,))
+            cur.execute(f"SELECT {GLOBAL_COLS} FROM global_table WHERE xid=%s", (xid,))
             row = cur.fetchone()
             if row is not None:
-                record = _global(row)
+                record = global_record(row)
                 if with_branches:
                     record.branches = self._branches(cur, [xid])[xid]
                 return record
-            cur.execute(f"SELECT {_GLOBAL_COLS}, branches FROM global_history WHERE xid=%s", (xid,))
+            cur.execute(f"SELECT {GLOBAL_COLS}, branches FROM global_history WHERE xid=%s", (xid,))
             row = cur.fetchone()
             if row is None:
                 return None
-            record = _global(row)
+            record = global_record(row)
             if with_branches:
-                record.branches = [_branch(b) for b in json.loads(row[11])]
+                record.branches = branches_from_json(row[11])
             return record
 
         return self._run(get)
@@ -397,16 +344,16 @@ class MySQLSessionStore:
             # locked until commit, so the SELECT below sees our own write.
             matched = cur.execute(
                 f"UPDATE global_table SET {', '.join(sets)} "
-                f"WHERE xid=%s AND status IN ({_marks(len(expected))})",
+                f"WHERE xid=%s AND status IN ({_SQL.marks(len(expected))})",
                 tuple(args),
             )
             if not matched:
                 return None
             if release_locks:
                 cur.execute("DELETE FROM lock_table WHERE xid=%s", (xid,))
-            cur.execute(f"SELECT {_GLOBAL_COLS} FROM global_table WHERE xid=%s", (xid,))
+            cur.execute(f"SELECT {GLOBAL_COLS} FROM global_table WHERE xid=%s", (xid,))
             row = cur.fetchone()
-            return None if row is None else _global(row)
+            return None if row is None else global_record(row)
 
         return self._run(change)
 
@@ -418,25 +365,14 @@ class MySQLSessionStore:
         next_retry_ms: int | None = None,
         retry_count: int | None = None,
     ) -> GlobalRecord | None:
-        sets = ["modified_time_ms=%s"]
-        args: list[Any] = [_now_ms()]
-        for column, value in (
-            ("retry_stopped", retry_stopped),
-            ("next_retry_ms", next_retry_ms),
-            ("retry_count", retry_count),
-        ):
-            if value is not None:
-                sets.append(f"{column}=%s")
-                args.append(int(value))
+        sql, args = _SQL.update_global(_now_ms(), retry_stopped, next_retry_ms, retry_count)
 
         def update(cur: Cursor) -> GlobalRecord | None:
-            if not cur.execute(
-                f"UPDATE global_table SET {', '.join(sets)} WHERE xid=%s", (*args, xid)
-            ):
+            if not cur.execute(sql, (*args, xid)):
                 return None
-            cur.execute(f"SELECT {_GLOBAL_COLS} FROM global_table WHERE xid=%s", (xid,))
+            cur.execute(f"SELECT {GLOBAL_COLS} FROM global_table WHERE xid=%s", (xid,))
             row = cur.fetchone()
-            return None if row is None else _global(row)
+            return None if row is None else global_record(row)
 
         return self._run(update)
 
@@ -449,17 +385,11 @@ class MySQLSessionStore:
     ) -> list[GlobalRecord]:
         if not statuses:
             return []
-        sql = f"SELECT {_GLOBAL_COLS} FROM global_table WHERE status IN ({_marks(len(statuses))})"
-        args: list[Any] = [int(s) for s in statuses]
-        if due_before_ms is not None:
-            sql += " AND next_retry_ms <= %s"
-            args.append(due_before_ms)
-        sql += " ORDER BY begin_time_ms, xid LIMIT %s"
-        args.append(limit)
+        sql, args = _SQL.find_globals(statuses, due_before_ms, limit)
 
         def find(cur: Cursor) -> list[GlobalRecord]:
-            cur.execute(sql, tuple(args))
-            records = [_global(r) for r in cur.fetchall()]
+            cur.execute(sql, args)
+            records = [global_record(r) for r in cur.fetchall()]
             branches = self._branches(cur, [r.xid for r in records])
             for record in records:
                 record.branches = branches[record.xid]
@@ -469,7 +399,7 @@ class MySQLSessionStore:
 
     def finish_global(self, xid: str, final_status: GlobalStatus) -> None:
         def finish(cur: Cursor) -> None:
-            cur.execute(f"SELECT {_GLOBAL_COLS} FROM global_table WHERE xid=%s FOR UPDATE", (xid,))
+            cur.execute(f"SELECT {GLOBAL_COLS} FROM global_table WHERE xid=%s FOR UPDATE", (xid,))
             row = cur.fetchone()
             if row is None:
                 return
@@ -482,27 +412,12 @@ class MySQLSessionStore:
             values = list(row)
             values[2] = int(final_status)
             values[7] = _now_ms()
-            blob = json.dumps(
-                [
-                    [
-                        b.branch_id,
-                        b.xid,
-                        b.transaction_id,
-                        b.resource_id,
-                        int(b.branch_type),
-                        int(b.status),
-                        b.lock_keys,
-                        b.application_data,
-                        b.client_id,
-                        b.begin_time_ms,
-                        b.modified_time_ms,
-                    ]
-                    for b in branches
-                ]
-            )
+            for branch in branches:
+                branch.status = history_branch_status(final_status, branch.status)
+            blob = branches_json(branches)
             cur.execute("DELETE FROM global_history WHERE xid=%s", (xid,))
             cur.execute(
-                f"INSERT INTO global_history ({_GLOBAL_COLS}, branches) VALUES ({_marks(12)})",
+                f"INSERT INTO global_history ({GLOBAL_COLS}, branches) VALUES ({_SQL.marks(12)})",
                 (*values, blob),
             )
             # Keep the newest history_size entries.
@@ -529,46 +444,14 @@ class MySQLSessionStore:
     def list_globals(
         self, flt: GlobalSessionFilter, page_size: int, page_token: str
     ) -> Page[GlobalRecord]:
-        where: list[str] = []
-        args: list[Any] = []
-        if flt.statuses:
-            where.append(f"status IN ({_marks(len(flt.statuses))})")
-            args.extend(int(s) for s in flt.statuses)
-        for column, value in (
-            ("application_id", flt.application_id),
-            ("transaction_name", flt.transaction_name),
-            ("xid", flt.xid),
-        ):
-            if value:
-                where.append(f"{column}=%s")
-                args.append(value)
-        if flt.begin_time_from_ms:
-            where.append("begin_time_ms >= %s")
-            args.append(flt.begin_time_from_ms)
-        if flt.begin_time_to_ms:
-            where.append("begin_time_ms <= %s")
-            args.append(flt.begin_time_to_ms)
-        cond = (" WHERE " + " AND ".join(where)) if where else ""
-        source = f"SELECT {_GLOBAL_COLS} FROM global_table{cond}"
-        all_args = list(args)
-        if flt.include_history:
-            source += f" UNION ALL SELECT {_GLOBAL_COLS} FROM global_history{cond}"
-            all_args += args
-        offset = _offset(page_token)
-        size = max(1, page_size)
+        return self._page(_SQL.list_globals(flt, page_size, page_token), global_record)
 
-        def page(cur: Cursor) -> Page[GlobalRecord]:
-            cur.execute(f"SELECT COUNT(*) FROM ({source}) AS g", tuple(all_args))
+    def _page(self, query: PageQuery, convert: Callable[..., T]) -> Page[T]:
+        def page(cur: Cursor) -> Page[T]:
+            cur.execute(query.count_sql, query.count_args)
             count = cur.fetchone()
-            total = int(count[0]) if count else 0
-            cur.execute(
-                f"SELECT * FROM ({source}) AS g ORDER BY begin_time_ms DESC, xid DESC "
-                "LIMIT %s OFFSET %s",
-                (*all_args, size, offset),
-            )
-            items = [_global(r) for r in cur.fetchall()]
-            token = str(offset + size) if offset + size < total else ""
-            return Page(items, token, total)
+            cur.execute(query.rows_sql, query.rows_args)
+            return query.page(cur.fetchall(), int(count[0]) if count else 0, convert)
 
         return self._run(page)
 
@@ -593,9 +476,9 @@ class MySQLSessionStore:
             fresh: list[str] = []
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
+                marks = _SQL.marks(len(chunk))
                 cur.execute(
-                    f"SELECT row_key, xid FROM lock_table WHERE row_key IN ({_marks(len(chunk))})",
-                    tuple(chunk),
+                    f"SELECT row_key, xid FROM lock_table WHERE row_key IN ({marks})", tuple(chunk)
                 )
                 held = {r[0]: r[1] for r in cur.fetchall()}
                 for key in chunk:
@@ -607,42 +490,18 @@ class MySQLSessionStore:
             now = _now_ms()
             for start in range(0, len(fresh), 500):
                 chunk = fresh[start : start + 500]
-                values = [
-                    (
-                        key,
-                        xid,
-                        branch.transaction_id,
-                        branch.branch_id,
-                        unique[key].resource_id,
-                        unique[key].table_name,
-                        unique[key].pk,
-                        now,
-                    )
-                    for key in chunk
-                ]
+                values = [lock_values(branch, unique[key], now) for key in chunk]
                 try:
                     cur.execute(
-                        f"INSERT INTO lock_table ({_LOCK_COLS}) VALUES "
-                        + ",".join([f"({_marks(8)})"] * len(values)),
+                        f"INSERT INTO lock_table ({LOCK_COLS}) VALUES "
+                        + ",".join([f"({_SQL.marks(8)})"] * len(values)),
                         tuple(v for value in values for v in value),
                     )
                 except pymysql.err.IntegrityError:
                     raise _Retry() from None  # raced by another registration: decide again
             cur.execute(
-                f"INSERT INTO branch_table ({_BRANCH_COLS}) VALUES ({_marks(11)})",
-                (
-                    branch.branch_id,
-                    xid,
-                    branch.transaction_id,
-                    branch.resource_id,
-                    int(branch.branch_type),
-                    int(branch.status),
-                    branch.lock_keys,
-                    branch.application_data,
-                    branch.client_id,
-                    branch.begin_time_ms,
-                    branch.modified_time_ms,
-                ),
+                f"INSERT INTO branch_table ({BRANCH_COLS}) VALUES ({_SQL.marks(11)})",
+                branch_values(branch),
             )
 
         self._run(register)
@@ -651,8 +510,7 @@ class MySQLSessionStore:
     def _conflict(cur: Cursor, holder: str, row_key: str) -> None:
         cur.execute("SELECT status FROM global_table WHERE xid=%s", (holder,))
         found = cur.fetchone()
-        holder_status = GlobalStatus(found[0]) if found else None
-        raise LockConflictError(holder, row_key, fail_fast=_fail_fast(holder_status))
+        raise lock_conflict(holder, row_key, GlobalStatus(found[0]) if found else None)
 
     def update_branch_status(self, xid: str, branch_id: int, status: BranchStatus) -> bool:
         def update(cur: Cursor) -> bool:
@@ -685,7 +543,7 @@ class MySQLSessionStore:
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
                 cur.execute(
-                    f"SELECT xid FROM lock_table WHERE row_key IN ({_marks(len(chunk))}) "
+                    f"SELECT xid FROM lock_table WHERE row_key IN ({_SQL.marks(len(chunk))}) "
                     "AND xid <> %s LIMIT 1",
                     (*chunk, xid),
                 )
@@ -697,37 +555,7 @@ class MySQLSessionStore:
         return self._run(query)
 
     def list_locks(self, flt: LockFilter, page_size: int, page_token: str) -> Page[LockRecord]:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (
-            ("xid", flt.xid),
-            ("resource_id", flt.resource_id),
-            ("table_name", flt.table_name),
-            ("pk", flt.pk),
-        ):
-            if value:
-                where.append(f"{column}=%s")
-                args.append(value)
-        cond = (" WHERE " + " AND ".join(where)) if where else ""
-        offset = _offset(page_token)
-        size = max(1, page_size)
-
-        def page(cur: Cursor) -> Page[LockRecord]:
-            cur.execute(f"SELECT COUNT(*) FROM lock_table{cond}", tuple(args))
-            count = cur.fetchone()
-            total = int(count[0]) if count else 0
-            cur.execute(
-                f"SELECT {_LOCK_COLS} FROM lock_table{cond} ORDER BY row_key LIMIT %s OFFSET %s",
-                (*args, size, offset),
-            )
-            items = [
-                LockRecord(r[0], r[1], int(r[2]), int(r[3]), r[4], r[5], r[6], int(r[7]))
-                for r in cur.fetchall()
-            ]
-            token = str(offset + size) if offset + size < total else ""
-            return Page(items, token, total)
-
-        return self._run(page)
+        return self._page(_SQL.list_locks(flt, page_size, page_token), lock_record)
 
     # --- cluster --------------------------------------------------------------
     def try_job_lock(self, name: str, owner: str, ttl_ms: int) -> bool:
@@ -767,48 +595,16 @@ class MySQLSessionStore:
 
     # --- audit ----------------------------------------------------------------
     def append_audit(self, record: AuditRecord) -> AuditRecord:
-        time_ms = record.time_ms or _now_ms()
+        stored = dataclasses.replace(record, time_ms=record.time_ms or _now_ms())
 
         def append(cur: Cursor) -> int:
-            cur.execute(
-                "INSERT INTO audit_log (time_ms, operator, action, xid, result, detail) "
-                "VALUES (%s,%s,%s,%s,%s,%s)",
-                (time_ms, record.operator, record.action, record.xid, record.result, record.detail),
-            )
+            cur.execute(f"{AUDIT_INSERT} (%s,%s,%s,%s,%s,%s)", audit_values(stored))
             return int(cur.lastrowid)
 
-        new_id = self._run(append)
-        return AuditRecord(
-            new_id,
-            time_ms,
-            record.operator,
-            record.action,
-            record.xid,
-            record.result,
-            record.detail,
-        )
+        return dataclasses.replace(stored, id=self._run(append))
 
     def list_audit(self, xid: str, page_size: int, page_token: str) -> Page[AuditRecord]:
-        cond, args = (" WHERE xid=%s", (xid,)) if xid else ("", ())
-        offset = _offset(page_token)
-        size = max(1, page_size)
-
-        def page(cur: Cursor) -> Page[AuditRecord]:
-            cur.execute(f"SELECT COUNT(*) FROM audit_log{cond}", args)
-            count = cur.fetchone()
-            total = int(count[0]) if count else 0
-            cur.execute(
-                f"SELECT {_AUDIT_COLS} FROM audit_log{cond} ORDER BY id DESC LIMIT %s OFFSET %s",
-                (*args, size, offset),
-            )
-            items = [
-                AuditRecord(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6])
-                for r in cur.fetchall()
-            ]
-            token = str(offset + size) if offset + size < total else ""
-            return Page(items, token, total)
-
-        return self._run(page)
+        return self._page(_SQL.list_audit(xid, page_size, page_token), audit_record)
 
     def close(self) -> None:
         with self._pool_lock:

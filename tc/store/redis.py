@@ -44,7 +44,6 @@ from atx.errors import (
     GlobalTransactionNotFoundError,
     IllegalStatusError,
     InvalidArgumentError,
-    LockConflictError,
     UnavailableError,
 )
 from atx.status import BranchStatus, BranchType, GlobalStatus
@@ -57,6 +56,7 @@ from tc.store.base import (
     LockRecord,
     Page,
     RowLock,
+    lock_conflict,
     register_store,
 )
 
@@ -185,7 +185,9 @@ end
 # release_locks: ARGV = prefix, xid, branch id or ""
 _RELEASE_LOCKS = _RELEASE_FN + "return release(ARGV[1], ARGV[2], ARGV[3])"
 
-# finish_global: ARGV = prefix, xid, final status, now, history size
+# finish_global: ARGV = prefix, xid, final status, now, history size, and the
+# branch statuses to rewrite as committed in history ("skip" = keep; see
+# base.history_branch_status): committed, phase-one-failed
 _FINISH_GLOBAL = (
     _RELEASE_FN
     + """
@@ -205,7 +207,20 @@ end
 redis.call('HSET', g, 'status', ARGV[3], 'modified_time_ms', ARGV[4])
 redis.call('RENAME', g, p .. 'h:' .. xid)
 if redis.call('EXISTS', p .. 'gb:' .. xid) == 1 then
-  redis.call('RENAME', p .. 'gb:' .. xid, p .. 'hb:' .. xid)
+  local hb = p .. 'hb:' .. xid
+  redis.call('RENAME', p .. 'gb:' .. xid, hb)
+  if ARGV[6] ~= 'skip' then
+    local all = redis.call('HGETALL', hb)
+    for i = 1, #all, 2 do
+      if all[i] ~= '#' then
+        local branch = cjson.decode(all[i + 1])
+        if branch['status'] ~= ARGV[7] then
+          branch['status'] = ARGV[6]
+          redis.call('HSET', hb, all[i], cjson.encode(branch))
+        end
+      end
+    end
+  end
 end
 local order = redis.call('INCR', p .. 'hseq')
 redis.call('ZADD', p .. 'hist', order, xid)
@@ -515,7 +530,11 @@ class RedisSessionStore:
             return [_global_from(h) for h in pipe.execute() if h]
 
     def finish_global(self, xid: str, final_status: GlobalStatus) -> None:
-        self._finish_global(args=[self._p, xid, int(final_status), _now_ms(), self._history_size])
+        committed = final_status == GlobalStatus.COMMITTED
+        args: list[str | int] = [self._p, xid, int(final_status), _now_ms(), self._history_size]
+        args.append(int(BranchStatus.PHASE_TWO_COMMITTED) if committed else "skip")
+        args.append(int(BranchStatus.PHASE_ONE_FAILED))
+        self._finish_global(args=args)
 
     def delete_global(self, xid: str) -> bool:
         return bool(self._delete_global(args=[self._p, xid]))
@@ -570,8 +589,7 @@ class RedisSessionStore:
         if verdict == "st":
             status = GlobalStatus(int(result[1])).name
             raise IllegalStatusError(branch.xid, status, "register a branch in")
-        holder, row_key, holder_status = result[1], result[2], GlobalStatus(int(result[3]))
-        raise LockConflictError(holder, row_key, fail_fast=_fail_fast(holder_status))
+        raise lock_conflict(result[1], result[2], GlobalStatus(int(result[3])))
 
     def update_branch_status(self, xid: str, branch_id: int, status: BranchStatus) -> bool:
         args: list[str | int] = [self._p, xid, branch_id, int(status), _now_ms()]
@@ -664,11 +682,6 @@ class RedisSessionStore:
 
     def close(self) -> None:
         self._redis.close()
-
-
-def _fail_fast(holder_status: GlobalStatus) -> bool:
-    # Waiting for a holder that is rolling back (or failed to) is pointless.
-    return holder_status.is_rolling_back or holder_status == GlobalStatus.ROLLBACK_FAILED
 
 
 def _matches(r: GlobalRecord, flt: GlobalSessionFilter) -> bool:

@@ -13,7 +13,7 @@ concurrent requests into one transaction (``run_batch``: group commit).
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import sqlite3
 import threading
@@ -21,16 +21,11 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from atx.errors import (
-    GlobalTransactionNotFoundError,
-    IllegalStatusError,
-    InvalidArgumentError,
-    LockConflictError,
-)
-from atx.status import BranchStatus, BranchType, GlobalStatus
+from atx.errors import GlobalTransactionNotFoundError, IllegalStatusError, InvalidArgumentError
+from atx.status import BranchStatus, GlobalStatus
 from tc.store.base import (
     AuditRecord,
     BranchRecord,
@@ -40,21 +35,33 @@ from tc.store.base import (
     LockRecord,
     Page,
     RowLock,
+    lock_conflict,
     register_store,
+)
+from tc.store.sql_common import (
+    AUDIT_INSERT,
+    BRANCH_COLS,
+    GLOBAL_COLS,
+    LOCK_COLS,
+    PageQuery,
+    SqlDialect,
+    audit_record,
+    audit_values,
+    branch_record,
+    branch_values,
+    branches_from_json,
+    global_record,
+    global_values,
+    lock_record,
+    lock_values,
 )
 
 __all__ = ["SQLiteStore", "sqlite_path_from_url"]
 
+T = TypeVar("T")
+
 _ID_BLOCK = 100
-_GLOBAL_COLS = (
-    "xid, transaction_id, status, application_id, transaction_name, timeout_ms, "
-    "begin_time_ms, modified_time_ms, retry_stopped, retry_count, next_retry_ms"
-)
-_BRANCH_COLS = (
-    "branch_id, xid, transaction_id, resource_id, branch_type, status, lock_keys, "
-    "application_data, client_id, begin_time_ms, modified_time_ms"
-)
-_LOCK_COLS = "row_key, xid, transaction_id, branch_id, resource_id, table_name, pk, created_time_ms"
+_SQL = SqlDialect(mark="?", global_table="global_session", history_table="history")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS id_sequence (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -78,7 +85,7 @@ CREATE TABLE IF NOT EXISTS lock_table (
     pk TEXT NOT NULL, created_time_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS ix_lock_xid ON lock_table (xid, branch_id);
 CREATE TABLE IF NOT EXISTS history (
-    seq INTEGER PRIMARY KEY, {_GLOBAL_COLS.replace("xid,", "xid UNIQUE,", 1)},
+    seq INTEGER PRIMARY KEY, {GLOBAL_COLS.replace("xid,", "xid UNIQUE,", 1)},
     branches TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS job_lock (
     name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_ms INTEGER NOT NULL);
@@ -89,12 +96,19 @@ CREATE INDEX IF NOT EXISTS ix_audit_xid ON audit_log (xid, id);
 """
 
 
-# One statement copies a session and its branches (as JSON) to history.
+# One statement copies a session and its branches (as JSON) to history; the
+# third parameter (1 when finishing COMMITTED) applies history_branch_status.
+_HISTORY_BRANCH_COLS = BRANCH_COLS.replace(
+    " status,",
+    f" CASE WHEN ? AND status != {int(BranchStatus.PHASE_ONE_FAILED)} "
+    f"THEN {int(BranchStatus.PHASE_TWO_COMMITTED)} ELSE status END,",
+    1,
+)
 _FINISH_SQL = (
-    f"INSERT OR REPLACE INTO history ({_GLOBAL_COLS}, branches) "
+    f"INSERT OR REPLACE INTO history ({GLOBAL_COLS}, branches) "
     f"SELECT xid, transaction_id, ?, application_id, transaction_name, timeout_ms, "
     f"begin_time_ms, ?, retry_stopped, retry_count, next_retry_ms, "
-    f"(SELECT json_group_array(json(b)) FROM (SELECT json_array({_BRANCH_COLS}) AS b "
+    f"(SELECT json_group_array(json(b)) FROM (SELECT json_array({_HISTORY_BRANCH_COLS}) AS b "
     f"FROM branch_session WHERE xid=? ORDER BY seq)) "
     f"FROM global_session WHERE xid=?"
 )
@@ -118,50 +132,6 @@ def sqlite_path_from_url(url: str) -> tuple[str, dict[str, str]]:
         raise InvalidArgumentError(f"sqlite URL {url!r} names no file", url=url)
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     return path, options
-
-
-def _global(row: Sequence[Any]) -> GlobalRecord:
-    return GlobalRecord(
-        xid=row[0],
-        transaction_id=row[1],
-        status=GlobalStatus(row[2]),
-        application_id=row[3],
-        transaction_name=row[4],
-        timeout_ms=row[5],
-        begin_time_ms=row[6],
-        modified_time_ms=row[7],
-        retry_stopped=bool(row[8]),
-        retry_count=row[9],
-        next_retry_ms=row[10],
-    )
-
-
-def _branch(row: Sequence[Any]) -> BranchRecord:
-    return BranchRecord(
-        branch_id=row[0],
-        xid=row[1],
-        transaction_id=row[2],
-        resource_id=row[3],
-        branch_type=BranchType(row[4]),
-        status=BranchStatus(row[5]),
-        lock_keys=row[6],
-        application_data=row[7],
-        client_id=row[8],
-        begin_time_ms=row[9],
-        modified_time_ms=row[10],
-    )
-
-
-def _lock(row: Sequence[Any]) -> LockRecord:
-    return LockRecord(*row)
-
-
-def _offset(token: str) -> int:
-    if not token:
-        return 0
-    if not token.isdigit():
-        raise InvalidArgumentError(f"invalid page token {token!r}", page_token=token)
-    return int(token)
 
 
 class SQLiteStore:
@@ -266,46 +236,34 @@ class SQLiteStore:
     def insert_global(self, record: GlobalRecord) -> None:
         with self._lock:
             self._conn.execute(
-                f"INSERT INTO global_session ({_GLOBAL_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    record.xid,
-                    record.transaction_id,
-                    int(record.status),
-                    record.application_id,
-                    record.transaction_name,
-                    record.timeout_ms,
-                    record.begin_time_ms,
-                    record.modified_time_ms,
-                    int(record.retry_stopped),
-                    record.retry_count,
-                    record.next_retry_ms,
-                ),
+                f"INSERT INTO global_session ({GLOBAL_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                global_values(record),
             )
 
     def _branches(self, xid: str) -> list[BranchRecord]:
         rows = self._conn.execute(
-            f"SELECT {_BRANCH_COLS} FROM branch_session WHERE xid=? ORDER BY seq", (xid,)
+            f"SELECT {BRANCH_COLS} FROM branch_session WHERE xid=? ORDER BY seq", (xid,)
         ).fetchall()
-        return [_branch(r) for r in rows]
+        return [branch_record(r) for r in rows]
 
     def get_global(self, xid: str, with_branches: bool = True) -> GlobalRecord | None:
         with self._lock:
             row = self._conn.execute(
-                f"SELECT {_GLOBAL_COLS} FROM global_session WHERE xid=?", (xid,)
+                f"SELECT {GLOBAL_COLS} FROM global_session WHERE xid=?", (xid,)
             ).fetchone()
             if row is not None:
-                record = _global(row)
+                record = global_record(row)
                 if with_branches:
                     record.branches = self._branches(xid)
                 return record
             row = self._conn.execute(
-                f"SELECT {_GLOBAL_COLS}, branches FROM history WHERE xid=?", (xid,)
+                f"SELECT {GLOBAL_COLS}, branches FROM history WHERE xid=?", (xid,)
             ).fetchone()
         if row is None:
             return None
-        record = _global(row)
+        record = global_record(row)
         if with_branches:
-            record.branches = [_branch(b) for b in json.loads(row[11] or "[]")]
+            record.branches = branches_from_json(row[11])
         return record
 
     def change_status(
@@ -334,7 +292,7 @@ class SQLiteStore:
             marks = ",".join("?" * len(expected))
             sql = self._status_sql[shape] = (
                 f"UPDATE global_session SET {', '.join(sets)} WHERE xid=? "
-                f"AND status IN ({marks}) RETURNING {_GLOBAL_COLS}"
+                f"AND status IN ({marks}) RETURNING {GLOBAL_COLS}"
             )
         with self._tx() as db:
             row = db.execute(sql, (*args, xid, *(int(s) for s in expected))).fetchone()
@@ -342,7 +300,7 @@ class SQLiteStore:
                 return None
             if release_locks:
                 db.execute("DELETE FROM lock_table WHERE xid=?", (xid,))
-        return _global(row)
+        return global_record(row)
 
     def update_global(
         self,
@@ -352,22 +310,10 @@ class SQLiteStore:
         next_retry_ms: int | None = None,
         retry_count: int | None = None,
     ) -> GlobalRecord | None:
-        sets = ["modified_time_ms=?"]
-        args: list[Any] = [_now_ms()]
-        for column, value in (
-            ("retry_stopped", retry_stopped),
-            ("next_retry_ms", next_retry_ms),
-            ("retry_count", retry_count),
-        ):
-            if value is not None:
-                sets.append(f"{column}=?")
-                args.append(int(value))
+        sql, args = _SQL.update_global(_now_ms(), retry_stopped, next_retry_ms, retry_count)
         with self._lock:
-            row = self._conn.execute(
-                f"UPDATE global_session SET {', '.join(sets)} WHERE xid=? RETURNING {_GLOBAL_COLS}",
-                (*args, xid),
-            ).fetchone()
-        return None if row is None else _global(row)
+            row = self._conn.execute(f"{sql} RETURNING {GLOBAL_COLS}", (*args, xid)).fetchone()
+        return None if row is None else global_record(row)
 
     def find_globals(
         self,
@@ -378,23 +324,17 @@ class SQLiteStore:
     ) -> list[GlobalRecord]:
         if not statuses:
             return []
-        marks = ",".join("?" * len(statuses))
-        sql = f"SELECT {_GLOBAL_COLS} FROM global_session WHERE status IN ({marks})"
-        args: list[Any] = [int(s) for s in statuses]
-        if due_before_ms is not None:
-            sql += " AND next_retry_ms <= ?"
-            args.append(due_before_ms)
-        sql += " ORDER BY begin_time_ms, xid LIMIT ?"
-        args.append(limit)
+        sql, args = _SQL.find_globals(statuses, due_before_ms, limit)
         with self._lock:
-            records = [_global(r) for r in self._conn.execute(sql, args).fetchall()]
+            records = [global_record(r) for r in self._conn.execute(sql, args).fetchall()]
             for record in records:
                 record.branches = self._branches(record.xid)
         return records
 
     def finish_global(self, xid: str, final_status: GlobalStatus) -> None:
         with self._tx() as db:
-            copied = db.execute(_FINISH_SQL, (int(final_status), _now_ms(), xid, xid))
+            committed = int(final_status == GlobalStatus.COMMITTED)
+            copied = db.execute(_FINISH_SQL, (int(final_status), _now_ms(), committed, xid, xid))
             if copied.rowcount == 0:
                 return
             db.execute("DELETE FROM global_session WHERE xid=?", (xid,))
@@ -415,41 +355,13 @@ class SQLiteStore:
     def list_globals(
         self, flt: GlobalSessionFilter, page_size: int, page_token: str
     ) -> Page[GlobalRecord]:
-        where: list[str] = []
-        args: list[Any] = []
-        if flt.statuses:
-            where.append(f"status IN ({','.join('?' * len(flt.statuses))})")
-            args.extend(int(s) for s in flt.statuses)
-        for column, value in (
-            ("application_id", flt.application_id),
-            ("transaction_name", flt.transaction_name),
-            ("xid", flt.xid),
-        ):
-            if value:
-                where.append(f"{column}=?")
-                args.append(value)
-        if flt.begin_time_from_ms:
-            where.append("begin_time_ms >= ?")
-            args.append(flt.begin_time_from_ms)
-        if flt.begin_time_to_ms:
-            where.append("begin_time_ms <= ?")
-            args.append(flt.begin_time_to_ms)
-        cond = (" WHERE " + " AND ".join(where)) if where else ""
-        source = f"SELECT {_GLOBAL_COLS} FROM global_session{cond}"
-        all_args = list(args)
-        if flt.include_history:
-            source += f" UNION ALL SELECT {_GLOBAL_COLS} FROM history{cond}"
-            all_args += args
-        offset = _offset(page_token)
-        size = max(1, page_size)
+        return self._page(_SQL.list_globals(flt, page_size, page_token), global_record)
+
+    def _page(self, query: PageQuery, convert: Callable[..., T]) -> Page[T]:
         with self._lock:
-            (total,) = self._conn.execute(f"SELECT COUNT(*) FROM ({source})", all_args).fetchone()
-            rows = self._conn.execute(
-                f"SELECT * FROM ({source}) ORDER BY begin_time_ms DESC, xid DESC LIMIT ? OFFSET ?",
-                (*all_args, size, offset),
-            ).fetchall()
-        next_token = str(offset + size) if offset + size < total else ""
-        return Page([_global(r) for r in rows], next_token, total)
+            (total,) = self._conn.execute(query.count_sql, query.count_args).fetchone()
+            rows = self._conn.execute(query.rows_sql, query.rows_args).fetchall()
+        return query.page(rows, total, convert)
 
     # --- branches and locks -------------------------------------------------
     def register_branch(self, branch: BranchRecord, rows: Sequence[RowLock]) -> None:
@@ -477,45 +389,17 @@ class SQLiteStore:
                 ).fetchall()
                 if holders:
                     row_key, holder = holders[0]
-                    holder_status = db.execute(
+                    found = db.execute(
                         "SELECT status FROM global_session WHERE xid=?", (holder,)
                     ).fetchone()
-                    fail_fast = holder_status is not None and (
-                        GlobalStatus(holder_status[0]).is_rolling_back
-                        or holder_status[0] == GlobalStatus.ROLLBACK_FAILED
-                    )
-                    raise LockConflictError(holder, row_key, fail_fast=fail_fast)
+                    raise lock_conflict(holder, row_key, GlobalStatus(found[0]) if found else None)
             db.executemany(
-                f"INSERT OR IGNORE INTO lock_table ({_LOCK_COLS}) VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        key,
-                        branch.xid,
-                        branch.transaction_id,
-                        branch.branch_id,
-                        row.resource_id,
-                        row.table_name,
-                        row.pk,
-                        now,
-                    )
-                    for key, row in unique.items()
-                ],
+                f"INSERT OR IGNORE INTO lock_table ({LOCK_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+                [lock_values(branch, row, now) for row in unique.values()],
             )
             db.execute(
-                f"INSERT INTO branch_session ({_BRANCH_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    branch.branch_id,
-                    branch.xid,
-                    branch.transaction_id,
-                    branch.resource_id,
-                    int(branch.branch_type),
-                    int(branch.status),
-                    branch.lock_keys,
-                    branch.application_data,
-                    branch.client_id,
-                    branch.begin_time_ms,
-                    branch.modified_time_ms,
-                ),
+                f"INSERT INTO branch_session ({BRANCH_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                branch_values(branch),
             )
 
     def update_branch_status(self, xid: str, branch_id: int, status: BranchStatus) -> bool:
@@ -553,28 +437,7 @@ class SQLiteStore:
         return None
 
     def list_locks(self, flt: LockFilter, page_size: int, page_token: str) -> Page[LockRecord]:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (
-            ("xid", flt.xid),
-            ("resource_id", flt.resource_id),
-            ("table_name", flt.table_name),
-            ("pk", flt.pk),
-        ):
-            if value:
-                where.append(f"{column}=?")
-                args.append(value)
-        cond = (" WHERE " + " AND ".join(where)) if where else ""
-        offset = _offset(page_token)
-        size = max(1, page_size)
-        with self._lock:
-            (total,) = self._conn.execute(f"SELECT COUNT(*) FROM lock_table{cond}", args).fetchone()
-            rows = self._conn.execute(
-                f"SELECT {_LOCK_COLS} FROM lock_table{cond} ORDER BY row_key LIMIT ? OFFSET ?",
-                (*args, size, offset),
-            ).fetchall()
-        next_token = str(offset + size) if offset + size < total else ""
-        return Page([_lock(r) for r in rows], next_token, total)
+        return self._page(_SQL.list_locks(flt, page_size, page_token), lock_record)
 
     # --- cluster --------------------------------------------------------------
     def try_job_lock(self, name: str, owner: str, ttl_ms: int) -> bool:
@@ -597,40 +460,12 @@ class SQLiteStore:
     def append_audit(self, record: AuditRecord) -> AuditRecord:
         with self._lock:
             (new_id,) = self._conn.execute(
-                "INSERT INTO audit_log (time_ms, operator, action, xid, result, detail) "
-                "VALUES (?,?,?,?,?,?) RETURNING id",
-                (
-                    record.time_ms,
-                    record.operator,
-                    record.action,
-                    record.xid,
-                    record.result,
-                    record.detail,
-                ),
+                f"{AUDIT_INSERT} (?,?,?,?,?,?) RETURNING id", audit_values(record)
             ).fetchone()
-        return AuditRecord(
-            new_id,
-            record.time_ms,
-            record.operator,
-            record.action,
-            record.xid,
-            record.result,
-            record.detail,
-        )
+        return dataclasses.replace(record, id=new_id)
 
     def list_audit(self, xid: str, page_size: int, page_token: str) -> Page[AuditRecord]:
-        cond, args = (" WHERE xid=?", [xid]) if xid else ("", [])
-        offset = _offset(page_token)
-        size = max(1, page_size)
-        with self._lock:
-            (total,) = self._conn.execute(f"SELECT COUNT(*) FROM audit_log{cond}", args).fetchone()
-            rows = self._conn.execute(
-                "SELECT id, time_ms, operator, action, xid, result, detail FROM audit_log"
-                f"{cond} ORDER BY id DESC LIMIT ? OFFSET ?",
-                (*args, size, offset),
-            ).fetchall()
-        next_token = str(offset + size) if offset + size < total else ""
-        return Page([AuditRecord(*r) for r in rows], next_token, total)
+        return self._page(_SQL.list_audit(xid, page_size, page_token), audit_record)
 
     def close(self) -> None:
         with self._lock:

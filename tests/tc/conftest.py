@@ -100,13 +100,3 @@ def tc_factory(tmp_path: Path) -> Iterator[TCFactory]:
 @pytest.fixture
 def tc(tc_factory: TCFactory) -> RunningTC:
     return tc_factory()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or predicate}")

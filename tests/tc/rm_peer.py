@@ -25,7 +25,7 @@ from atx.v1 import resource_manager_pb2_grpc as rm_grpc
 from atx.v1 import transaction_manager_pb2 as tm_pb2
 from atx.v1 import transaction_manager_pb2_grpc as tm_grpc
 
-__all__ = ["Received", "ScriptedRM", "Tm", "succeed", "wait_until"]
+__all__ = ["Received", "ScriptedRM", "Tm", "succeed"]
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,6 @@ def succeed(command: Received) -> Reply:
     return BranchStatus.PHASE_TWO_COMMITTED
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
-        time.sleep(0.05)
-
-
 class _Attachment:
     """One Attach stream to one TC address, re-opened until stopped."""
 
@@ -74,6 +66,10 @@ class _Attachment:
         self.node_id = ""
         self.attached = threading.Event()
         self.detached = threading.Event()
+        #: Registered answers received, over every stream.
+        self.registrations = 0
+        #: Attach streams opened (a reconnect opens another).
+        self.streams = 0
         self._beat_s = 1.0
         self._last_beat = time.monotonic()
         self._outbox: queue.Queue[rm_pb2.AttachRequest | None] = queue.Queue()
@@ -129,6 +125,7 @@ class _Attachment:
                     stub = rm_grpc.ResourceManagerServiceStub(channel)
                     call = stub.Attach(self._requests(self._outbox))
                     self._call = call
+                    self.streams += 1
                     for response in call:
                         self._handle(response)
             except grpc.RpcError:
@@ -143,6 +140,7 @@ class _Attachment:
     def _handle(self, response: rm_pb2.AttachResponse) -> None:
         kind = response.WhichOneof("kind")
         if kind == "registered":
+            self.registrations += 1
             self.node_id = response.registered.node_id
             if response.registered.heartbeat_interval_ms > 0:
                 self._beat_s = response.registered.heartbeat_interval_ms / 2000
@@ -227,6 +225,17 @@ class ScriptedRM:
         for address, attachment in self.attachments.items():
             if not attachment.attached.wait(timeout):
                 raise AssertionError(f"the scripted RM could not attach to {address}")
+
+    def add_resources(self, resource_ids: Sequence[str]) -> None:
+        """Register more resources on the open streams (no reconnect)."""
+        self.resource_ids += [r for r in resource_ids if r not in self.resource_ids]
+        message = rm_pb2.AttachRequest(
+            register=rm_pb2.RegisterResources(
+                client_id=self.client_id, application_id="rm-peer", resource_ids=self.resource_ids
+            )
+        )
+        for attachment in self.attachments.values():
+            attachment.send(message)
 
     def commands(self, predicate: Callable[[Received], bool] = lambda _c: True) -> list[Received]:
         """A snapshot of the commands received so far that match ``predicate``."""

@@ -18,7 +18,8 @@ import pytest
 from atx.errors import LockConflictError
 from atx.status import BranchStatus
 from atx.status import GlobalStatus as G
-from tests.tc.rm_peer import Received, Reply, ScriptedRM, Tm, succeed, wait_until
+from atx.testing import wait_until
+from tests.tc.rm_peer import Received, Reply, ScriptedRM, Tm, succeed
 from tests.tc.tc_procs import TCStarter, locks_left, shared_store_url, start_tc
 
 __all__ = ["shared_store_url", "start_tc"]  # fixtures used below

@@ -80,7 +80,7 @@ def test_locks_held_until_rollback_succeeds(tc: RunningTC) -> None:
     assert rollback(tc, xid) == G.ROLLBACK_RETRYING  # no RM attached yet
     assert locks(tc, xid) == ["db1^^^t^^^1"]
     with ScriptedRM(tc.address, ["db1"]):
-        from tests.tc.conftest import wait_until
+        from atx.testing import wait_until
         from tests.tc.helpers import status
 
         wait_until(lambda: status(tc, xid) == G.ROLLBACKED, what="rollback")

@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from atx.errors import PermissionDeniedError, UnauthenticatedError
 from atx.metadata import bearer
 from atx.status import GlobalStatus as G
-from atx.testing import free_port
+from atx.testing import free_port, wait_until
 from atx.v1 import admin_pb2, admin_pb2_grpc
 from atx.v1 import transaction_manager_pb2 as tm_pb2
 from atx.v1 import transaction_manager_pb2_grpc as tm_grpc
@@ -116,8 +116,7 @@ def test_sigterm_finishes_the_call_in_flight(
             )
         )
         call.start()
-        while not rm.received:  # the rollback is waiting for the RM
-            threading.Event().wait(0.02)
+        wait_until(lambda: rm.received, what="the rollback waiting for the RM")
         assert tc.terminate(timeout=20) == 0
         call.join(20)
     assert result == [G.ROLLBACKED]

@@ -7,14 +7,13 @@ from pathlib import Path
 import grpc
 
 from atx.status import GlobalStatus as G
-from atx.testing import ManagedProcess
+from atx.testing import ManagedProcess, wait_until
 from atx.v1 import admin_pb2, admin_pb2_grpc
 from atx.v1 import resource_manager_pb2 as rm_pb2
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc
 from atx.v1 import transaction_manager_pb2 as tm_pb2
 from atx.v1 import transaction_manager_pb2_grpc as tm_grpc
 from tests.conftest import ProcessStarter
-from tests.tc.conftest import wait_until
 from tests.tc.scripted_rm import ScriptedRM
 
 FAST = ["--job-interval-ms", "100", "--retry-backoff-ms", "100", "--retry-backoff-max-ms", "300"]

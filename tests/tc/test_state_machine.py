@@ -7,7 +7,8 @@ import threading
 from atx.errors import IllegalStatusError
 from atx.status import BranchStatus
 from atx.status import GlobalStatus as G
-from tests.tc.conftest import RunningTC, TCFactory, wait_until
+from atx.testing import wait_until
+from tests.tc.conftest import RunningTC, TCFactory
 from tests.tc.helpers import begin, commit, error_of, locks, register, rollback, session, status
 from tests.tc.scripted_rm import Received, ScriptedRM
 
@@ -22,6 +23,25 @@ def test_commit_commits_every_branch_in_the_background(tc: RunningTC) -> None:
         wait_until(lambda: status(tc, xid) == G.COMMITTED, what="phase two")
         assert {(r.action, r.branch_id) for r in rm.received} == {("commit", b1), ("commit", b2)}
         assert commit(tc, xid) == G.COMMITTED  # a repeated Commit is idempotent
+
+
+def test_history_shows_the_branches_committed_or_rolled_back(tc: RunningTC) -> None:
+    with ScriptedRM(tc.address, ["db1", "db2"]):
+        committed = begin(tc)
+        register(tc, committed, "db1", "t:1")
+        register(tc, committed, "db2", "u:1")
+        assert commit(tc, committed) == G.COMMITTED
+        done = wait_until(
+            lambda: (s := session(tc, committed)).status == G.COMMITTED and s,
+            what="phase two of the commit",
+        )
+        assert [b.status for b in done.branches] == [BranchStatus.PHASE_TWO_COMMITTED] * 2
+        rolled_back = begin(tc)
+        register(tc, rolled_back, "db1", "t:2")
+        assert rollback(tc, rolled_back) == G.ROLLBACKED
+        back = session(tc, rolled_back)
+        assert back.status == G.ROLLBACKED
+        assert [b.status for b in back.branches] == [BranchStatus.PHASE_TWO_ROLLBACKED]
 
 
 def test_empty_transaction_commits_at_once(tc: RunningTC) -> None:

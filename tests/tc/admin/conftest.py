@@ -3,8 +3,6 @@ behind the admin token ``secret``, plus clients."""
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,6 @@ from atx.v1 import transaction_manager_pb2_grpc as tm_grpc
 from tc.admin.client import AdminClient
 
 ADMIN_TOKEN = "secret"
-ROOT = Path(__file__).resolve().parents[3]
 FAST = [
     "--job-interval-ms",
     "100",
@@ -89,10 +86,8 @@ def admin_tc_factory(
         from atx.testing import free_port
 
         port = free_port()
-        argv = [sys.executable, "-m", "tests.tc.admin.serve_tc", "--port", str(port)]
-        argv += ["--store", store_url, "--admin-token", ADMIN_TOKEN, *FAST]
-        env = {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        process = start_server(argv, port=port, env=env)
+        argv = ["tc", "--port", str(port), "--store", store_url, "--admin-token", ADMIN_TOKEN]
+        process = start_server([*argv, *FAST], port=port)
         address = f"127.0.0.1:{port}"
         channel = grpc.insecure_channel(address)
         tc = AdminTC(

@@ -13,9 +13,9 @@ from typing import Any
 import grpc
 
 from atx.status import BranchStatus
-from atx.testing import free_port
+from atx.testing import free_port, wait_until
 from tests.tc.admin.conftest import ADMIN_TOKEN, AdminTC
-from tests.tc.rm_peer import Received, ScriptedRM, wait_until
+from tests.tc.rm_peer import Received, ScriptedRM
 
 
 def atx_admin(

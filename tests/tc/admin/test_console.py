@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from atx.testing import free_port
+from atx.testing import free_port, wait_until
 from tests.tc.admin.conftest import ADMIN_TOKEN, AdminTC
 
 
@@ -27,16 +26,20 @@ class Console:
         argv = [sys.executable, "-m", "atx.cli", "console", "--tc", tc.address]
         argv += ["--port", str(self.port), "--admin-token", token]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=2).read()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.process.kill()
-                    raise AssertionError("the console did not start") from None
-                time.sleep(0.1)
+        try:
+            wait_until(self._up, timeout=20, what="the console to start")
+        except AssertionError:
+            self.process.kill()
+            raise
+
+    def _up(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError("the console exited at start")
+        try:
+            urllib.request.urlopen(self.url + "/healthz", timeout=2).read()
+        except OSError:
+            return False
+        return True
 
     def request(
         self, path: str, token: str | None = ADMIN_TOKEN, body: object = None

@@ -13,6 +13,7 @@ from atx.errors import (
     UnauthenticatedError,
 )
 from atx.status import BranchStatus, GlobalStatus
+from atx.testing import wait_until
 from atx.v1 import admin_pb2
 from tc.admin.client import AdminClient
 from tc.admin.errors import (
@@ -26,7 +27,7 @@ from tc.admin.errors import (
     StopRetryRefusedError,
 )
 from tests.tc.admin.conftest import AdminTC
-from tests.tc.rm_peer import ScriptedRM, succeed, wait_until
+from tests.tc.rm_peer import ScriptedRM, succeed
 
 G = GlobalStatus
 

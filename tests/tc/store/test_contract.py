@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from atx.errors import (
     LockConflictError,
 )
 from atx.status import BranchStatus, BranchType, GlobalStatus
+from atx.testing import wait_until
 from tc.store.base import (
     AuditRecord,
     BranchRecord,
@@ -245,6 +245,34 @@ def test_finish_global_keeps_a_bounded_history(make_store: StoreMaker) -> None:
         register(store, sessions[4], rows("x"))
     assert info.value.status == "COMMITTED"
     store.finish_global("nope:1:1", G.COMMITTED)  # unknown: nothing happens
+
+
+def test_finish_committed_records_branches_committed_in_history(store: SessionStore) -> None:
+    committed, rolled_back = new_global(store), new_global(store)
+    first, second = register(store, committed, rows("1")), register(store, committed, rows("2"))
+    failed = register(store, committed, rows("3"))
+    store.update_branch_status(committed.xid, failed.branch_id, BranchStatus.PHASE_ONE_FAILED)
+    undone = register(store, rolled_back, rows("4"))
+    kept = register(store, rolled_back, rows("5"))
+    store.update_branch_status(rolled_back.xid, undone.branch_id, BranchStatus.PHASE_TWO_ROLLBACKED)
+
+    store.finish_global(committed.xid, G.COMMITTED)
+    store.finish_global(rolled_back.xid, G.ROLLBACKED)
+
+    done = store.get_global(committed.xid)
+    assert done is not None and done.status == G.COMMITTED
+    assert [(b.branch_id, b.status) for b in done.branches] == [
+        (first.branch_id, BranchStatus.PHASE_TWO_COMMITTED),
+        (second.branch_id, BranchStatus.PHASE_TWO_COMMITTED),
+        (failed.branch_id, BranchStatus.PHASE_ONE_FAILED),  # phase two skips it
+    ]
+    back = store.get_global(rolled_back.xid)
+    assert back is not None and back.status == G.ROLLBACKED
+    # Rollbacks record each branch as it goes; finishing changes none.
+    assert [(b.branch_id, b.status) for b in back.branches] == [
+        (undone.branch_id, BranchStatus.PHASE_TWO_ROLLBACKED),
+        (kept.branch_id, BranchStatus.REGISTERED),
+    ]
 
 
 def test_delete_global(store: SessionStore) -> None:
@@ -482,10 +510,8 @@ def test_job_lock_exclusive_renewable_expiring(make_store: StoreMaker) -> None:
     assert b.try_job_lock("other", "node-b", 60_000)  # locks are per name
     b.release_job_lock("retry", "node-b")  # not the owner: no effect
     assert not b.try_job_lock("retry", "node-b", 60_000)
-    deadline = time.monotonic() + 10
-    while not b.try_job_lock("retry", "node-b", 60_000):  # expires without renewal
-        assert time.monotonic() < deadline, "the job lock never expired"
-        time.sleep(0.1)
+    # It expires without renewal.
+    wait_until(lambda: b.try_job_lock("retry", "node-b", 60_000), 10, "the job lock to expire")
     assert not a.try_job_lock("retry", "node-a", 60_000)
     a.release_job_lock("retry", "node-a")
     assert not a.try_job_lock("retry", "node-a", 60_000)
