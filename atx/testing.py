@@ -20,7 +20,14 @@ from typing import TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["ManagedProcess", "free_port", "start_process", "wait_for_serving", "wait_until"]
+__all__ = [
+    "ManagedProcess",
+    "free_port",
+    "self_signed_cert",
+    "start_process",
+    "wait_for_serving",
+    "wait_until",
+]
 
 T = TypeVar("T")
 
@@ -33,11 +40,16 @@ def free_port() -> int:
         return port
 
 
-def wait_for_serving(address: str, timeout: float = 20.0, service: str = "") -> None:
-    """Block until the gRPC health check at ``address`` answers SERVING."""
+def wait_for_serving(
+    address: str, timeout: float = 20.0, service: str = "", tls_ca: str = ""
+) -> None:
+    """Block until the gRPC health check at ``address`` answers SERVING
+    (over TLS trusting the CA bundle ``tls_ca`` when set)."""
+    from atx.channels import open_channel
+
     deadline = time.monotonic() + timeout
     last_error = "no answer"
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address, tls_ca=tls_ca) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             try:
@@ -54,8 +66,15 @@ def wait_for_serving(address: str, timeout: float = 20.0, service: str = "") -> 
 class ManagedProcess:
     """A child process serving gRPC on ``port``; its output goes to ``log_path``."""
 
-    def __init__(self, argv: Sequence[str], port: int, env: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        argv: Sequence[str],
+        port: int,
+        env: Mapping[str, str] | None = None,
+        tls_ca: str = "",
+    ):
         self.argv = list(argv)
+        self.tls_ca = tls_ca
         self.port = port
         self.address = f"127.0.0.1:{port}"
         self.env = {**os.environ, **(env or {})}
@@ -70,7 +89,7 @@ class ManagedProcess:
                 self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         try:
-            wait_for_serving(self.address, timeout, health_service)
+            wait_for_serving(self.address, timeout, health_service, self.tls_ca)
         except TimeoutError as error:
             self.kill()
             raise TimeoutError(f"{error}\n--- output of {self.argv}:\n{self.output()}") from None
@@ -113,13 +132,15 @@ def start_process(
     env: Mapping[str, str] | None = None,
     timeout: float = 20.0,
     health_service: str = "",
+    tls_ca: str = "",
 ) -> ManagedProcess:
     """Run ``python -m atx.cli <args>`` (or a full argv starting with an
-    executable path) and wait until its health check says SERVING."""
+    executable path) and wait until its health check says SERVING (a TLS
+    server: pass the CA bundle that signed its certificate as ``tls_ca``)."""
     argv = list(args)
     if not argv or not (argv[0].endswith("python") or os.path.isabs(argv[0])):
         argv = [sys.executable, "-m", "atx.cli", *argv]
-    return ManagedProcess(argv, port, env).start(timeout, health_service)
+    return ManagedProcess(argv, port, env, tls_ca).start(timeout, health_service)
 
 
 def wait_until(
@@ -137,3 +158,47 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def self_signed_cert(directory: Path | str) -> tuple[Path, Path]:
+    """Write a self-signed certificate for ``localhost`` and ``127.0.0.1`` (valid
+    a day; it is its own CA) and its key into ``directory``: ``(cert, key)``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = Path(directory)
+    cert_path, key_path = directory / "tc.crt", directory / "tc.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
+from atx.channels import open_channel
 from atx.metadata import bearer
 from atx.status import BranchStatus
 from atx.v1 import resource_manager_pb2 as rm_pb2
@@ -81,11 +82,15 @@ class _Stream:
     def _run(self) -> None:
         backoff = 0.05
         while not self.owner.stopping.is_set():
-            channel = grpc.insecure_channel(self.address)
+            config = self.owner.config
+            channel: grpc.Channel | None = None
             try:
+                channel = open_channel(
+                    self.address, tls_ca=config.tls_ca, tls_server_name=config.tls_server_name
+                )
                 stub = rm_grpc.ResourceManagerServiceStub(channel)
                 self.outbox = queue.Queue()
-                metadata = (bearer(self.owner.config.token),) if self.owner.config.token else ()
+                metadata = (bearer(config.token),) if config.token else ()
                 register = self.owner.register_message()
                 self.announced = frozenset(register.register.resource_ids)
                 responses = stub.Attach(self._requests(register), metadata=metadata)
@@ -104,10 +109,12 @@ class _Stream:
                         self.owner.on_rollback(self, response.branch_rollback)
             except grpc.RpcError as error:
                 if not self.owner.stopping.is_set():
+                    # The details carry the cause, e.g. a TLS handshake refused.
                     logger.info(
-                        "Attach stream to %s ended: %s",
+                        "Attach stream to %s ended: %s %s",
                         self.address,
                         error.code(),  # type: ignore[attr-defined]
+                        error.details(),  # type: ignore[attr-defined]
                     )
             except Exception:
                 logger.exception("Attach stream to %s failed", self.address)
@@ -115,7 +122,8 @@ class _Stream:
                 self.call = None
                 self.connected.clear()
                 self.outbox.put(_STOP)
-                channel.close()
+                if channel is not None:
+                    channel.close()
             if self.restart_now:
                 self.restart_now = False
                 continue

@@ -2,8 +2,11 @@
 
 Set by :func:`configure`, or read once from the environment:
 ``ATX_TC_ADDRESSES`` (comma-separated ``host:port``), ``ATX_APPLICATION_ID``,
-``ATX_TOKEN`` and ``ATX_CLIENT_ID``. Arguments to :func:`configure` win over
-the environment. Reconfiguring closes the TC client and restarts the channel.
+``ATX_TOKEN``, ``ATX_CLIENT_ID``, ``ATX_TC_TLS_CA`` (a PEM CA bundle: talk
+TLS to the TC; empty = plaintext) and ``ATX_TC_TLS_SERVER_NAME`` (the name
+the TC's certificate must carry, when not the dialled host). Arguments to
+:func:`configure` win over the environment. Reconfiguring closes the TC client
+and restarts the channel.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ _ENV_ADDRESSES = "ATX_TC_ADDRESSES"
 _ENV_APPLICATION = "ATX_APPLICATION_ID"
 _ENV_TOKEN = "ATX_TOKEN"
 _ENV_CLIENT = "ATX_CLIENT_ID"
+_ENV_TLS_CA = "ATX_TC_TLS_CA"
+_ENV_TLS_SERVER_NAME = "ATX_TC_TLS_SERVER_NAME"
 
 
 def _default_client_id() -> str:
@@ -37,6 +42,10 @@ class Config:
     client_id: str = field(default_factory=_default_client_id)
     #: Seconds for each TC call.
     rpc_timeout: float = 10.0
+    #: Path of a PEM CA bundle: TLS to the TC when set, plaintext when empty.
+    tls_ca: str = ""
+    #: The host name the TC's certificate must carry (default: the dialled host).
+    tls_server_name: str = ""
 
 
 _lock = threading.Lock()
@@ -55,6 +64,13 @@ def _validate_addresses(addresses: Sequence[str]) -> tuple[str, ...]:
     return cleaned
 
 
+def _validate_tls_ca(path: str) -> str:
+    path = path.strip()
+    if path and not os.path.isfile(path):
+        raise ValueError(f"TLS CA bundle {path!r} is not a readable file")
+    return path
+
+
 def _from_env() -> Config:
     addresses = os.environ.get(_ENV_ADDRESSES, "")
     return Config(
@@ -62,6 +78,8 @@ def _from_env() -> Config:
         application_id=os.environ.get(_ENV_APPLICATION) or "atx-app",
         token=os.environ.get(_ENV_TOKEN) or None,
         client_id=os.environ.get(_ENV_CLIENT) or _default_client_id(),
+        tls_ca=_validate_tls_ca(os.environ.get(_ENV_TLS_CA, "")),
+        tls_server_name=os.environ.get(_ENV_TLS_SERVER_NAME, "").strip(),
     )
 
 
@@ -71,11 +89,17 @@ def configure(
     token: str | None = None,
     client_id: str | None = None,
     rpc_timeout: float | None = None,
+    tls_ca: str | None = None,
+    tls_server_name: str | None = None,
 ) -> Config:
     """Set the configuration (unset arguments come from the environment).
 
+    ``tls_ca`` is the path of a PEM CA bundle that signed the TC's certificate:
+    the TM/RM calls and the Attach stream then use TLS; ``""`` forces plaintext.
+
     Raises:
-        ValueError: a malformed TC address, or an empty application id.
+        ValueError: a malformed TC address, an empty application id, or a
+            ``tls_ca`` that is not a file.
     """
     global _config
     base = _from_env()
@@ -87,6 +111,10 @@ def configure(
         token=token if token is not None else base.token,
         client_id=client_id if client_id is not None else base.client_id,
         rpc_timeout=rpc_timeout if rpc_timeout is not None else base.rpc_timeout,
+        tls_ca=_validate_tls_ca(tls_ca) if tls_ca is not None else base.tls_ca,
+        tls_server_name=(
+            tls_server_name.strip() if tls_server_name is not None else base.tls_server_name
+        ),
     )
     if not config.application_id:
         raise ValueError("application_id must not be empty")

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import grpc
 
 from atx import errors
+from atx.channels import open_channel
 from atx.metadata import bearer
 from atx.status import BranchStatus, BranchType, GlobalStatus
 from atx.v1 import resource_manager_pb2 as rm_pb2
@@ -38,9 +39,9 @@ class LockQueryResult:
 
 
 class _Endpoint:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, tls_ca: str = "", tls_server_name: str = "") -> None:
         self.address = address
-        self.channel = grpc.insecure_channel(address)
+        self.channel = open_channel(address, tls_ca=tls_ca, tls_server_name=tls_server_name)
         self.tm = tm_grpc.TransactionManagerServiceStub(self.channel)
         self.rm = rm_grpc.ResourceManagerServiceStub(self.channel)
 
@@ -55,13 +56,16 @@ class TCClient:
         token: str | None = None,
         client_id: str = "",
         timeout: float = 10.0,
+        tls_ca: str = "",
+        tls_server_name: str = "",
     ) -> None:
         if not addresses:
             raise errors.InvalidArgumentError(
                 "no TC address configured: call rm.configure(tc_addresses=[...]) "
                 "or set ATX_TC_ADDRESSES"
             )
-        self._endpoints = [_Endpoint(a) for a in addresses]
+        self._endpoints = [_Endpoint(a, tls_ca, tls_server_name) for a in addresses]
+        self.tls = bool(tls_ca)
         self._preferred = 0
         self._lock = threading.Lock()
         self.application_id = application_id
@@ -77,6 +81,8 @@ class TCClient:
             config.token,
             config.client_id,
             config.rpc_timeout,
+            config.tls_ca,
+            config.tls_server_name,
         )
 
     @property
@@ -108,7 +114,16 @@ class TCClient:
                     self._preferred = index
             return reply
         assert last is not None
-        raise errors.from_rpc_error(last) from None
+        failure = errors.from_rpc_error(last)
+        if type(failure) is errors.UnavailableError:
+            # Name the addresses (and TLS): a bad CA looks like a dead TC otherwise.
+            mode = "TLS" if self.tls else "plaintext"
+            failure = errors.UnavailableError(
+                f"cannot reach the TC at {', '.join(self.addresses)} ({mode}): {failure.message}",
+                addresses=",".join(self.addresses),
+                tls=self.tls,
+            )
+        raise failure from None
 
     # --- TM --------------------------------------------------------------------
 

@@ -37,6 +37,18 @@ def service_parser(name: str) -> argparse.ArgumentParser:
     if name != "chain":
         parser.add_argument("--tc", required=True, help="TC address(es), comma-separated")
         parser.add_argument("--token", default=None, help="bearer token for the TC")
+        parser.add_argument(
+            "--tc-tls-ca",
+            default=None,
+            metavar="PATH",
+            help="PEM CA bundle: talk TLS to the TC (default: $ATX_TC_TLS_CA; empty = plaintext)",
+        )
+        parser.add_argument(
+            "--tc-tls-server-name",
+            default=None,
+            metavar="NAME",
+            help="host name the TC's certificate carries (default: $ATX_TC_TLS_SERVER_NAME)",
+        )
     if name in ("order", "payment"):
         parser.add_argument("--collectible", required=True, help="collectible service address")
     if name == "order":
@@ -106,7 +118,13 @@ def run_service(name: str, argv: Sequence[str]) -> int:
     import rm
     from services.common.db import Database
 
-    rm.configure(tc_addresses=opts.tc.split(","), application_id=name, token=opts.token)
+    rm.configure(
+        tc_addresses=opts.tc.split(","),
+        application_id=name,
+        token=opts.token,
+        tls_ca=opts.tc_tls_ca,
+        tls_server_name=opts.tc_tls_server_name,
+    )
     Database(opts.db, name).prepare_resource()
     if name == "collectible":
         from services.collectible.service import serve as serve_collectible

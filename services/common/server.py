@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from atx.channels import open_channel
 from services.common.propagation import client_interceptor, server_interceptor
 
 __all__ = ["ServiceRuntime", "client_channel", "start_server"]
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 def client_channel(address: str) -> grpc.Channel:
     """A channel to another service that propagates the current XID."""
-    return grpc.intercept_channel(grpc.insecure_channel(address), client_interceptor())
+    return open_channel(address, interceptors=[client_interceptor()])
 
 
 @dataclass

@@ -31,6 +31,18 @@ def _common(parser: argparse.ArgumentParser, top: bool) -> None:
         help="admin token (default: $ATX_ADMIN_TOKEN)",
     )
     parser.add_argument(
+        "--tls-ca",
+        default=default,
+        metavar="PATH",
+        help="PEM CA bundle: talk TLS to the TC (default: $ATX_TC_TLS_CA; empty = plaintext)",
+    )
+    parser.add_argument(
+        "--tls-server-name",
+        default=default,
+        metavar="NAME",
+        help="host name the TC's certificate carries, when not the --tc host",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         default=False if top else argparse.SUPPRESS,
@@ -142,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
         hint = ""
         if error.code == "CONFIRMATION_REQUIRED":
             hint = " (pass --yes)"
+        elif error.code == "UNAVAILABLE" and error.details.get("tls") == "False":
+            hint = " (if the TC serves TLS, pass --tls-ca PATH)"
         sys.stderr.write(f"error: {error}{hint}\n")
         return 1
     except KeyboardInterrupt:
@@ -149,14 +163,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from tc.admin.client import AdminClient, default_admin_token, default_tc_address
+    from tc.admin.client import (
+        AdminClient,
+        default_admin_token,
+        default_tc_address,
+        default_tls_ca,
+    )
 
     out = _Output(args.json)
     if args.admin_command == "deferred":
         return _deferred(args, out)
     token = args.admin_token if args.admin_token is not None else default_admin_token()
     operator = args.operator or ""
-    with AdminClient(args.tc or default_tc_address(), token) as client:
+    tls_ca = args.tls_ca if args.tls_ca is not None else default_tls_ca()
+    with AdminClient(
+        args.tc or default_tc_address(),
+        token,
+        tls_ca=tls_ca,
+        tls_server_name=args.tls_server_name or "",
+    ) as client:
         handler = _HANDLERS[args.admin_command]
         handler(client, args, operator, out)
     return 0

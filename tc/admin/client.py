@@ -9,6 +9,7 @@ from typing import Any, Self, TypeVar
 
 import grpc
 
+from atx.channels import open_channel
 from atx.errors import AtxError, UnavailableError, from_rpc_error
 from atx.metadata import bearer
 from atx.v1 import admin_pb2, admin_pb2_grpc, deferred_call_pb2, deferred_call_pb2_grpc
@@ -19,6 +20,7 @@ __all__ = [
     "DeferredCallClient",
     "default_admin_token",
     "default_tc_address",
+    "default_tls_ca",
 ]
 
 DEFAULT_TC_ADDRESS = "127.0.0.1:8091"
@@ -29,16 +31,29 @@ def default_tc_address() -> str:
     return os.environ.get("ATX_TC_ADDRESS") or DEFAULT_TC_ADDRESS
 
 
+def default_tls_ca() -> str:
+    """The PEM CA bundle for TLS to the TC ($ATX_TC_TLS_CA; empty = plaintext)."""
+    return os.environ.get("ATX_TC_TLS_CA", "").strip()
+
+
 def default_admin_token() -> str:
     return os.environ.get("ATX_ADMIN_TOKEN") or os.environ.get("ATX_TC_ADMIN_TOKEN") or ""
 
 
 class _Client:
-    def __init__(self, address: str, token: str = "", timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        token: str = "",
+        timeout_s: float = 30.0,
+        tls_ca: str = "",
+        tls_server_name: str = "",
+    ) -> None:
         self.address = address
         self.token = token
         self.timeout_s = timeout_s
-        self.channel = grpc.insecure_channel(address)
+        self.tls = bool(tls_ca)
+        self.channel = open_channel(address, tls_ca=tls_ca, tls_server_name=tls_server_name)
 
     def _call(
         self, method: Callable[..., Any], request: Any, kind: type[R], token: str | None = None
@@ -51,8 +66,11 @@ class _Client:
         except grpc.RpcError as rpc_error:
             error: AtxError = from_rpc_error(rpc_error)
             if type(error) is UnavailableError:
+                mode = "TLS" if self.tls else "plaintext"
                 error = UnavailableError(
-                    f"cannot reach {self.address}: {error.message}", address=self.address
+                    f"cannot reach {self.address} ({mode}): {error.message}",
+                    address=self.address,
+                    tls=self.tls,
                 )
             raise error from None
 
@@ -67,10 +85,18 @@ class _Client:
 
 
 class AdminClient(_Client):
-    """AdminService of one TC. ``token`` per call overrides the default one."""
+    """AdminService of one TC. ``token`` per call overrides the default one;
+    ``tls_ca`` (a PEM CA bundle path) switches the channel to TLS."""
 
-    def __init__(self, address: str, token: str = "", timeout_s: float = 30.0) -> None:
-        super().__init__(address, token, timeout_s)
+    def __init__(
+        self,
+        address: str,
+        token: str = "",
+        timeout_s: float = 30.0,
+        tls_ca: str = "",
+        tls_server_name: str = "",
+    ) -> None:
+        super().__init__(address, token, timeout_s, tls_ca, tls_server_name)
         self.stub = admin_pb2_grpc.AdminServiceStub(self.channel)
 
     def list_globals(

@@ -56,15 +56,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="require this token from the browser and pass it to the TC ($ATX_ADMIN_TOKEN)",
     )
+    parser.add_argument(
+        "--tls-ca",
+        default=None,
+        metavar="PATH",
+        help="PEM CA bundle: talk TLS to the TC ($ATX_TC_TLS_CA; empty = plaintext)",
+    )
+    parser.add_argument(
+        "--tls-server-name",
+        default="",
+        metavar="NAME",
+        help="host name the TC's certificate carries, when not the --tc host",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7091, help="HTTP port (default 7091)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from tc.admin.client import default_admin_token, default_tc_address
+    from tc.admin.client import default_admin_token, default_tc_address, default_tls_ca
 
     token = args.admin_token if args.admin_token is not None else default_admin_token()
-    server = ConsoleServer(args.tc or default_tc_address(), token, args.host, args.port)
+    server = ConsoleServer(
+        args.tc or default_tc_address(),
+        token,
+        args.host,
+        args.port,
+        tls_ca=args.tls_ca if args.tls_ca is not None else default_tls_ca(),
+        tls_server_name=args.tls_server_name,
+    )
     logger.info(
         "admin console for TC %s on http://%s:%d/", server.tc_address, args.host, server.port
     )
@@ -80,12 +99,20 @@ def run(args: argparse.Namespace) -> int:
 class ConsoleServer:
     """The console's HTTP server; ``start()`` runs it in a thread."""
 
-    def __init__(self, tc_address: str, admin_token: str, host: str, port: int) -> None:
+    def __init__(
+        self,
+        tc_address: str,
+        admin_token: str,
+        host: str,
+        port: int,
+        tls_ca: str = "",
+        tls_server_name: str = "",
+    ) -> None:
         from tc.admin.client import AdminClient
 
         self.tc_address = tc_address
         self.admin_token = admin_token
-        self.client = AdminClient(tc_address)
+        self.client = AdminClient(tc_address, tls_ca=tls_ca, tls_server_name=tls_server_name)
         console = self
 
         class Handler(_Handler):
