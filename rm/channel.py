@@ -44,6 +44,8 @@ _MAX_BACKOFF = 5.0
 _DELETE_INTERVAL = 0.2
 _DELETE_BATCH = 1000
 _STOP = object()
+#: Wakes the request generator so that it announces new resources at once.
+_WAKE = object()
 
 
 class _Stream:
@@ -57,7 +59,6 @@ class _Stream:
         self.connected = threading.Event()
         self.call: grpc.Future | None = None
         self.announced: frozenset[str] = frozenset()
-        self.restart_now = False
         self.thread = threading.Thread(
             target=self._run, name=f"atx-rm-attach-{address}", daemon=True
         )
@@ -76,6 +77,14 @@ class _Stream:
                 )
             if item is _STOP:
                 return
+            # A resource registered after this stream opened is announced on the
+            # same stream; checked on every message, so none is ever missed.
+            current = self.owner.resource_ids()
+            if current != self.announced:
+                self.announced = current
+                yield self.owner.register_message(current)
+            if item is _WAKE:
+                continue
             assert isinstance(item, rm_pb2.AttachRequest)
             yield item
 
@@ -91,8 +100,8 @@ class _Stream:
                 stub = rm_grpc.ResourceManagerServiceStub(channel)
                 self.outbox = queue.Queue()
                 metadata = (bearer(config.token),) if config.token else ()
-                register = self.owner.register_message()
-                self.announced = frozenset(register.register.resource_ids)
+                self.announced = self.owner.resource_ids()
+                register = self.owner.register_message(self.announced)
                 responses = stub.Attach(self._requests(register), metadata=metadata)
                 self.call = responses
                 for response in responses:
@@ -124,18 +133,12 @@ class _Stream:
                 self.outbox.put(_STOP)
                 if channel is not None:
                     channel.close()
-            if self.restart_now:
-                self.restart_now = False
-                continue
             if self.owner.stopping.wait(backoff):
                 return
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
-    def restart(self) -> None:
-        call = self.call
-        if call is not None:
-            self.restart_now = True
-            call.cancel()
+    def wake(self) -> None:
+        self.outbox.put(_WAKE)
 
     def stop(self) -> None:
         self.outbox.put(_STOP)
@@ -170,24 +173,23 @@ class RMChannel:
         deadline = time.monotonic() + timeout
         return all(s.connected.wait(max(0.0, deadline - time.monotonic())) for s in self._streams)
 
-    def register_message(self) -> rm_pb2.AttachRequest:
+    @staticmethod
+    def resource_ids() -> frozenset[str]:
+        return frozenset(r.resource_id for r in registered_resources())
+
+    def register_message(self, resource_ids: frozenset[str]) -> rm_pb2.AttachRequest:
         return rm_pb2.AttachRequest(
             register=rm_pb2.RegisterResources(
                 client_id=self.config.client_id,
                 application_id=self.config.application_id,
-                resource_ids=sorted(r.resource_id for r in registered_resources()),
+                resource_ids=sorted(resource_ids),
             )
         )
 
     def announce(self, resource: Resource) -> None:
-        """Make every TC learn a newly registered resource.
-
-        A TC takes the resource list from the first message of a stream only,
-        so an open stream that has not announced it reconnects.
-        """
+        """Make every TC learn a newly registered resource, on the open streams."""
         for stream in self._streams:
-            if stream.call is not None and resource.resource_id not in stream.announced:
-                stream.restart()
+            stream.wake()
 
     # --- phase two ------------------------------------------------------------------
 

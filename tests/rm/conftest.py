@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sqlite3
 import time
@@ -21,15 +20,9 @@ from atx.status import GlobalStatus
 from rm.tc_client import TCClient
 
 
-def tc_ready() -> bool:
-    return importlib.util.find_spec("tc.cli") is not None
-
-
 @pytest.fixture
 def tc_address(start_server: Any, port: int, tmp_path: Path) -> Iterator[str]:
     """A real TC on a free port (SQLite store); rm is configured to use it."""
-    if not tc_ready():
-        pytest.skip("tc/cli.py is not there yet")
     start_server(["tc", "--port", str(port), "--store", f"sqlite:///{tmp_path}/tc.db"], port=port)
     address = f"127.0.0.1:{port}"
     rm.configure(tc_addresses=[address], application_id="rm-tests", client_id=uuid.uuid4().hex)
@@ -157,7 +150,10 @@ def wait_final(tc: TCClient, xid: str, timeout: float = 60.0) -> GlobalStatus:
         status.append(value)
         return value.is_final
 
-    wait_until(final, timeout, f"a final status of {xid}")
+    try:
+        wait_until(final, timeout, f"a final status of {xid}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last status {status[-1:]}") from None
     return status[-1]
 
 
