@@ -266,6 +266,11 @@ def main() -> int:
     parser.add_argument(
         "--threaded-echo", action="store_true", help="also measure the threaded server"
     )
+    parser.add_argument(
+        "--kinds",
+        default="empty,two-branch",
+        help="TC transaction kinds to measure (comma-separated: empty, two-branch)",
+    )
     parser.add_argument("--serve-echo", choices=["aio", "threaded"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -317,7 +322,8 @@ def main() -> int:
         pids = {f"echo-{kind}": processes[i].pid for i, kind in enumerate(echo_ports)}
         assert tc.process is not None
         runs = [(f"echo-{kind}", "echo", f"127.0.0.1:{port}") for kind, port in echo_ports.items()]
-        runs += [(label, label, address) for label in ("empty", "two-branch")]
+        kinds = [k for k in ("empty", "two-branch") if k in args.kinds.split(",")]
+        runs += [(label, label, address) for label in kinds]
         context = multiprocessing.get_context("spawn")
         with context.Pool(args.clients) as pool:
             for _ in range(args.rounds):
@@ -337,6 +343,8 @@ def main() -> int:
                 f"server CPU {median(cpus[label]) * 1e6:4.0f} us/RPC"
             )
         for label, rpcs in (("empty", 2), ("two-branch", 4)):
+            if label not in kinds:
+                continue
             eff = [t * rpcs / e for t, e in zip(rates[label], rates["echo-aio"], strict=True)]
             cpu_eff = [e * rpcs / t for t, e in zip(cpus[label], cpus["echo-aio"], strict=True)]
             print(

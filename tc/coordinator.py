@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from atx.errors import (
     BranchNotFoundError,
@@ -73,6 +74,10 @@ class TransactionCoordinator:
         self.metrics = metrics or TCMetrics()
         self.phase_two = PhaseTwo(config, self.run, self.channels, self.metrics)
         self._tasks: set[asyncio.Task[G]] = set()
+        #: The store's one-step "commit an empty session", when it has one (SQLite).
+        self._finish_if_empty: Callable[[str, G, G], bool] | None = getattr(
+            store, "finish_if_empty", None
+        )
         #: Requests being served; graceful shutdown waits for them.
         self.in_flight = 0
 
@@ -131,12 +136,16 @@ class TransactionCoordinator:
         )
         return xid
 
-    def _commit_step(self, xid: str, lease_ms: int) -> tuple[GlobalRecord | None, bool]:
+    def _commit_step(self, xid: str) -> tuple[GlobalRecord | None, bool]:
         """Begin → AsyncCommitting with the locks released; a session without
         branches goes straight on to Committed (history), in the same store
-        step. Returns the session (with branches) and whether it moved."""
+        step. Returns the session (with branches) and whether it moved, or
+        ``(None, True)`` when an empty session was committed without a read."""
         branches = None
         if self.run.atomic_steps:
+            finish_if_empty = self._finish_if_empty
+            if finish_if_empty is not None and finish_if_empty(xid, G.BEGIN, G.COMMITTED):
+                return None, True
             # Read, decide, write in one store transaction: an empty session
             # never needs its AsyncCommitting status written.
             record = self.store.get_global(xid)
@@ -148,7 +157,11 @@ class TransactionCoordinator:
                 return record, True
             branches = record.branches
         updated = self.store.change_status(
-            xid, (G.BEGIN,), G.ASYNC_COMMITTING, release_locks=True, next_retry_ms=lease_ms
+            xid,
+            (G.BEGIN,),
+            G.ASYNC_COMMITTING,
+            release_locks=True,
+            next_retry_ms=self.phase_two.lease_ms(),
         )
         if updated is None:
             return self.store.get_global(xid, with_branches=False), False
@@ -166,7 +179,10 @@ class TransactionCoordinator:
         # Compare-and-set first: the common case costs no extra read. A commit
         # that arrives after the timeout but before the timeout job rolled the
         # transaction back still commits: its locks were held until now.
-        record, moved = await self.run(self._commit_step, xid, self.phase_two.lease_ms())
+        record, moved = await self.run(self._commit_step, xid)
+        if moved and record is None:  # an empty transaction, finished in that step
+            self.phase_two.ended(xid, G.COMMITTED)
+            return G.COMMITTED
         if record is None:
             raise GlobalTransactionNotFoundError(xid)
         if not moved:
