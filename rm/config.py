@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from rm.errors import InvalidConfigurationError
+
 __all__ = ["Config", "configure", "get_config", "on_reconfigure"]
 
 _ENV_ADDRESSES = "ATX_TC_ADDRESSES"
@@ -60,14 +62,14 @@ def _validate_addresses(addresses: Sequence[str]) -> tuple[str, ...]:
     for address in cleaned:
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit():
-            raise ValueError(f"TC address {address!r} is not host:port")
+            raise InvalidConfigurationError(f"TC address {address!r} is not host:port")
     return cleaned
 
 
 def _validate_tls_ca(path: str) -> str:
     path = path.strip()
     if path and not os.path.isfile(path):
-        raise ValueError(f"TLS CA bundle {path!r} is not a readable file")
+        raise InvalidConfigurationError(f"TLS CA bundle {path!r} is not a readable file")
     return path
 
 
@@ -98,7 +100,7 @@ def configure(
     the TM/RM calls and the Attach stream then use TLS; ``""`` forces plaintext.
 
     Raises:
-        ValueError: a malformed TC address, an empty application id, or a
+        InvalidConfigurationError: a malformed TC address, an empty application id, or a
             ``tls_ca`` that is not a file.
     """
     global _config
@@ -117,9 +119,9 @@ def configure(
         ),
     )
     if not config.application_id:
-        raise ValueError("application_id must not be empty")
+        raise InvalidConfigurationError("application_id must not be empty")
     if config.rpc_timeout <= 0:
-        raise ValueError(f"rpc_timeout must be positive, got {config.rpc_timeout!r}")
+        raise InvalidConfigurationError(f"rpc_timeout must be positive, got {config.rpc_timeout!r}")
     with _lock:
         _config = config
         listeners = list(_listeners)

@@ -12,6 +12,8 @@ import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from rm.errors import InvalidConfigurationError
+
 __all__ = [
     "DEFAULT_LOCK_RETRY_INTERVAL",
     "DEFAULT_LOCK_RETRY_TIMES",
@@ -86,7 +88,7 @@ def current_lock_retry_policy() -> LockRetryPolicy:
 def bind_xid(xid: str | None, policy: LockRetryPolicy | None = None) -> Iterator[str | None]:
     """Bind ``xid`` (None unbinds: a suspended transaction) for the block; restores after."""
     if xid is not None and not (isinstance(xid, str) and xid):
-        raise ValueError(f"xid must be a non-empty string, got {xid!r}")
+        raise InvalidConfigurationError(f"xid must be a non-empty string, got {xid!r}")
     token = _xid.set(xid)
     active_token = _active.set(xid is not None or _global_lock.get())
     policy_token = _lock_retry.set(policy) if policy is not None else None

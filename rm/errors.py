@@ -13,6 +13,8 @@ __all__ = [
     "DDLInGlobalTransactionError",
     "DirtyWriteError",
     "GlobalLockWaitTimeout",
+    "InvalidConfigurationError",
+    "InvalidUsageError",
     "NotInGlobalTransactionError",
     "PropagationError",
     "RMError",
@@ -185,3 +187,20 @@ class ResourceNotFoundError(RMError):
 
     def __init__(self, resource_id: str) -> None:
         super().__init__(f"resource {resource_id!r} is not registered", resource_id=resource_id)
+
+
+class InvalidConfigurationError(RMError, ValueError):
+    """A bad value given to ``configure``, a decorator or a resource.
+
+    Also a ``ValueError``, as Python callers expect of a bad argument.
+    """
+
+    code = "RM_INVALID_CONFIGURATION"
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class InvalidUsageError(RMError, TypeError):
+    """An API used with the wrong kind of object (also a ``TypeError``)."""
+
+    code = "RM_INVALID_USAGE"
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT

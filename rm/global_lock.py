@@ -25,6 +25,7 @@ from rm.context import (
     bind_global_lock,
     in_global_transaction,
 )
+from rm.errors import InvalidConfigurationError, InvalidUsageError
 
 __all__ = ["global_lock", "global_lock_scope"]
 
@@ -34,9 +35,11 @@ R = TypeVar("R")
 
 def _policy(interval: float, times: int) -> LockRetryPolicy:
     if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0:
-        raise ValueError(f"lock_retry_interval must be >= 0 seconds, got {interval!r}")
+        raise InvalidConfigurationError(
+            f"lock_retry_interval must be >= 0 seconds, got {interval!r}"
+        )
     if isinstance(times, bool) or not isinstance(times, int) or times < 0:
-        raise ValueError(f"lock_retry_times must be an int >= 0, got {times!r}")
+        raise InvalidConfigurationError(f"lock_retry_times must be an int >= 0, got {times!r}")
     return LockRetryPolicy(float(interval), times)
 
 
@@ -88,7 +91,7 @@ def global_lock(
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(function):
-            raise TypeError(f"@global_lock needs a function, got {function!r}")
+            raise InvalidUsageError(f"@global_lock needs a function, got {function!r}")
         if inspect.iscoroutinefunction(function):
 
             @functools.wraps(function)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rm.errors import ResourceNotFoundError
+from rm.errors import InvalidConfigurationError, ResourceNotFoundError
 from rm.sql.dialect import Dialect
 from rm.sql.executor import StatementExecutor
 from rm.undo.log import UndoLogManager
@@ -47,7 +47,7 @@ class Resource:
 
     def __post_init__(self) -> None:
         if not self.resource_id:
-            raise ValueError("resource_id must not be empty")
+            raise InvalidConfigurationError("resource_id must not be empty")
         self.executor = StatementExecutor(self.dialect, self.resource_id)
         self.undo = UndoLogManager(self.dialect, self.undo_table)
 
@@ -84,7 +84,7 @@ def register_resource(
         existing = _resources.get(resource_id)
         if existing is not None:
             if existing.dialect is not dialect:
-                raise ValueError(
+                raise InvalidConfigurationError(
                     f"resource {resource_id!r} is already registered as {existing.dialect.value}"
                 )
             existing.factory = factory

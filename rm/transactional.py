@@ -32,7 +32,12 @@ from rm.context import (
     current_xid,
     unbind_xid,
 )
-from rm.errors import NotInGlobalTransactionError, PropagationError
+from rm.errors import (
+    InvalidConfigurationError,
+    InvalidUsageError,
+    NotInGlobalTransactionError,
+    PropagationError,
+)
 from rm.transaction import GlobalTransaction
 
 __all__ = [
@@ -135,11 +140,11 @@ def _exception_types(value: object, argument: str) -> tuple[type[BaseException],
     elif isinstance(value, Iterable) and not isinstance(value, str | bytes):
         items = value
     else:
-        raise TypeError(f"{argument} must be exception classes, got {value!r}")
+        raise InvalidUsageError(f"{argument} must be exception classes, got {value!r}")
     result = tuple(items)
     for item in result:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
-            raise TypeError(f"{argument} must hold exception classes, got {item!r}")
+            raise InvalidUsageError(f"{argument} must hold exception classes, got {item!r}")
     return result  # type: ignore[return-value]
 
 
@@ -154,29 +159,33 @@ def make_definition(
 ) -> TransactionDefinition:
     """Validate the arguments into a definition; every error names the bad value."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
+        raise InvalidConfigurationError(f"name must be a non-empty string, got {name!r}")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        raise InvalidConfigurationError(
+            f"timeout must be a positive number of seconds, got {timeout!r}"
+        )
     if isinstance(propagation, str):
         try:
             propagation = Propagation[propagation.upper()]
         except KeyError:
-            raise ValueError(f"unknown propagation {propagation!r}") from None
+            raise InvalidConfigurationError(f"unknown propagation {propagation!r}") from None
     if not isinstance(propagation, Propagation):
-        raise TypeError(f"propagation must be a Propagation, got {propagation!r}")
+        raise InvalidUsageError(f"propagation must be a Propagation, got {propagation!r}")
     if (
         isinstance(lock_retry_interval, bool)
         or not isinstance(lock_retry_interval, int | float)
         or lock_retry_interval < 0
     ):
-        raise ValueError(
+        raise InvalidConfigurationError(
             f"lock_retry_interval must be a non-negative number of seconds, "
             f"got {lock_retry_interval!r}"
         )
     if isinstance(lock_retry_times, bool) or not isinstance(lock_retry_times, int):
-        raise ValueError(f"lock_retry_times must be an int, got {lock_retry_times!r}")
+        raise InvalidConfigurationError(
+            f"lock_retry_times must be an int, got {lock_retry_times!r}"
+        )
     if lock_retry_times < 0:
-        raise ValueError(f"lock_retry_times must be >= 0, got {lock_retry_times!r}")
+        raise InvalidConfigurationError(f"lock_retry_times must be >= 0, got {lock_retry_times!r}")
     return TransactionDefinition(
         name=name,
         timeout=float(timeout),
@@ -380,9 +389,9 @@ def global_transactional(
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(function):
-            raise TypeError(f"@global_transactional needs a function, got {function!r}")
+            raise InvalidUsageError(f"@global_transactional needs a function, got {function!r}")
         if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
-            raise TypeError(
+            raise InvalidUsageError(
                 f"@global_transactional cannot wrap the generator {function.__qualname__}"
             )
         definition = make_definition(

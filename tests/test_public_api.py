@@ -14,7 +14,8 @@ PINNED = {
     "rm": [
         "AioXidClientInterceptor", "AioXidServerInterceptor", "Config", "ConnectionProxy",
         "CursorProxy", "DDLInGlobalTransactionError", "Dialect", "DirtyWriteError",
-        "GlobalLockWaitTimeout", "LockRetryPolicy", "NotInGlobalTransactionError", "Propagation",
+        "GlobalLockWaitTimeout", "InvalidConfigurationError", "InvalidUsageError",
+        "LockRetryPolicy", "NotInGlobalTransactionError", "Propagation",
         "PropagationError", "RMError", "Resource", "TCClient", "TransactionDefinition",
         "TransactionRolledBackError", "TransactionScope", "TransactionTimeoutError",
         "UnsupportedSQLError", "XidClientInterceptor", "XidServerInterceptor", "bind_xid",

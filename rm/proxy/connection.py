@@ -25,7 +25,7 @@ from atx.dsn import parse_mysql_url
 from atx.errors import LockConflictError
 from atx.status import BranchStatus
 from rm.context import LockRetryPolicy, current_lock_retry_policy
-from rm.errors import GlobalLockWaitTimeout, RMError
+from rm.errors import GlobalLockWaitTimeout, InvalidConfigurationError, RMError
 from rm.proxy.cursor import CursorProxy
 from rm.proxy.delegate import delegating_subclass
 from rm.resource import ConnectionFactory, Resource, register_resource
@@ -284,7 +284,9 @@ def wrap(
         elif isinstance(raw, pymysql.connections.Connection):
             dialect = Dialect.MYSQL
         else:
-            raise ValueError(f"cannot tell the dialect of {type(raw).__name__}; pass dialect=")
+            raise InvalidConfigurationError(
+                f"cannot tell the dialect of {type(raw).__name__}; pass dialect="
+            )
     return ConnectionProxy(raw, register_resource(resource_id, dialect, factory))
 
 
@@ -335,7 +337,9 @@ def connect_sqlite(
     """
     location = os.fspath(path)
     if location == ":memory:":
-        raise ValueError("an in-memory SQLite database cannot be a resource: phase two needs it")
+        raise InvalidConfigurationError(
+            "an in-memory SQLite database cannot be a resource: phase two needs it"
+        )
     kwargs.setdefault("timeout", 30.0)
     kwargs.setdefault("check_same_thread", False)
     if resource_id is None:
