@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from atx.errors import AtxError, UnavailableError
+from atx.errors import AtxError, NotFoundError, UnavailableError
 
 __all__ = [
     "ChainUnavailableError",
@@ -15,6 +15,7 @@ __all__ = [
     "ShopError",
     "SoldOutError",
     "SubmitTokenError",
+    "UnknownJobError",
 ]
 
 
@@ -96,3 +97,14 @@ class NotificationRejectedError(ShopError):
 
     code = "SHOP_NOTIFICATION_REJECTED"
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class UnknownJobError(NotFoundError):
+    """``run_now`` of a job name no runner registered."""
+
+    code = "PAYMENT_JOB_UNKNOWN"
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(
+            f"no job named {name!r}; known: {', '.join(sorted(known)) or 'none'}", job=name
+        )

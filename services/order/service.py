@@ -31,7 +31,7 @@ from atx.shop.v1 import order_pb2_grpc as pb_grpc
 from services.common.db import Database, execute
 from services.common.errors import InvalidStateError, SubmitTokenError
 from services.common.faults import check_fault
-from services.common.jobs import NEVER_S, Runner, build_runner
+from services.common.jobs import NEVER_S, JobRunner, build_runner
 from services.common.rpc import call
 from services.common.server import ServiceRuntime, client_channel, start_server
 from services.order.jobs import ORDER_TIMEOUT_CLOSE_JOB, OrderTimeoutClose
@@ -114,7 +114,7 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
         self.tx_timeout = tx_timeout
         self._last_xid = threading.local()
         #: The scheduled jobs (set by serve when it runs them).
-        self.runner: Runner | None = None
+        self.runner: JobRunner | None = None
 
     def _find(self, connection: Any, order_id: str) -> tuple[Any, ...] | None:
         cursor = execute(
@@ -390,7 +390,7 @@ def serve(
     servicer = OrderServicer(
         db, collectible_address, order_ttl=settings.order_ttl_s, redis_url=redis_url
     )
-    runner: Runner | None = None
+    runner: JobRunner | None = None
     if settings.payment_address:
         runner = build_runner(
             redis_url,

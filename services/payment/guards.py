@@ -9,7 +9,7 @@ clear log line at start:
 * breaker: disabled, every configured channel is listed;
 * replay guard: the database's ``pay_notifications`` table;
 * job lock: a row per job in the database (``pay_job_locks``, the
-  ``DbJobRunner`` of ``services/common/jobs.py``), so several processes on
+  ``DbJobLock`` of ``services/common/jobs.py``), so several processes on
   one database still run each job one at a time.
 
 Shared state is never kept in one process's memory.
@@ -25,18 +25,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from services.common.db import Database, execute
-from services.common.jobs import DbJobRunner, Runner, lock_table_schema
+from services.common.jobs import DbJobLock, JobBody, JobRunner, lock_table_schema
 from services.payment.channel.breaker import ChannelBreaker
-from services.payment.channel.jobs import JobBody, JobRunner
+from services.payment.channel.jobs import RedisJobLock
 from services.payment.channel.replay import ReplayGuard
 from services.payment.settings import PaymentSettings
 
 __all__ = [
-    "DbJobRunner",
     "DbReplayGuard",
     "Guards",
     "Replay",
-    "Runner",
     "build_guards",
 ]
 
@@ -98,7 +96,7 @@ class Guards:
     #: None without Redis: the breaker is disabled.
     breaker: ChannelBreaker | None
     replay: Replay
-    runner: Runner
+    runner: JobRunner
     owner: str
 
     def recorded(self, db: Database, name: str, body: JobBody, hold_s: float) -> JobBody:
@@ -141,13 +139,12 @@ def build_guards(settings: PaymentSettings, db: Database) -> Guards:
         return Guards(
             ChannelBreaker(settings.redis_url, settings.breaker),
             ReplayGuard(settings.redis_url),
-            JobRunner(settings.redis_url, lock_ttl_ms=lock_ttl_ms, owner=owner),
+            JobRunner(RedisJobLock(settings.redis_url), lock_ttl_ms=lock_ttl_ms, owner=owner),
             owner,
         )
     logger.warning(
         "no --redis: channel breaker DISABLED (every channel listed); replay guard and job"
         " lock in the payment database"
     )
-    return Guards(
-        None, DbReplayGuard(db), DbJobRunner(db, lock_ttl_ms=lock_ttl_ms, owner=owner), owner
-    )
+    runner = JobRunner(DbJobLock(db, "pay_job_locks"), lock_ttl_ms=lock_ttl_ms, owner=owner)
+    return Guards(None, DbReplayGuard(db), runner, owner)

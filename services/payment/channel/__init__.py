@@ -20,13 +20,14 @@ is in Redis or the database):
   resolve_double_payment(...) (or refund_payment) refunds it once.
 * AbandonPayOrder: breaker.record_ignored(channel, user_id).
 * QueryPayOrder: client.query(out_trade_no); if trade.paid: success processing.
-* Jobs: runner = JobRunner(redis_url); runner.register("compensation",
+* Jobs: runner = JobRunner(RedisJobLock(redis_url)); runner.register("compensation",
   lambda: compensate(repo, actions, clients, older_than_ms=...), interval_s);
   runner.register("timeout_close", lambda: close_expired(repo, actions,
   clients), interval_s); runner.start(); RunJob: runner.run_now(job).
 * Order submission: SubmissionTokens(redis_url): issue / begin / complete / fail.
 """
 
+from services.common.jobs import JobRun, JobRunner
 from services.payment.channel.breaker import BreakerConfig, BreakerState, ChannelBreaker
 from services.payment.channel.client import ChannelClient, PrecreateResult, RefundResult, TradeInfo
 from services.payment.channel.errors import (
@@ -45,7 +46,7 @@ from services.payment.channel.errors import (
     UnknownChannelError,
     UnknownJobError,
 )
-from services.payment.channel.jobs import JobRun, JobRunner
+from services.payment.channel.jobs import RedisJobLock
 from services.payment.channel.notification import Notification, verify_notification
 from services.payment.channel.protocol import channel_expire_ms
 from services.payment.channel.recovery import (
@@ -104,6 +105,7 @@ __all__ = [
     "Payment",
     "PaymentActions",
     "PrecreateResult",
+    "RedisJobLock",
     "RefundResult",
     "Replay",
     "ReplayGuard",

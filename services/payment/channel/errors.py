@@ -16,6 +16,7 @@ from atx.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
+from services.common.errors import UnknownJobError  # the job runner's, shared with orders
 
 __all__ = [
     "AmountMismatchError",
@@ -141,15 +142,6 @@ class UnknownChannelError(NotFoundError):
 
     def __init__(self, channel: str) -> None:
         super().__init__(f"no payment channel named {channel!r}", channel=channel)
-
-
-class UnknownJobError(NotFoundError):
-    code = "PAYMENT_JOB_UNKNOWN"
-
-    def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__(
-            f"no job named {name!r}; known: {', '.join(sorted(known)) or 'none'}", job=name
-        )
 
 
 # --- submission tokens (Stripe Idempotency-Key semantics) ----------------------

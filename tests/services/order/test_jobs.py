@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.common.db import Database
-from services.common.jobs import DbJobRunner, build_runner
+from services.common.jobs import DbJobLock, JobRunner, build_runner
 from services.order.jobs import ORDER_TIMEOUT_CLOSE_JOB
 from services.order.service import SCHEMA
 
@@ -28,7 +28,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
 
 def test_order_job_runs_on_one_process_at_a_time(db: Database) -> None:
     runners = [build_runner("", db, table="order_job_locks", owner=o) for o in ("a", "b")]
-    assert all(isinstance(runner, DbJobRunner) for runner in runners)
+    assert all(isinstance(runner.lock, DbJobLock) for runner in runners)
     started = threading.Barrier(2)
 
     def body() -> int:
@@ -39,7 +39,7 @@ def test_order_job_runs_on_one_process_at_a_time(db: Database) -> None:
         runner.register(ORDER_TIMEOUT_CLOSE_JOB, body, 10.0**9)
     results: list[bool] = []
 
-    def trigger(runner: DbJobRunner) -> None:
+    def trigger(runner: JobRunner) -> None:
         started.wait()
         results.append(runner.run_now(ORDER_TIMEOUT_CLOSE_JOB).ran)
 
@@ -55,4 +55,4 @@ def test_order_job_runs_on_one_process_at_a_time(db: Database) -> None:
 
 def test_lock_table_name_is_checked(db: Database) -> None:
     with pytest.raises(ValueError, match="bad lock table"):
-        DbJobRunner(db, table="x; DROP TABLE orders")
+        DbJobLock(db, table="x; DROP TABLE orders")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from services.common.db import Database
-from services.payment.guards import DbJobRunner, DbReplayGuard, build_guards
+from services.common.jobs import DbJobLock, JobRunner
+from services.payment.guards import DbReplayGuard, build_guards
 from services.payment.schema import SCHEMA
 from services.payment.settings import PaymentSettings
 
@@ -29,7 +30,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
 def test_db_job_lock_runs_each_job_on_one_runner_at_a_time(db: Database) -> None:
     guards = build_guards(PaymentSettings(), db)  # no Redis: the database fallbacks
     assert guards.breaker is None
-    runners = [guards.runner, DbJobRunner(db, owner="other")]
+    runners = [guards.runner, JobRunner(DbJobLock(db), owner="other")]
     active = 0
     overlaps: list[int] = []
     lock = threading.Lock()

@@ -10,13 +10,13 @@ import os
 import sys
 import time
 
-from services.payment.channel import JobRunner
+from services.payment.channel import JobRunner, RedisJobLock
 from services.payment.channel.redis_store import connect
 
 
 def main(redis_url: str, seconds: float) -> int:
     store = connect(redis_url)
-    runner = JobRunner(redis_url, lock_ttl_ms=1_500, owner=f"pid{os.getpid()}")
+    runner = JobRunner(RedisJobLock(redis_url), lock_ttl_ms=1_500, owner=f"pid{os.getpid()}")
 
     def body() -> int:
         running = store.client.incr(store.key("running"))

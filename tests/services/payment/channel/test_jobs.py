@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from services.payment.channel import JobRunner, UnknownJobError
+from services.payment.channel import JobRunner, RedisJobLock, UnknownJobError
 from services.payment.channel.redis_store import connect
 
 
@@ -37,11 +37,12 @@ def test_two_processes_never_overlap_a_job(redis_url: str) -> None:
     runs.sort()
     for (_, first_end, _), (next_start, _, _) in itertools.pairwise(runs):
         assert first_end <= next_start, "two runs of the job overlapped"
-    assert not store.client.exists(JobRunner(redis_url).lock_key("compensation"))
+    assert not store.client.exists(RedisJobLock(redis_url).key("compensation"))
 
 
 def test_run_now_reports_whether_it_ran(redis_url: str) -> None:
-    first, second = JobRunner(redis_url, lock_ttl_ms=600), JobRunner(redis_url)
+    first = JobRunner(RedisJobLock(redis_url), lock_ttl_ms=600)
+    second = JobRunner(RedisJobLock(redis_url))
     started, release = threading.Event(), threading.Event()
 
     def slow() -> int:
@@ -68,7 +69,7 @@ def test_run_now_reports_whether_it_ran(redis_url: str) -> None:
 
 
 def test_periodic_runs(redis_url: str) -> None:
-    runner = JobRunner(redis_url)
+    runner = JobRunner(RedisJobLock(redis_url))
     count = threading.Semaphore(0)
 
     def body() -> int:

@@ -13,6 +13,7 @@ from services.payment.channel import (
     ChannelUnavailableError,
     JobRunner,
     Payment,
+    RedisJobLock,
     SimulatorServer,
     close_expired,
     compensate,
@@ -63,7 +64,7 @@ def test_compensation_settles_a_payment_whose_notification_was_dropped(
     _open(store, client, sink, "po-waiting")
     simulator.simulator.pay("po-paid")
     channels = {client.name: client}
-    runner = JobRunner(redis_url)
+    runner = JobRunner(RedisJobLock(redis_url))
     runner.register(
         "compensation",
         lambda: compensate(store, store, channels, older_than_ms=0),
