@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", default="", help="PEM certificate chain")
     parser.add_argument("--tls-key", default="", help="PEM private key")
     parser.add_argument("--job-interval-ms", type=int, default=1000)
+    parser.add_argument(
+        "--job-lock-ttl-ms",
+        type=int,
+        default=10_000,
+        help="expiry of a background job's lock on a shared store (another node takes over after)",
+    )
     parser.add_argument("--default-timeout-ms", type=int, default=60_000)
     parser.add_argument("--max-timeout-ms", type=int, default=24 * 3600 * 1000)
     parser.add_argument("--retry-backoff-ms", type=int, default=1000, help="first retry delay")
@@ -44,6 +50,11 @@ def config_from_args(args: argparse.Namespace) -> object:
 
     if (args.tls_cert == "") != (args.tls_key == ""):
         raise SystemExit("atx tc: --tls-cert and --tls-key go together")
+    if args.job_lock_ttl_ms <= args.job_interval_ms:
+        raise SystemExit(
+            f"atx tc: --job-lock-ttl-ms ({args.job_lock_ttl_ms}) must exceed"
+            f" --job-interval-ms ({args.job_interval_ms}), or the lock lapses between runs"
+        )
     config = TCConfig(
         host=args.host,
         port=args.port,
@@ -51,6 +62,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         default_timeout_ms=args.default_timeout_ms,
         max_timeout_ms=args.max_timeout_ms,
         job_interval_ms=args.job_interval_ms,
+        job_lock_ttl_ms=args.job_lock_ttl_ms,
         retry_backoff_base_ms=args.retry_backoff_ms,
         retry_backoff_max_ms=args.retry_backoff_max_ms,
         max_commit_retry_timeout_ms=args.max_commit_retry_timeout_ms,

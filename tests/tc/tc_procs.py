@@ -3,22 +3,14 @@ the cluster and crash-recovery tests."""
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from atx.testing import ManagedProcess, free_port
-from tc import cli as tc_cli
 from tc.store.base import LockFilter, create_store
 
 __all__ = ["FAST_FLAGS", "TCStarter", "locks_left", "shared_store_url", "start_tc"]
-
-
-def _supports(flag: str) -> bool:
-    parser = argparse.ArgumentParser()
-    tc_cli.add_arguments(parser)
-    return any(flag in action.option_strings for action in parser._actions)
 
 
 #: Short intervals so that retries, leases and takeovers happen within seconds.
@@ -33,9 +25,9 @@ FAST_FLAGS = [
     "300",
     "--heartbeat-interval-ms",
     "1000",
+    "--job-lock-ttl-ms",
+    "1500",
 ]
-if _supports("--job-lock-ttl-ms"):
-    FAST_FLAGS += ["--job-lock-ttl-ms", "1500"]
 
 TCStarter = Callable[..., ManagedProcess]
 
