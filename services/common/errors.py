@@ -102,7 +102,7 @@ class NotificationRejectedError(ShopError):
 class UnknownJobError(NotFoundError):
     """``run_now`` of a job name no runner registered."""
 
-    code = "PAYMENT_JOB_UNKNOWN"
+    code = "SHOP_JOB_UNKNOWN"
 
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(
