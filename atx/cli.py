@@ -30,7 +30,7 @@ class Subcommand(NamedTuple):
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("tc", "tc.cli", "run a transaction coordinator"),
-    Subcommand("rm", "rm.cli", "resource-manager tools (create the undo_log table)"),
+    Subcommand("rm", "rm.cli", "resource-manager tools (create or purge the undo_log table)"),
     Subcommand("admin", "tc.admin.cli", "inspect and operate global transactions"),
     Subcommand("console", "tc.admin.console", "serve the admin web console"),
     Subcommand("service", "services.cli", "run one shop service"),

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from atx.errors import InvalidArgumentError
 
-__all__ = ["MySQLTarget", "RedisTarget", "parse_mysql_url", "parse_redis_url"]
+__all__ = ["MySQLTarget", "RedisTarget", "parse_mysql_url", "parse_redis_url", "redact_url"]
 
 
 @dataclass(frozen=True)
@@ -67,3 +67,12 @@ def parse_redis_url(url: str) -> RedisTarget:
     rest = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
     clean = parts._replace(query=rest).geturl()
     return RedisTarget(url=clean, key_prefix=prefix)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs and command output."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+    return url

@@ -12,10 +12,15 @@ backoff. Phase-two commands:
 
 Both are idempotent: a deleted undo row deletes nothing, and a rolled-back
 branch has no undo row left (undo then leaves the anti-suspension placeholder).
+
+A retention thread purges old undo rows of every registered resource every
+``undo_log_delete_period`` seconds (:mod:`rm.undo.retention`), unless
+``undo_log_save_days`` is 0.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
@@ -34,6 +39,8 @@ from atx.v1 import resource_manager_pb2_grpc as rm_grpc
 from rm.config import Config, get_config, on_reconfigure
 from rm.errors import DirtyWriteError
 from rm.resource import Resource, get_resource, on_resource_registered, registered_resources
+from rm.tc_client import get_tc_client
+from rm.undo.retention import TCFinishedCheck, purge_registered_resources
 
 __all__ = ["RMChannel", "ensure_channel", "get_channel", "shutdown"]
 
@@ -43,6 +50,9 @@ _DEFAULT_HEARTBEAT = 5.0
 _MAX_BACKOFF = 5.0
 _DELETE_INTERVAL = 0.2
 _DELETE_BATCH = 1000
+#: The first purge runs this soon (or after one period, if shorter): a process
+#: restarted more often than the period would otherwise never purge.
+_FIRST_PURGE_DELAY = 300.0
 _STOP = object()
 #: Wakes the request generator so that it announces new resources at once.
 _WAKE = object()
@@ -161,9 +171,16 @@ class RMChannel:
         )
         self._idle = threading.Condition()
         self._pending = 0
+        self._retention: threading.Thread | None = None
+        if config.undo_log_save_days > 0:
+            self._retention = threading.Thread(
+                target=self._retention_loop, name="atx-rm-undo-retention", daemon=True
+            )
 
     def start(self) -> RMChannel:
         self._deleter.start()
+        if self._retention is not None:
+            self._retention.start()
         for stream in self._streams:
             stream.thread.start()
         return self
@@ -304,6 +321,21 @@ class RMChannel:
             for item in failed:
                 self._deletes.put(item)
 
+    # --- undo-log retention -------------------------------------------------------------
+
+    def _retention_loop(self) -> None:
+        older_than = dt.timedelta(days=self.config.undo_log_save_days)
+        period = self.config.undo_log_delete_period
+        delay = min(period, _FIRST_PURGE_DELAY)
+        # An Event wait, not sleep: close() ends the wait at once.
+        while not self.stopping.wait(delay):
+            delay = period
+            try:
+                check = TCFinishedCheck(get_tc_client())
+                purge_registered_resources(older_than, check, self.stopping)
+            except Exception:
+                logger.exception("undo log purge failed, next try in %g s", period)
+
     def drain(self, timeout: float = 10.0) -> bool:
         """Block until queued undo-log deletions are done (tests, shutdown)."""
         deadline = time.monotonic() + timeout
@@ -324,6 +356,8 @@ class RMChannel:
         self._pool.shutdown(wait=True)
         for stream in self._streams:
             stream.thread.join(timeout)
+        if self._retention is not None and self._retention.is_alive():
+            self._retention.join(timeout)
 
 
 _lock = threading.Lock()

@@ -1,9 +1,16 @@
-"""``atx rm init --dsn URL``: create the undo_log table in a database."""
+"""``atx rm init --dsn URL``: create the undo_log table in a database.
+
+``atx rm purge --dsn URL``: delete old undo-log rows (see :mod:`rm.undo.retention`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rm.sql.dialect import Dialect
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,33 +19,122 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     init.add_argument("--dsn", required=True, help="mysql://user:pw@host:port/db or sqlite:///path")
     init.add_argument("--table", default="undo_log", help="undo log table name")
     init.add_argument("--print-sql", action="store_true", help="print the DDL, change nothing")
+    purge = sub.add_parser(
+        "purge",
+        help="delete old undo-log rows: placeholders always, undo rows only if the TC says done",
+    )
+    purge.add_argument(
+        "--dsn", required=True, help="mysql://user:pw@host:port/db or sqlite:///path"
+    )
+    purge.add_argument("--table", default="undo_log", help="undo log table name")
+    purge.add_argument(
+        "--older-than",
+        type=float,
+        default=7.0,
+        metavar="DAYS",
+        help="purge rows created more than DAYS days ago (default: 7)",
+    )
+    purge.add_argument("--dry-run", action="store_true", help="count only, delete nothing")
+    purge.add_argument(
+        "--tc",
+        default="",
+        metavar="HOST:PORT,...",
+        help="the TC to ask whether a transaction is over (without it, undo rows are kept)",
+    )
 
 
-def run(args: argparse.Namespace) -> int:
+def _dialect_of(dsn: str) -> Dialect:
     from rm.sql.dialect import Dialect
-    from rm.undo.log import UndoLogManager
 
-    dsn: str = args.dsn
-    dialect = Dialect.SQLITE if dsn.startswith("sqlite:") else Dialect.MYSQL
-    manager = UndoLogManager(dialect, args.table)
-    if args.print_sql:
-        sys.stdout.write(";\n".join(manager.create_table_sql()) + ";\n")
-        return 0
-    if dialect is Dialect.SQLITE:
+    return Dialect.SQLITE if dsn.startswith("sqlite:") else Dialect.MYSQL
+
+
+def _connect(dsn: str) -> Any:
+    """A raw DB-API connection (sqlite3 or pymysql, not autocommit) to ``dsn``."""
+    if dsn.startswith("sqlite:"):
         import sqlite3
 
         # sqlite:///relative.db or sqlite:////absolute/path.db (SQLAlchemy's convention)
         path = dsn.removeprefix("sqlite:").removeprefix("//").removeprefix("/")
-        connection: object = sqlite3.connect(path or ":memory:")
-    else:
-        import pymysql
+        return sqlite3.connect(path or ":memory:")
+    import pymysql
 
-        from atx.dsn import parse_mysql_url
+    from atx.dsn import parse_mysql_url
 
-        connection = pymysql.connect(**parse_mysql_url(dsn).connect_kwargs(), autocommit=False)
+    return pymysql.connect(**parse_mysql_url(dsn).connect_kwargs(), autocommit=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.rm_command == "purge":
+        return _purge(args)
+    return _init(args)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from rm.undo.log import UndoLogManager
+
+    dsn: str = args.dsn
+    manager = UndoLogManager(_dialect_of(dsn), args.table)
+    if args.print_sql:
+        sys.stdout.write(";\n".join(manager.create_table_sql()) + ";\n")
+        return 0
+    connection = _connect(dsn)
     try:
         manager.ensure_table(connection)
     finally:
-        connection.close()  # type: ignore[attr-defined]
-    sys.stdout.write(f"undo log table {args.table!r} ready in {dsn}\n")
+        connection.close()
+    from atx.dsn import redact_url
+
+    sys.stdout.write(f"undo log table {args.table!r} ready in {redact_url(dsn)}\n")
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    import dataclasses
+    import datetime as dt
+
+    from rm.config import MAX_UNDO_LOG_SAVE_DAYS, get_config, validate_tc_addresses
+    from rm.errors import InvalidConfigurationError
+    from rm.tc_client import TCClient
+    from rm.undo.retention import TCFinishedCheck, purge_undo_log
+
+    if not 0 < args.older_than <= MAX_UNDO_LOG_SAVE_DAYS:  # also refuses nan
+        sys.stderr.write(f"--older-than must be in (0, {MAX_UNDO_LOG_SAVE_DAYS:g}] days\n")
+        return 2
+    client: TCClient | None = None
+    if args.tc:
+        try:
+            addresses = validate_tc_addresses(args.tc.split(","))
+            # Token and TLS settings come from the environment, as for the RM.
+            client = TCClient.from_config(dataclasses.replace(get_config(), tc_addresses=addresses))
+        except InvalidConfigurationError as error:
+            sys.stderr.write(f"{error}\n")
+            return 2
+    connection = _connect(args.dsn)
+    try:
+        result = purge_undo_log(
+            connection,
+            _dialect_of(args.dsn),
+            dt.timedelta(days=args.older_than),
+            TCFinishedCheck(client) if client is not None else (lambda xid: None),
+            table=args.table,
+            dry_run=args.dry_run,
+        )
+    finally:
+        connection.close()
+        if client is not None:
+            client.close()
+    verb = "to delete" if args.dry_run else "deleted"
+    if client is None:
+        why = "no --tc given: only the TC can tell finished transactions from live ones"
+    else:
+        why = f"live at the TC: {result.normal_kept_live}, TC could not answer: "
+        why += str(result.normal_kept_unknown)
+    sys.stdout.write(
+        # No DSN in the output: it may carry a password.
+        f"{args.table} rows older than {args.older_than:g} days:\n"
+        f"  placeholders {verb}: {result.placeholders_deleted}\n"
+        f"  undo rows {verb}: {result.normal_deleted} (their transactions are over at the TC)\n"
+        f"  undo rows kept: {result.normal_kept} ({why})\n"
+    )
     return 0

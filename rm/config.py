@@ -4,7 +4,9 @@ Set by :func:`configure`, or read once from the environment:
 ``ATX_TC_ADDRESSES`` (comma-separated ``host:port``), ``ATX_APPLICATION_ID``,
 ``ATX_TOKEN``, ``ATX_CLIENT_ID``, ``ATX_TC_TLS_CA`` (a PEM CA bundle: talk
 TLS to the TC; empty = plaintext) and ``ATX_TC_TLS_SERVER_NAME`` (the name
-the TC's certificate must carry, when not the dialled host). Arguments to
+the TC's certificate must carry, when not the dialled host),
+``ATX_UNDO_LOG_SAVE_DAYS`` and ``ATX_UNDO_LOG_DELETE_PERIOD`` (undo-log
+retention, see :mod:`rm.undo.retention`). Arguments to
 :func:`configure` win over the environment. Reconfiguring closes the TC client
 and restarts the channel.
 """
@@ -20,7 +22,14 @@ from dataclasses import dataclass, field
 
 from rm.errors import InvalidConfigurationError
 
-__all__ = ["Config", "configure", "get_config", "on_reconfigure"]
+__all__ = [
+    "MAX_UNDO_LOG_SAVE_DAYS",
+    "Config",
+    "configure",
+    "get_config",
+    "on_reconfigure",
+    "validate_tc_addresses",
+]
 
 _ENV_ADDRESSES = "ATX_TC_ADDRESSES"
 _ENV_APPLICATION = "ATX_APPLICATION_ID"
@@ -28,6 +37,8 @@ _ENV_TOKEN = "ATX_TOKEN"
 _ENV_CLIENT = "ATX_CLIENT_ID"
 _ENV_TLS_CA = "ATX_TC_TLS_CA"
 _ENV_TLS_SERVER_NAME = "ATX_TC_TLS_SERVER_NAME"
+_ENV_SAVE_DAYS = "ATX_UNDO_LOG_SAVE_DAYS"
+_ENV_DELETE_PERIOD = "ATX_UNDO_LOG_DELETE_PERIOD"
 
 
 def _default_client_id() -> str:
@@ -48,6 +59,10 @@ class Config:
     tls_ca: str = ""
     #: The host name the TC's certificate must carry (default: the dialled host).
     tls_server_name: str = ""
+    #: Days before old undo rows and placeholders may be purged (Seata's logSaveDays); 0 = never.
+    undo_log_save_days: float = 7.0
+    #: Seconds between two purges (Seata's logDeletePeriod).
+    undo_log_delete_period: float = 86400.0
 
 
 _lock = threading.Lock()
@@ -55,7 +70,8 @@ _config: Config | None = None
 _listeners: list[Callable[[], None]] = []
 
 
-def _validate_addresses(addresses: Sequence[str]) -> tuple[str, ...]:
+def validate_tc_addresses(addresses: Sequence[str]) -> tuple[str, ...]:
+    """``host:port`` strings, stripped; raises InvalidConfigurationError on a malformed one."""
     if isinstance(addresses, str):
         addresses = [addresses]
     cleaned = tuple(a.strip() for a in addresses if a.strip())
@@ -73,15 +89,46 @@ def _validate_tls_ca(path: str) -> str:
     return path
 
 
+#: A century: beyond it the purge cutoff would fall before year 1.
+MAX_UNDO_LOG_SAVE_DAYS = 36500.0
+
+
+def _number(name: str, value: str | float, low: float, high: float) -> float:
+    """``value`` as a float in [low, high]; NaN, infinities and junk are refused."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidConfigurationError(f"{name} must be a number, got {value!r}") from None
+    if not low <= number <= high:
+        raise InvalidConfigurationError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
+    return number
+
+
+def _validate_save_days(value: str | float) -> float:
+    return _number("undo_log_save_days", value, 0.0, MAX_UNDO_LOG_SAVE_DAYS)
+
+
+def _validate_delete_period(value: str | float) -> float:
+    # threading.TIMEOUT_MAX: the retention thread waits one period on an Event.
+    period = _number("undo_log_delete_period", value, 0.0, threading.TIMEOUT_MAX)
+    if period == 0:
+        raise InvalidConfigurationError("undo_log_delete_period must be positive, got 0")
+    return period
+
+
 def _from_env() -> Config:
     addresses = os.environ.get(_ENV_ADDRESSES, "")
     return Config(
-        tc_addresses=_validate_addresses(addresses.split(",")),
+        tc_addresses=validate_tc_addresses(addresses.split(",")),
         application_id=os.environ.get(_ENV_APPLICATION) or "atx-app",
         token=os.environ.get(_ENV_TOKEN) or None,
         client_id=os.environ.get(_ENV_CLIENT) or _default_client_id(),
         tls_ca=_validate_tls_ca(os.environ.get(_ENV_TLS_CA, "")),
         tls_server_name=os.environ.get(_ENV_TLS_SERVER_NAME, "").strip(),
+        undo_log_save_days=_validate_save_days(os.environ.get(_ENV_SAVE_DAYS) or 7.0),
+        undo_log_delete_period=_validate_delete_period(
+            os.environ.get(_ENV_DELETE_PERIOD) or 86400.0
+        ),
     )
 
 
@@ -93,21 +140,27 @@ def configure(
     rpc_timeout: float | None = None,
     tls_ca: str | None = None,
     tls_server_name: str | None = None,
+    undo_log_save_days: float | None = None,
+    undo_log_delete_period: float | None = None,
 ) -> Config:
     """Set the configuration (unset arguments come from the environment).
 
     ``tls_ca`` is the path of a PEM CA bundle that signed the TC's certificate:
     the TM/RM calls and the Attach stream then use TLS; ``""`` forces plaintext.
 
+    ``undo_log_save_days`` (default 7, 0 disables) and ``undo_log_delete_period``
+    (seconds, default 86400) drive the channel's undo-log purge
+    (:mod:`rm.undo.retention`).
+
     Raises:
-        InvalidConfigurationError: a malformed TC address, an empty application id, or a
-            ``tls_ca`` that is not a file.
+        InvalidConfigurationError: a malformed TC address, an empty application id, a
+            ``tls_ca`` that is not a file, negative save days or a non-positive period.
     """
     global _config
     base = _from_env()
     config = Config(
         tc_addresses=(
-            _validate_addresses(tc_addresses) if tc_addresses is not None else base.tc_addresses
+            validate_tc_addresses(tc_addresses) if tc_addresses is not None else base.tc_addresses
         ),
         application_id=application_id if application_id is not None else base.application_id,
         token=token if token is not None else base.token,
@@ -116,6 +169,16 @@ def configure(
         tls_ca=_validate_tls_ca(tls_ca) if tls_ca is not None else base.tls_ca,
         tls_server_name=(
             tls_server_name.strip() if tls_server_name is not None else base.tls_server_name
+        ),
+        undo_log_save_days=(
+            _validate_save_days(undo_log_save_days)
+            if undo_log_save_days is not None
+            else base.undo_log_save_days
+        ),
+        undo_log_delete_period=(
+            _validate_delete_period(undo_log_delete_period)
+            if undo_log_delete_period is not None
+            else base.undo_log_delete_period
         ),
     )
     if not config.application_id:

@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from atx.dsn import redact_url
 from atx.v1 import admin_pb2, admin_pb2_grpc
 from atx.v1 import resource_manager_pb2 as rm_pb2
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc
@@ -120,7 +121,7 @@ class TCServer:
             config.node_id,
             config.host,
             self.port,
-            _redact(config.store_url),
+            redact_url(config.store_url),
         )
         return self.port
 
@@ -151,14 +152,6 @@ class TCServer:
 
     async def wait_closed(self) -> None:
         await self._stopped.wait()
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
-    return url
 
 
 async def serve(config: TCConfig) -> int:

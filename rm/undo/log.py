@@ -31,7 +31,8 @@ _MYSQL_DDL = """CREATE TABLE IF NOT EXISTS {table} (
   `log_created` DATETIME(6) NOT NULL,
   `log_modified` DATETIME(6) NOT NULL,
   PRIMARY KEY (`id`),
-  UNIQUE KEY `ux_undo_log` (`xid`, `branch_id`)
+  UNIQUE KEY `ux_undo_log` (`xid`, `branch_id`),
+  KEY `ix_log_created` (`log_created`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"""
 
 _SQLITE_DDL = [
@@ -46,6 +47,8 @@ _SQLITE_DDL = [
   "log_modified" TEXT NOT NULL
 )""",
     'CREATE UNIQUE INDEX IF NOT EXISTS "ux_{name}" ON {table} ("xid", "branch_id")',
+    # The retention purge finds old rows by creation time (Seata's ix_log_created).
+    'CREATE INDEX IF NOT EXISTS "ix_{name}_log_created" ON {table} ("log_created")',
 ]
 
 
