@@ -14,7 +14,8 @@ same client setup for every server:
 - empty global transactions/s (Begin + Commit: 2 RPCs),
 - two-branch transactions/s (Begin, 2 x BranchRegister, Commit: 4 RPCs) with
   an RM attached over the Attach stream (one per client process) answering
-  every BranchCommit.
+  every BranchCommit; it takes commands in batches, as atx's RM does
+  (``two-branch-unbatched``: an RM that does not, for comparison).
 
 efficiency = transactions/s x RPCs per transaction / echo RPC/s (per round,
 then the median over rounds); the CPU efficiency is the same ratio in server
@@ -150,14 +151,26 @@ async def bench_echo(address: str, seconds: float, concurrency: int) -> float:
     return count / elapsed
 
 
+def _result(command: rm_pb2.BranchCommand, commit: bool) -> rm_pb2.BranchResult:
+    return rm_pb2.BranchResult(
+        request_id=command.request_id,
+        xid=command.xid,
+        branch_id=command.branch_id,
+        status=5 if commit else 8,  # type: ignore[arg-type]
+    )
+
+
 async def attach_rm(
-    channel: grpc.aio.Channel, resources: list[str], client_id: str
+    channel: grpc.aio.Channel, resources: list[str], client_id: str, batch: bool
 ) -> asyncio.Task[None]:
+    """An RM that answers every phase-two command at once (batched like atx's RM if asked)."""
     stub = rm_grpc.ResourceManagerServiceStub(channel)
     outbox: asyncio.Queue[rm_pb2.AttachRequest] = asyncio.Queue()
     outbox.put_nowait(
         rm_pb2.AttachRequest(
-            register=rm_pb2.RegisterResources(client_id=client_id, resource_ids=resources)
+            register=rm_pb2.RegisterResources(
+                client_id=client_id, resource_ids=resources, batch_commands=batch
+            )
         )
     )
 
@@ -175,17 +188,13 @@ async def attach_rm(
                 registered.set()
             elif kind in ("branch_commit", "branch_rollback"):
                 command = getattr(message, kind)
-                status = 5 if kind == "branch_commit" else 8
-                outbox.put_nowait(
-                    rm_pb2.AttachRequest(
-                        branch_result=rm_pb2.BranchResult(
-                            request_id=command.request_id,
-                            xid=command.xid,
-                            branch_id=command.branch_id,
-                            status=status,  # type: ignore[arg-type]
-                        )
-                    )
-                )
+                result = _result(command, kind == "branch_commit")
+                outbox.put_nowait(rm_pb2.AttachRequest(branch_result=result))
+            elif kind == "branch_commands":
+                results = [_result(c, True) for c in message.branch_commands.commits]
+                results += [_result(c, False) for c in message.branch_commands.rollbacks]
+                batch_message = rm_pb2.BranchResultBatch(results=results)
+                outbox.put_nowait(rm_pb2.AttachRequest(branch_results=batch_message))
 
     task = asyncio.create_task(loop())
     await asyncio.wait_for(registered.wait(), 10)
@@ -193,13 +202,18 @@ async def attach_rm(
 
 
 async def bench_tc(
-    address: str, seconds: float, concurrency: int, branches: int, client: int = 0
+    address: str,
+    seconds: float,
+    concurrency: int,
+    branches: int,
+    client: int = 0,
+    batch: bool = True,
 ) -> float:
     async with grpc.aio.insecure_channel(address) as channel:
         tm = tm_grpc.TransactionManagerServiceStub(channel)
         rm = rm_grpc.ResourceManagerServiceStub(channel)
         rm_id = f"bench-rm-{client}"
-        rm_task = await attach_rm(channel, ["db1", "db2"], rm_id) if branches else None
+        rm_task = await attach_rm(channel, ["db1", "db2"], rm_id, batch) if branches else None
         keys = (f"{client}-{n}" for n in itertools.count())
 
         async def one() -> None:
@@ -233,8 +247,9 @@ def _client(
     _BARRIER = barrier
     if kind == "echo":
         return asyncio.run(bench_echo(address, seconds, concurrency))
-    branches = 2 if kind == "two-branch" else 0
-    return asyncio.run(bench_tc(address, seconds, concurrency, branches, index))
+    branches = 2 if kind.startswith("two-branch") else 0
+    batch = kind != "two-branch-unbatched"
+    return asyncio.run(bench_tc(address, seconds, concurrency, branches, index, batch))
 
 
 def measure(
@@ -269,7 +284,8 @@ def main() -> int:
     parser.add_argument(
         "--kinds",
         default="empty,two-branch",
-        help="TC transaction kinds to measure (comma-separated: empty, two-branch)",
+        help="TC transaction kinds to measure (comma-separated: empty, two-branch,"
+        " two-branch-unbatched)",
     )
     parser.add_argument("--serve-echo", choices=["aio", "threaded"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -322,7 +338,8 @@ def main() -> int:
         pids = {f"echo-{kind}": processes[i].pid for i, kind in enumerate(echo_ports)}
         assert tc.process is not None
         runs = [(f"echo-{kind}", "echo", f"127.0.0.1:{port}") for kind, port in echo_ports.items()]
-        kinds = [k for k in ("empty", "two-branch") if k in args.kinds.split(",")]
+        known = ("empty", "two-branch", "two-branch-unbatched")
+        kinds = [k for k in known if k in args.kinds.split(",")]
         runs += [(label, label, address) for label in kinds]
         context = multiprocessing.get_context("spawn")
         with context.Pool(args.clients) as pool:
@@ -342,13 +359,13 @@ def main() -> int:
                 f"(rounds: {', '.join(f'{x:.0f}' for x in rates[label])}), "
                 f"server CPU {median(cpus[label]) * 1e6:4.0f} us/RPC"
             )
-        for label, rpcs in (("empty", 2), ("two-branch", 4)):
+        for label, rpcs in (("empty", 2), ("two-branch", 4), ("two-branch-unbatched", 4)):
             if label not in kinds:
                 continue
             eff = [t * rpcs / e for t, e in zip(rates[label], rates["echo-aio"], strict=True)]
             cpu_eff = [e * rpcs / t for t, e in zip(cpus[label], cpus["echo-aio"], strict=True)]
             print(
-                f"TC {label:10s} {median(rates[label]):6.0f} tx/s median; "
+                f"TC {label:20s} {median(rates[label]):6.0f} tx/s median; "
                 f"efficiency {median(eff):.2f} "
                 f"(rounds: {', '.join(f'{x:.2f}' for x in eff)}); "
                 f"server CPU {median(cpus[label]) * 1e6:5.0f} us/tx, "

@@ -50,6 +50,8 @@ _DEFAULT_HEARTBEAT = 5.0
 _MAX_BACKOFF = 5.0
 _DELETE_INTERVAL = 0.2
 _DELETE_BATCH = 1000
+#: Branch results per BranchResultBatch at most.
+_MAX_RESULT_BATCH = 256
 #: The first purge runs this soon (or after one period, if shorter): a process
 #: restarted more often than the period would otherwise never purge.
 _FIRST_PURGE_DELAY = 300.0
@@ -69,6 +71,8 @@ class _Stream:
         self.connected = threading.Event()
         self.call: grpc.Future | None = None
         self.announced: frozenset[str] = frozenset()
+        #: The TC understands BranchResultBatch (its Registered said so).
+        self.batch_results = False
         self.thread = threading.Thread(
             target=self._run, name=f"atx-rm-attach-{address}", daemon=True
         )
@@ -78,13 +82,17 @@ class _Stream:
 
     def _requests(self, register: rm_pb2.AttachRequest) -> Iterator[rm_pb2.AttachRequest]:
         yield register
+        carried: object | None = None  # taken from the outbox while merging, not yet sent
         while True:
-            try:
-                item = self.outbox.get(timeout=self.heartbeat)
-            except queue.Empty:
-                item = rm_pb2.AttachRequest(
-                    heartbeat=rm_pb2.Heartbeat(sent_time_ms=int(time.time() * 1000))
-                )
+            if carried is not None:
+                item, carried = carried, None
+            else:
+                try:
+                    item = self.outbox.get(timeout=self.heartbeat)
+                except queue.Empty:
+                    item = rm_pb2.AttachRequest(
+                        heartbeat=rm_pb2.Heartbeat(sent_time_ms=int(time.time() * 1000))
+                    )
             if item is _STOP:
                 return
             # A resource registered after this stream opened is announced on the
@@ -96,7 +104,33 @@ class _Stream:
             if item is _WAKE:
                 continue
             assert isinstance(item, rm_pb2.AttachRequest)
+            if self.batch_results and item.WhichOneof("kind") == "branch_result":
+                item, carried = self._merge_results(item)
             yield item
+
+    def _merge_results(self, first: rm_pb2.AttachRequest) -> tuple[rm_pb2.AttachRequest, object]:
+        """``first`` and the results queued right behind it, as one message.
+
+        Returns the message and the first queued item that is not a result (or None).
+        """
+        results = [first.branch_result]
+        following: object = None
+        while len(results) < _MAX_RESULT_BATCH:
+            try:
+                item = self.outbox.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, rm_pb2.AttachRequest) and item.WhichOneof("kind") == (
+                "branch_result"
+            ):
+                results.append(item.branch_result)
+            else:
+                following = item
+                break
+        if len(results) == 1:
+            return first, following
+        batch = rm_pb2.BranchResultBatch(results=results)
+        return rm_pb2.AttachRequest(branch_results=batch), following
 
     def _run(self) -> None:
         backoff = 0.05
@@ -109,6 +143,7 @@ class _Stream:
                 )
                 stub = rm_grpc.ResourceManagerServiceStub(channel)
                 self.outbox = queue.Queue()
+                self.batch_results = False
                 metadata = (bearer(config.token),) if config.token else ()
                 self.announced = self.owner.resource_ids()
                 register = self.owner.register_message(self.announced)
@@ -119,6 +154,7 @@ class _Stream:
                     if kind == "registered":
                         interval = response.registered.heartbeat_interval_ms
                         self.heartbeat = interval / 1000 if interval > 0 else _DEFAULT_HEARTBEAT
+                        self.batch_results = response.registered.batch_results
                         self.connected.set()
                         backoff = 0.05
                         logger.info("attached to TC %s", self.address)
@@ -126,6 +162,11 @@ class _Stream:
                         self.owner.on_commit(self, response.branch_commit)
                     elif kind == "branch_rollback":
                         self.owner.on_rollback(self, response.branch_rollback)
+                    elif kind == "branch_commands":
+                        for command in response.branch_commands.commits:
+                            self.owner.on_commit(self, command)
+                        for command in response.branch_commands.rollbacks:
+                            self.owner.on_rollback(self, command)
             except grpc.RpcError as error:
                 if not self.owner.stopping.is_set():
                     # The details carry the cause, e.g. a TLS handshake refused.
@@ -200,6 +241,7 @@ class RMChannel:
                 client_id=self.config.client_id,
                 application_id=self.config.application_id,
                 resource_ids=sorted(resource_ids),
+                batch_commands=True,
             )
         )
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from atx.v1 import types_pb2 as atx_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61tx/v1/resource_manager.proto\x12\x06\x61tx.v1\x1a\x12\x61tx/v1/types.proto\"\xa2\x01\n\x15\x42ranchRegisterRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12\'\n\x0b\x62ranch_type\x18\x03 \x01(\x0e\x32\x12.atx.v1.BranchType\x12\x11\n\tlock_keys\x18\x04 \x01(\t\x12\x18\n\x10\x61pplication_data\x18\x05 \x01(\t\x12\x11\n\tclient_id\x18\x06 \x01(\t\"+\n\x16\x42ranchRegisterResponse\x12\x11\n\tbranch_id\x18\x01 \x01(\x03\"u\n\x13\x42ranchReportRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12\x11\n\tbranch_id\x18\x02 \x01(\x03\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.atx.v1.BranchStatus\x12\x18\n\x10\x61pplication_data\x18\x04 \x01(\t\"\x16\n\x14\x42ranchReportResponse\"p\n\x10LockQueryRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12\'\n\x0b\x62ranch_type\x18\x03 \x01(\x0e\x32\x12.atx.v1.BranchType\x12\x11\n\tlock_keys\x18\x04 \x01(\t\"9\n\x11LockQueryResponse\x12\x10\n\x08lockable\x18\x01 \x01(\x08\x12\x12\n\nholder_xid\x18\x02 \x01(\t\"\x9d\x01\n\rAttachRequest\x12-\n\x08register\x18\x01 \x01(\x0b\x32\x19.atx.v1.RegisterResourcesH\x00\x12-\n\rbranch_result\x18\x02 \x01(\x0b\x32\x14.atx.v1.BranchResultH\x00\x12&\n\theartbeat\x18\x03 \x01(\x0b\x32\x11.atx.v1.HeartbeatH\x00\x42\x06\n\x04kind\"\xcc\x01\n\x0e\x41ttachResponse\x12(\n\nregistered\x18\x01 \x01(\x0b\x32\x12.atx.v1.RegisteredH\x00\x12.\n\rbranch_commit\x18\x02 \x01(\x0b\x32\x15.atx.v1.BranchCommandH\x00\x12\x30\n\x0f\x62ranch_rollback\x18\x03 \x01(\x0b\x32\x15.atx.v1.BranchCommandH\x00\x12&\n\theartbeat\x18\x04 \x01(\x0b\x32\x11.atx.v1.HeartbeatH\x00\x42\x06\n\x04kind\"T\n\x11RegisterResources\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x14\n\x0cresource_ids\x18\x03 \x03(\t\"<\n\nRegistered\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x03\"\x9b\x01\n\rBranchCommand\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03xid\x18\x02 \x01(\t\x12\x11\n\tbranch_id\x18\x03 \x01(\x03\x12\x13\n\x0bresource_id\x18\x04 \x01(\t\x12\'\n\x0b\x62ranch_type\x18\x05 \x01(\x0e\x32\x12.atx.v1.BranchType\x12\x18\n\x10\x61pplication_data\x18\x06 \x01(\t\"y\n\x0c\x42ranchResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03xid\x18\x02 \x01(\t\x12\x11\n\tbranch_id\x18\x03 \x01(\x03\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.atx.v1.BranchStatus\x12\x0f\n\x07message\x18\x05 \x01(\t\"!\n\tHeartbeat\x12\x14\n\x0csent_time_ms\x18\x01 \x01(\x03\x32\xb3\x02\n\x16ResourceManagerService\x12O\n\x0e\x42ranchRegister\x12\x1d.atx.v1.BranchRegisterRequest\x1a\x1e.atx.v1.BranchRegisterResponse\x12I\n\x0c\x42ranchReport\x12\x1b.atx.v1.BranchReportRequest\x1a\x1c.atx.v1.BranchReportResponse\x12@\n\tLockQuery\x12\x18.atx.v1.LockQueryRequest\x1a\x19.atx.v1.LockQueryResponse\x12;\n\x06\x41ttach\x12\x15.atx.v1.AttachRequest\x1a\x16.atx.v1.AttachResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61tx/v1/resource_manager.proto\x12\x06\x61tx.v1\x1a\x12\x61tx/v1/types.proto\"\xa2\x01\n\x15\x42ranchRegisterRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12\'\n\x0b\x62ranch_type\x18\x03 \x01(\x0e\x32\x12.atx.v1.BranchType\x12\x11\n\tlock_keys\x18\x04 \x01(\t\x12\x18\n\x10\x61pplication_data\x18\x05 \x01(\t\x12\x11\n\tclient_id\x18\x06 \x01(\t\"+\n\x16\x42ranchRegisterResponse\x12\x11\n\tbranch_id\x18\x01 \x01(\x03\"u\n\x13\x42ranchReportRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12\x11\n\tbranch_id\x18\x02 \x01(\x03\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.atx.v1.BranchStatus\x12\x18\n\x10\x61pplication_data\x18\x04 \x01(\t\"\x16\n\x14\x42ranchReportResponse\"p\n\x10LockQueryRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12\'\n\x0b\x62ranch_type\x18\x03 \x01(\x0e\x32\x12.atx.v1.BranchType\x12\x11\n\tlock_keys\x18\x04 \x01(\t\"9\n\x11LockQueryResponse\x12\x10\n\x08lockable\x18\x01 \x01(\x08\x12\x12\n\nholder_xid\x18\x02 \x01(\t\"\xd2\x01\n\rAttachRequest\x12-\n\x08register\x18\x01 \x01(\x0b\x32\x19.atx.v1.RegisterResourcesH\x00\x12-\n\rbranch_result\x18\x02 \x01(\x0b\x32\x14.atx.v1.BranchResultH\x00\x12&\n\theartbeat\x18\x03 \x01(\x0b\x32\x11.atx.v1.HeartbeatH\x00\x12\x33\n\x0e\x62ranch_results\x18\x04 \x01(\x0b\x32\x19.atx.v1.BranchResultBatchH\x00\x42\x06\n\x04kind\"\x83\x02\n\x0e\x41ttachResponse\x12(\n\nregistered\x18\x01 \x01(\x0b\x32\x12.atx.v1.RegisteredH\x00\x12.\n\rbranch_commit\x18\x02 \x01(\x0b\x32\x15.atx.v1.BranchCommandH\x00\x12\x30\n\x0f\x62ranch_rollback\x18\x03 \x01(\x0b\x32\x15.atx.v1.BranchCommandH\x00\x12&\n\theartbeat\x18\x04 \x01(\x0b\x32\x11.atx.v1.HeartbeatH\x00\x12\x35\n\x0f\x62ranch_commands\x18\x05 \x01(\x0b\x32\x1a.atx.v1.BranchCommandBatchH\x00\x42\x06\n\x04kind\"l\n\x11RegisterResources\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x14\n\x0cresource_ids\x18\x03 \x03(\t\x12\x16\n\x0e\x62\x61tch_commands\x18\x04 \x01(\x08\"S\n\nRegistered\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x03\x12\x15\n\rbatch_results\x18\x03 \x01(\x08\"f\n\x12\x42ranchCommandBatch\x12&\n\x07\x63ommits\x18\x01 \x03(\x0b\x32\x15.atx.v1.BranchCommand\x12(\n\trollbacks\x18\x02 \x03(\x0b\x32\x15.atx.v1.BranchCommand\":\n\x11\x42ranchResultBatch\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.atx.v1.BranchResult\"\x9b\x01\n\rBranchCommand\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03xid\x18\x02 \x01(\t\x12\x11\n\tbranch_id\x18\x03 \x01(\x03\x12\x13\n\x0bresource_id\x18\x04 \x01(\t\x12\'\n\x0b\x62ranch_type\x18\x05 \x01(\x0e\x32\x12.atx.v1.BranchType\x12\x18\n\x10\x61pplication_data\x18\x06 \x01(\t\"y\n\x0c\x42ranchResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03xid\x18\x02 \x01(\t\x12\x11\n\tbranch_id\x18\x03 \x01(\x03\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.atx.v1.BranchStatus\x12\x0f\n\x07message\x18\x05 \x01(\t\"!\n\tHeartbeat\x12\x14\n\x0csent_time_ms\x18\x01 \x01(\x03\x32\xb3\x02\n\x16ResourceManagerService\x12O\n\x0e\x42ranchRegister\x12\x1d.atx.v1.BranchRegisterRequest\x1a\x1e.atx.v1.BranchRegisterResponse\x12I\n\x0c\x42ranchReport\x12\x1b.atx.v1.BranchReportRequest\x1a\x1c.atx.v1.BranchReportResponse\x12@\n\tLockQuery\x12\x18.atx.v1.LockQueryRequest\x1a\x19.atx.v1.LockQueryResponse\x12;\n\x06\x41ttach\x12\x15.atx.v1.AttachRequest\x1a\x16.atx.v1.AttachResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,19 +45,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOCKQUERYRESPONSE']._serialized_start=528
   _globals['_LOCKQUERYRESPONSE']._serialized_end=585
   _globals['_ATTACHREQUEST']._serialized_start=588
-  _globals['_ATTACHREQUEST']._serialized_end=745
-  _globals['_ATTACHRESPONSE']._serialized_start=748
-  _globals['_ATTACHRESPONSE']._serialized_end=952
-  _globals['_REGISTERRESOURCES']._serialized_start=954
-  _globals['_REGISTERRESOURCES']._serialized_end=1038
-  _globals['_REGISTERED']._serialized_start=1040
-  _globals['_REGISTERED']._serialized_end=1100
-  _globals['_BRANCHCOMMAND']._serialized_start=1103
-  _globals['_BRANCHCOMMAND']._serialized_end=1258
-  _globals['_BRANCHRESULT']._serialized_start=1260
-  _globals['_BRANCHRESULT']._serialized_end=1381
-  _globals['_HEARTBEAT']._serialized_start=1383
-  _globals['_HEARTBEAT']._serialized_end=1416
-  _globals['_RESOURCEMANAGERSERVICE']._serialized_start=1419
-  _globals['_RESOURCEMANAGERSERVICE']._serialized_end=1726
+  _globals['_ATTACHREQUEST']._serialized_end=798
+  _globals['_ATTACHRESPONSE']._serialized_start=801
+  _globals['_ATTACHRESPONSE']._serialized_end=1060
+  _globals['_REGISTERRESOURCES']._serialized_start=1062
+  _globals['_REGISTERRESOURCES']._serialized_end=1170
+  _globals['_REGISTERED']._serialized_start=1172
+  _globals['_REGISTERED']._serialized_end=1255
+  _globals['_BRANCHCOMMANDBATCH']._serialized_start=1257
+  _globals['_BRANCHCOMMANDBATCH']._serialized_end=1359
+  _globals['_BRANCHRESULTBATCH']._serialized_start=1361
+  _globals['_BRANCHRESULTBATCH']._serialized_end=1419
+  _globals['_BRANCHCOMMAND']._serialized_start=1422
+  _globals['_BRANCHCOMMAND']._serialized_end=1577
+  _globals['_BRANCHRESULT']._serialized_start=1579
+  _globals['_BRANCHRESULT']._serialized_end=1700
+  _globals['_HEARTBEAT']._serialized_start=1702
+  _globals['_HEARTBEAT']._serialized_end=1735
+  _globals['_RESOURCEMANAGERSERVICE']._serialized_start=1738
+  _globals['_RESOURCEMANAGERSERVICE']._serialized_end=2045
 # @@protoc_insertion_point(module_scope)

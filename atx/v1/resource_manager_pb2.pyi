@@ -177,24 +177,30 @@ class AttachRequest(_message.Message):
     REGISTER_FIELD_NUMBER: _builtins.int
     BRANCH_RESULT_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    BRANCH_RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___RegisterResources: ...
     @_builtins.property
     def branch_result(self) -> Global___BranchResult: ...
     @_builtins.property
     def heartbeat(self) -> Global___Heartbeat: ...
+    @_builtins.property
+    def branch_results(self) -> Global___BranchResultBatch:
+        """Several results at once; only to a TC whose Registered set batch_results."""
+
     def __init__(
         self,
         *,
         register: Global___RegisterResources | None = ...,
         branch_result: Global___BranchResult | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
+        branch_results: Global___BranchResultBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["branch_result", b"branch_result", "heartbeat", b"heartbeat", "kind", b"kind", "register", b"register"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["branch_result", b"branch_result", "branch_results", b"branch_results", "heartbeat", b"heartbeat", "kind", b"kind", "register", b"register"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["branch_result", b"branch_result", "heartbeat", b"heartbeat", "kind", b"kind", "register", b"register"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["branch_result", b"branch_result", "branch_results", b"branch_results", "heartbeat", b"heartbeat", "kind", b"kind", "register", b"register"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "branch_result", "heartbeat"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "branch_result", "heartbeat", "branch_results"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -210,6 +216,7 @@ class AttachResponse(_message.Message):
     BRANCH_COMMIT_FIELD_NUMBER: _builtins.int
     BRANCH_ROLLBACK_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    BRANCH_COMMANDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def registered(self) -> Global___Registered: ...
     @_builtins.property
@@ -218,6 +225,10 @@ class AttachResponse(_message.Message):
     def branch_rollback(self) -> Global___BranchCommand: ...
     @_builtins.property
     def heartbeat(self) -> Global___Heartbeat: ...
+    @_builtins.property
+    def branch_commands(self) -> Global___BranchCommandBatch:
+        """Several commands at once; only to an RM whose RegisterResources set batch_commands."""
+
     def __init__(
         self,
         *,
@@ -225,12 +236,13 @@ class AttachResponse(_message.Message):
         branch_commit: Global___BranchCommand | None = ...,
         branch_rollback: Global___BranchCommand | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
+        branch_commands: Global___BranchCommandBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["branch_commit", b"branch_commit", "branch_rollback", b"branch_rollback", "heartbeat", b"heartbeat", "kind", b"kind", "registered", b"registered"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["branch_commands", b"branch_commands", "branch_commit", b"branch_commit", "branch_rollback", b"branch_rollback", "heartbeat", b"heartbeat", "kind", b"kind", "registered", b"registered"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["branch_commit", b"branch_commit", "branch_rollback", b"branch_rollback", "heartbeat", b"heartbeat", "kind", b"kind", "registered", b"registered"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["branch_commands", b"branch_commands", "branch_commit", b"branch_commit", "branch_rollback", b"branch_rollback", "heartbeat", b"heartbeat", "kind", b"kind", "registered", b"registered"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["registered", "branch_commit", "branch_rollback", "heartbeat"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["registered", "branch_commit", "branch_rollback", "heartbeat", "branch_commands"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -245,8 +257,13 @@ class RegisterResources(_message.Message):
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     APPLICATION_ID_FIELD_NUMBER: _builtins.int
     RESOURCE_IDS_FIELD_NUMBER: _builtins.int
+    BATCH_COMMANDS_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     application_id: _builtins.str
+    batch_commands: _builtins.bool
+    """The RM understands BranchCommandBatch: under load the TC then sends many
+    phase-two commands per stream message (like Seata's merged messages).
+    """
     @_builtins.property
     def resource_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -255,10 +272,11 @@ class RegisterResources(_message.Message):
         client_id: _builtins.str = ...,
         application_id: _builtins.str = ...,
         resource_ids: _abc.Iterable[_builtins.str] | None = ...,
+        batch_commands: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "client_id", b"client_id", "resource_ids", b"resource_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "batch_commands", b"batch_commands", "client_id", b"client_id", "resource_ids", b"resource_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -272,22 +290,74 @@ class Registered(_message.Message):
 
     NODE_ID_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    BATCH_RESULTS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     heartbeat_interval_ms: _builtins.int
     """How often the RM must send a heartbeat."""
+    batch_results: _builtins.bool
+    """The TC understands BranchResultBatch."""
     def __init__(
         self,
         *,
         node_id: _builtins.str = ...,
         heartbeat_interval_ms: _builtins.int = ...,
+        batch_results: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms", "node_id", b"node_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_results", b"batch_results", "heartbeat_interval_ms", b"heartbeat_interval_ms", "node_id", b"node_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Registered: _TypeAlias = Registered  # noqa: Y015
+
+@_typing.final
+class BranchCommandBatch(_message.Message):
+    """Phase-two commands sent together; each is answered by its own BranchResult."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMITS_FIELD_NUMBER: _builtins.int
+    ROLLBACKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def commits(self) -> _containers.RepeatedCompositeFieldContainer[Global___BranchCommand]: ...
+    @_builtins.property
+    def rollbacks(self) -> _containers.RepeatedCompositeFieldContainer[Global___BranchCommand]: ...
+    def __init__(
+        self,
+        *,
+        commits: _abc.Iterable[Global___BranchCommand] | None = ...,
+        rollbacks: _abc.Iterable[Global___BranchCommand] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commits", b"commits", "rollbacks", b"rollbacks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BranchCommandBatch: _TypeAlias = BranchCommandBatch  # noqa: Y015
+
+@_typing.final
+class BranchResultBatch(_message.Message):
+    """Branch results sent together."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BranchResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BranchResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BranchResultBatch: _TypeAlias = BranchResultBatch  # noqa: Y015
 
 @_typing.final
 class BranchCommand(_message.Message):

@@ -5,7 +5,10 @@
 records every phase-two command it receives in ``received``, and answers
 each as its ``answer`` function says: a BranchStatus, a (BranchStatus,
 message) pair, or None to hold the command unanswered (to freeze phase two,
-for example before killing the TC). Without ``answer`` it succeeds.
+for example before killing the TC). Without ``answer`` it succeeds. With
+``batch=True`` it declares that it takes BranchCommandBatch messages and
+answers each batch with one BranchResultBatch; ``batch_sizes`` records how
+many commands each phase-two message carried.
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ class _Attachment:
                 client_id=self.peer.client_id,
                 application_id="rm-peer",
                 resource_ids=list(self.peer.resource_ids),
+                batch_commands=self.peer.batch,
             )
         )
         while not self.peer.stopped.is_set():
@@ -146,10 +150,26 @@ class _Attachment:
                 self._beat_s = response.registered.heartbeat_interval_ms / 2000
             self.attached.set()
             return
-        if kind not in ("branch_commit", "branch_rollback"):
+        if kind == "branch_commands":
+            batch = response.branch_commands
+            commands = [(c, False) for c in batch.commits] + [(c, True) for c in batch.rollbacks]
+        elif kind in ("branch_commit", "branch_rollback"):
+            rollback = kind == "branch_rollback"
+            body = response.branch_rollback if rollback else response.branch_commit
+            commands = [(body, rollback)]
+        else:
             return
-        rollback = kind == "branch_rollback"
-        body = response.branch_rollback if rollback else response.branch_commit
+        with self.peer.lock:
+            self.peer.batch_sizes.append(len(commands))
+        results = [r for body, rollback in commands if (r := self._answer(body, rollback))]
+        if kind == "branch_commands" and results:
+            batch_results = rm_pb2.BranchResultBatch(results=results)
+            self.send(rm_pb2.AttachRequest(branch_results=batch_results))
+        else:
+            for result in results:
+                self.send(rm_pb2.AttachRequest(branch_result=result))
+
+    def _answer(self, body: rm_pb2.BranchCommand, rollback: bool) -> rm_pb2.BranchResult | None:
         command = Received(
             action="rollback" if rollback else "commit",
             xid=body.xid,
@@ -163,18 +183,14 @@ class _Attachment:
             self.peer.received.append(command)
         reply = self.peer.answer(command)
         if reply is None:
-            return  # held: never answered
+            return None  # held: never answered
         status, message = reply if isinstance(reply, tuple) else (reply, "")
-        self.send(
-            rm_pb2.AttachRequest(
-                branch_result=rm_pb2.BranchResult(
-                    request_id=body.request_id,
-                    xid=body.xid,
-                    branch_id=body.branch_id,
-                    status=int(status),  # type: ignore[arg-type]
-                    message=message,
-                )
-            )
+        return rm_pb2.BranchResult(
+            request_id=body.request_id,
+            xid=body.xid,
+            branch_id=body.branch_id,
+            status=int(status),  # type: ignore[arg-type]
+            message=message,
         )
 
 
@@ -189,6 +205,7 @@ class ScriptedRM:
         answer: Answer | None = None,
         *,
         reconnect: bool = False,
+        batch: bool = False,
     ) -> None:
         if isinstance(addresses, str):
             addresses = [addresses]
@@ -196,6 +213,9 @@ class ScriptedRM:
         self.client_id = client_id
         self.answer: Answer = answer or succeed
         self.reconnect = reconnect
+        self.batch = batch
+        #: Commands per phase-two message received (1 for a plain BranchCommit/Rollback).
+        self.batch_sizes: list[int] = []
         #: Overrides the heartbeat interval the TC asked for (seconds).
         self.heartbeat_s: float | None = None
         self.received: list[Received] = []
@@ -231,7 +251,10 @@ class ScriptedRM:
         self.resource_ids += [r for r in resource_ids if r not in self.resource_ids]
         message = rm_pb2.AttachRequest(
             register=rm_pb2.RegisterResources(
-                client_id=self.client_id, application_id="rm-peer", resource_ids=self.resource_ids
+                client_id=self.client_id,
+                application_id="rm-peer",
+                resource_ids=self.resource_ids,
+                batch_commands=self.batch,
             )
         )
         for attachment in self.attachments.values():

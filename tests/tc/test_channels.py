@@ -1,11 +1,11 @@
-"""RM channels: a resource registered later on an open Attach stream."""
+"""RM channels: resources registered later on an open Attach stream; batched commands."""
 
 from __future__ import annotations
 
 from atx.status import GlobalStatus as G
 from atx.testing import wait_until
 from tests.tc.conftest import RunningTC
-from tests.tc.helpers import begin, commit, register, session
+from tests.tc.helpers import begin, commit, locks, register, rollback, session
 from tests.tc.rm_peer import ScriptedRM
 
 
@@ -35,3 +35,48 @@ def test_later_register_resources_adds_to_the_open_stream(tc: RunningTC) -> None
         assert commit(tc, other) == G.COMMITTED
         wait_until(lambda: session(tc, other).status == G.COMMITTED, what="phase two")
         assert attachment.streams == 1
+
+
+def _park(tc: RunningTC, count: int) -> tuple[list[str], list[str]]:
+    """``count`` committed and ``count`` rolled-back transactions with one db1 branch
+    each, while no RM serves db1: their phase two waits in the retry states."""
+    committed, rolled_back = [], []
+    for n in range(count):
+        xid = begin(tc)
+        register(tc, xid, "db1", f"t:c{n}")
+        assert commit(tc, xid) == G.COMMITTED
+        committed.append(xid)
+        xid = begin(tc)
+        register(tc, xid, "db1", f"t:r{n}")
+        rolled_back.append(xid)
+        rollback(tc, xid)
+    waiting = {G.COMMIT_RETRYING, G.ROLLBACK_RETRYING}
+    for xid in committed + rolled_back:
+        wait_until(lambda xid=xid: session(tc, xid).status in waiting, what="retry state")
+    return committed, rolled_back
+
+
+def _finished(tc: RunningTC, xids: list[str]) -> bool:
+    return all(session(tc, xid).status in (G.COMMITTED, G.ROLLBACKED) for xid in xids)
+
+
+def test_queued_commands_go_out_in_batches(tc: RunningTC) -> None:
+    committed, rolled_back = _park(tc, 12)
+    # The RM attaches: every waiting session resumes at once, and what queues up
+    # for the stream meanwhile goes out merged.
+    with ScriptedRM(tc.address, ["db1"], batch=True) as rm:
+        wait_until(lambda: _finished(tc, committed + rolled_back), what="phase two")
+        assert max(rm.batch_sizes) > 1, rm.batch_sizes
+        assert sum(rm.batch_sizes) == len(rm.commands())
+        assert sorted(c.xid for c in rm.commands(lambda c: not c.rollback)) == sorted(committed)
+        assert sorted(c.xid for c in rm.commands(lambda c: c.rollback)) == sorted(rolled_back)
+    assert locks(tc) == []
+
+
+def test_an_rm_without_batches_gets_one_command_per_message(tc: RunningTC) -> None:
+    committed, rolled_back = _park(tc, 6)
+    with ScriptedRM(tc.address, ["db1"]) as rm:
+        wait_until(lambda: _finished(tc, committed + rolled_back), what="phase two")
+        assert set(rm.batch_sizes) == {1}
+        assert len(rm.commands()) == 12
+    assert locks(tc) == []

@@ -1,0 +1,62 @@
+"""The RM's Attach stream merges queued branch results into one message.
+
+The merging is checked on the request generator itself: the messages it
+yields are exactly what gRPC sends (the end-to-end path, a real TC taking
+batched commands and results, runs in tests/tc/test_channels.py and in
+every AT test here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from atx.v1 import resource_manager_pb2 as rm_pb2
+from rm.channel import _STOP, _Stream
+
+
+class _Owner:
+    """The two things a stream asks its RMChannel while sending."""
+
+    @staticmethod
+    def resource_ids() -> frozenset[str]:
+        return frozenset({"db1"})
+
+    @staticmethod
+    def register_message(resource_ids: frozenset[str]) -> rm_pb2.AttachRequest:
+        register = rm_pb2.RegisterResources(resource_ids=sorted(resource_ids))
+        return rm_pb2.AttachRequest(register=register)
+
+
+def _result(n: int) -> rm_pb2.AttachRequest:
+    return rm_pb2.AttachRequest(
+        branch_result=rm_pb2.BranchResult(request_id=f"r{n}", xid="x", branch_id=n)
+    )
+
+
+def _sent(batch_results: bool, queued: list[Any]) -> list[rm_pb2.AttachRequest]:
+    stream = _Stream(_Owner(), "127.0.0.1:1")  # type: ignore[arg-type]
+    stream.batch_results = batch_results
+    stream.announced = _Owner.resource_ids()
+    for item in [*queued, _STOP]:
+        stream.outbox.put(item)
+    requests: Iterator[rm_pb2.AttachRequest] = stream._requests(
+        _Owner.register_message(frozenset())
+    )
+    next(requests)  # the RegisterResources
+    return list(requests)
+
+
+def test_queued_results_go_out_as_one_batch() -> None:
+    heartbeat = rm_pb2.AttachRequest(heartbeat=rm_pb2.Heartbeat(sent_time_ms=1))
+    sent = _sent(True, [_result(1), _result(2), _result(3), heartbeat, _result(4)])
+    kinds = [m.WhichOneof("kind") for m in sent]
+    # Order is kept: the heartbeat ends the first batch; a lone result stays plain.
+    assert kinds == ["branch_results", "heartbeat", "branch_result"]
+    assert [r.branch_id for r in sent[0].branch_results.results] == [1, 2, 3]
+    assert sent[2].branch_result.branch_id == 4
+
+
+def test_a_tc_without_batches_gets_one_result_per_message() -> None:
+    sent = _sent(False, [_result(1), _result(2), _result(3)])
+    assert [m.WhichOneof("kind") for m in sent] == ["branch_result"] * 3
