@@ -69,14 +69,25 @@ def compare(label: str, raw_cursor: Any, proxy_cursor: Any, sql: str, fetch: boo
         else:
             raw_times.append(best_of(loop(raw_cursor, sql, fetch), REPEAT))
             proxy_times.append(best_of(loop(proxy_cursor, sql, fetch), REPEAT))
+    overheads = [p / r - 1 for p, r in zip(proxy_times, raw_times, strict=True)]
+    report(label, raw_times, proxy_times, overheads, f"{ROUNDS} rounds")
+
+
+def report(
+    label: str,
+    raw_times: list[float],
+    proxy_times: list[float],
+    overheads: list[float],
+    rounds: str,
+) -> None:
+    """One line: median times, the median per-round overhead and its quartiles."""
     raw, proxy = statistics.median(raw_times), statistics.median(proxy_times)
-    overheads = sorted(p / r - 1 for p, r in zip(proxy_times, raw_times, strict=True))
     overhead = statistics.median(overheads)
     quartiles = statistics.quantiles(overheads, n=4)
     print(
         f"{label}: raw {raw * 1e6:.2f} us/op, proxy {proxy * 1e6:.2f} us/op (medians), "
         f"overhead {overhead * 100:+.1f}% = {overhead * raw * 1e9:+.0f} ns"
-        f" (median of {ROUNDS} rounds; quartiles "
+        f" (median of {rounds}; quartiles "
         f"{quartiles[0] * 100:+.1f}% / {quartiles[2] * 100:+.1f}%) (target <= 5%)"
     )
 
@@ -99,14 +110,8 @@ def compare_each(label: str, raw_cursor: Any, proxy_cursor: Any, sql: str, fetch
         raw_medians.append(statistics.median(raw_times))
         proxy_medians.append(statistics.median(proxy_times))
         overheads.append(proxy_medians[-1] / raw_medians[-1] - 1)
-    raw, proxy = statistics.median(raw_medians), statistics.median(proxy_medians)
-    overhead = statistics.median(overheads)
-    quartiles = statistics.quantiles(overheads, n=4)
-    print(
-        f"{label}: raw {raw * 1e6:.2f} us/op, proxy {proxy * 1e6:.2f} us/op (medians), "
-        f"overhead {overhead * 100:+.1f}% = {overhead * raw * 1e9:+.0f} ns"
-        f" (median of {ROUNDS} rounds of {N} interleaved pairs; quartiles "
-        f"{quartiles[0] * 100:+.1f}% / {quartiles[2] * 100:+.1f}%) (target <= 5%)"
+    report(
+        label, raw_medians, proxy_medians, overheads, f"{ROUNDS} rounds of {N} interleaved pairs"
     )
 
 
