@@ -52,6 +52,10 @@ _active: contextvars.ContextVar[bool] = contextvars.ContextVar("atx_active", def
 _lock_retry: contextvars.ContextVar[LockRetryPolicy] = contextvars.ContextVar(
     "atx_lock_retry", default=_DEFAULT_POLICY
 )
+#: ``_active.get``, bound once for the proxy's hot path. Called as a plain function: a
+#: name imported with ``from ... import`` makes CPython 3.11 compile ``name.get()`` as an
+#: attribute load plus call (it guesses a module), which allocates a bound method per call.
+scope_active = _active.get
 
 
 def current_xid() -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rm.context import _active, _xid
+from rm.context import _xid, scope_active
 from rm.errors import DDLInGlobalTransactionError
 from rm.proxy.delegate import delegating_subclass
 from rm.sql.dialect import Dialect
@@ -72,14 +72,16 @@ class CursorProxy:
 
     def execute(self, sql: str, params: Any = None) -> Any:
         # Checked per call: a cursor made outside a transaction may be used inside one.
-        if _active.get():
+        if scope_active():
             return self._execute_in_scope(sql, params, many=False)
-        self._rowcount = None
-        result = self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
-        return self if result is self._raw else result
+        if self._rowcount is not None:
+            self._rowcount = None
+        raw = self._raw
+        result = raw.execute(sql) if params is None else raw.execute(sql, params)
+        return self if result is raw else result
 
     def executemany(self, sql: str, seq_of_params: Sequence[Any]) -> Any:
-        if _active.get():
+        if scope_active():
             return self._execute_in_scope(sql, seq_of_params, many=True)
         self._rowcount = None
         result = self._raw.executemany(sql, seq_of_params)
