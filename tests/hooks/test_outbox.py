@@ -54,8 +54,13 @@ def test_outbox_row_iff_commit(tc_address: str, any_db: OutboxDB) -> None:
         assert rid.startswith(f"{xid}:test.call:")
         wait_until(lambda: len(calls) == 1, what="the committed call to run")
         assert calls == [({"n": 2}, rid)]
-        rows = any_db.store().list()
-        assert [(r.state, r.xid, r.attempts) for r in rows] == [("DONE", xid, 1)]
+
+        # The call runs first, then the dispatcher records it: wait for the record.
+        def states() -> list[tuple[str, str, int]]:
+            return [(r.state, r.xid, r.attempts) for r in any_db.store().list()]
+
+        wait_until(lambda: states() != [("PENDING", xid, 0)], what="the call to be recorded")
+        assert states() == [("DONE", xid, 1)]
         conn.close()
     finally:
         dispatcher.stop()
