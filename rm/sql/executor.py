@@ -28,6 +28,7 @@ from rm.sql.images import select_by_pks, select_image
 from rm.sql.metadata import TableMeta, read_table_meta
 from rm.sql.parser import parse
 from rm.sql.recognizer import ParamSQL, SQLRecognition, SQLType, ValueKind
+from rm.sql.update_join import update_join
 from rm.undo.images import SQLUndoLog, TableImage, pk_string
 
 __all__ = [
@@ -181,6 +182,8 @@ class StatementExecutor:
             return ExecutionResult(cursor.rowcount, cursor.lastrowid)
         aux = self.dialect.plain_cursor(cursor.connection)
         try:
+            if recognition.update_targets:
+                return self._update_join(cursor, aux, recognition, params)
             if recognition.table is None:
                 raise UnsupportedSQLError(f"{sql_type.value} without a table", sql)
             meta = self.table_meta(aux, recognition.table)
@@ -263,6 +266,20 @@ class StatementExecutor:
             )
             keys = _lock_keys(after)
         return self._result(cursor, [SQLUndoLog(rec.sql_type, meta.name, before, after)], keys)
+
+    def _update_join(
+        self, cursor: Any, aux: Any, rec: SQLRecognition, params: Any
+    ) -> ExecutionResult:
+        items = update_join(
+            aux,
+            self.dialect,
+            rec,
+            params,
+            lambda table: self.table_meta(aux, table),
+            lambda: self._run(cursor, rec.sql, params),
+        )
+        keys = [key for item in items for key in _lock_keys(item.after)]
+        return self._result(cursor, items, keys)
 
     def _insert_columns(self, meta: TableMeta, rec: SQLRecognition) -> tuple[str, ...]:
         if not rec.columns:

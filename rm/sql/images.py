@@ -13,7 +13,14 @@ from typing import Any
 from rm.sql.dialect import Dialect
 from rm.undo.images import TableImage
 
-__all__ = ["PK_CHUNK", "pk_condition", "select_by_pks", "select_image", "table_ident"]
+__all__ = [
+    "PK_CHUNK",
+    "pk_condition",
+    "select_by_pks",
+    "select_image",
+    "select_join_image",
+    "table_ident",
+]
 
 #: Rows per ``pk IN (...)`` query: keeps SQLite under its bound-variable limit.
 PK_CHUNK = 200
@@ -103,3 +110,41 @@ def select_by_pks(
         )
         rows.extend(image.rows)
     return TableImage(table, tuple(columns), tuple(pk_columns), tuple(rows))
+
+
+@functools.lru_cache(maxsize=1024)
+def _join_image_sql(
+    dialect: Dialect, qualifier: str, columns: tuple[str, ...], source: str, tail: str
+) -> str:
+    cols = ", ".join(f"{qualifier}.{dialect.ident(c)}" for c in columns)
+    sql = f"SELECT {cols} FROM {source} {tail}".rstrip()
+    return sql + " FOR UPDATE" if dialect is Dialect.MYSQL else sql
+
+
+def select_join_image(
+    cursor: Any,
+    dialect: Dialect,
+    table: str,
+    columns: Sequence[str],
+    pk_columns: Sequence[str],
+    qualifier: str,
+    source: str,
+    tail: str,
+    params: Sequence[Any],
+) -> TableImage:
+    """One table's rows of a join: ``SELECT q.<columns> FROM <source> <tail> FOR UPDATE``.
+
+    ``qualifier`` is the table's quoted alias (or name). A join repeats a row once
+    per match and an outer join yields all-NULL rows for a missing side: rows are
+    kept once per primary key and rows without one are dropped.
+    """
+    columns = tuple(columns)
+    cursor.execute(_join_image_sql(dialect, qualifier, columns, source, tail), tuple(params))
+    empty = TableImage.empty(table, columns, tuple(pk_columns))
+    rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for fetched in cursor.fetchall():
+        row = tuple(fetched)
+        pk = empty.pk_of(row)
+        if any(v is not None for v in pk):
+            rows.setdefault(pk, row)
+    return TableImage(table, columns, tuple(pk_columns), tuple(rows.values()))

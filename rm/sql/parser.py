@@ -22,6 +22,7 @@ from rm.sql.recognizer import (
     ParamSQL,
     SQLRecognition,
     SQLType,
+    UpdateTarget,
     ValueKind,
 )
 
@@ -211,7 +212,10 @@ class _Builder:
         if not isinstance(target, exp.Table):
             return self._refuse(sql_type, f"{sql_type.value} target")
         word = sql_type.value
-        if target.args.get("joins") or tree.args.get("from_") or tree.args.get("from"):
+        source = tree.args.get("from_") or tree.args.get("from")
+        if isinstance(tree, exp.Update) and (target.args.get("joins") or source is not None):
+            return self._update_join(tree, target, source)
+        if target.args.get("joins") or source is not None:
             return self._refuse(sql_type, f"{word} with JOIN")
         if isinstance(tree, exp.Delete) and (tree.args.get("tables") or tree.args.get("using")):
             return self._refuse(sql_type, "DELETE with JOIN")
@@ -234,6 +238,58 @@ class _Builder:
             where=self._clause(where.this if where is not None else None),
             order_by=self._clause(tree.args.get("order")),
             limit=self._clause(tree.args.get("limit")),
+        )
+
+    def _update_join(
+        self, tree: exp.Update, target: exp.Table, source: exp.Expression | None
+    ) -> SQLRecognition:
+        """MySQL ``UPDATE a JOIN b ... SET`` / ``UPDATE a, b SET``: images per assigned table."""
+        kind = SQLType.UPDATE
+        if self.dialect is not Dialect.MYSQL:
+            return self._refuse(kind, "multi-table UPDATE (UPDATE ... FROM / JOIN) on SQLite")
+        if source is not None:
+            return self._refuse(kind, "multi-table UPDATE ... FROM")
+        tables = [target]
+        for join in target.args.get("joins") or []:
+            if not isinstance(join.this, exp.Table):
+                return self._refuse(kind, "derived table (subquery) as a join source in UPDATE")
+            tables.append(join.this)
+        if self._subquery(tree):
+            return self._refuse(kind, "subquery in multi-table UPDATE")
+        if tree.args.get("order") or tree.args.get("limit"):
+            return self._refuse(kind, "ORDER BY / LIMIT in multi-table UPDATE")
+        if tree.args.get("returning"):
+            return self._refuse(kind, "UPDATE ... RETURNING")
+        assigned: dict[int, list[str]] = {}  # index in ``tables`` -> SET columns
+        for eq in tree.expressions:
+            column = eq.this if isinstance(eq, exp.EQ) else None
+            if not isinstance(column, exp.Column):
+                return self._refuse(kind, "SET target in multi-table UPDATE")
+            if not column.table:
+                return self._refuse(
+                    kind, f"unqualified column {column.name!r} in multi-table UPDATE"
+                )
+            index = _resolve(tables, column.table)
+            if index is None:
+                return self._refuse(kind, f"unknown table {column.table!r} in multi-table UPDATE")
+            assigned.setdefault(index, []).append(column.name)
+        targets: list[UpdateTarget] = []
+        seen: set[str] = set()
+        for index, columns in assigned.items():
+            table = tables[index]
+            name = self._table_name(table)
+            # Conservative: ``db1.t`` and ``db2.t`` count as the same table too.
+            bare = table.name.lower()
+            if bare in seen:
+                return self._refuse(kind, f"table {name!r} updated under two aliases")
+            seen.add(bare)
+            targets.append(UpdateTarget(name, table.alias or None, tuple(columns)))
+        where = tree.args.get("where")
+        return self._base(
+            kind,
+            update_targets=tuple(targets),
+            from_clause=self._clause(target),
+            where=self._clause(where.this if where is not None else None),
         )
 
     def _select_for_update(self, tree: exp.Select) -> SQLRecognition:
@@ -263,3 +319,14 @@ class _Builder:
             limit=self._clause(tree.args.get("limit")),
             stripped_sql=stripped,
         )
+
+
+def _resolve(tables: list[exp.Table], qualifier: str) -> int | None:
+    """Which table a column qualifier names: exact alias/name first, then ignoring case."""
+    names = [t.alias_or_name for t in tables]
+    if qualifier in names:
+        return names.index(qualifier)
+    folded = [n.lower() for n in names]
+    if folded.count(qualifier.lower()) == 1:
+        return folded.index(qualifier.lower())
+    return None

@@ -6,7 +6,15 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["InsertValue", "ParamStyle", "SQLRecognition", "SQLType", "ValueKind"]
+__all__ = [
+    "InsertValue",
+    "ParamSQL",
+    "ParamStyle",
+    "SQLRecognition",
+    "SQLType",
+    "UpdateTarget",
+    "ValueKind",
+]
 
 
 class SQLType(enum.Enum):
@@ -60,6 +68,15 @@ class ParamSQL:
 
 
 @dataclass(frozen=True)
+class UpdateTarget:
+    """One table a multi-table UPDATE assigns to."""
+
+    table: str  # as written, possibly ``db.table``
+    alias: str | None
+    columns: tuple[str, ...]  # its SET columns
+
+
+@dataclass(frozen=True)
 class SQLRecognition:
     """Everything the executors need to know about one statement."""
 
@@ -76,6 +93,10 @@ class SQLRecognition:
     limit: ParamSQL | None = None
     insert_rows: tuple[tuple[InsertValue, ...], ...] = ()
     on_duplicate_columns: tuple[str, ...] = ()
+    #: Multi-table UPDATE (MySQL): the assigned tables and the whole FROM/JOIN clause.
+    #: ``table``/``alias``/``columns`` stay empty then: they describe a single table.
+    update_targets: tuple[UpdateTarget, ...] = ()
+    from_clause: ParamSQL | None = None
     #: For SQLite SELECT ... FOR UPDATE: the statement to run with the clause stripped.
     stripped_sql: str | None = None
     #: Set when the statement is refused: the construct's name.

@@ -60,3 +60,44 @@ def test_select_for_update_lock_keys(data_db: DB) -> None:
     assert [tuple(r) for r in cur.fetchall()] == [(2,)]
     conn.rollback()
     conn.close()
+
+
+def test_update_join_targets_and_clauses() -> None:
+    rec = parse(
+        "UPDATE t1 AS a JOIN t2 b ON b.a_id = a.id AND b.k = %(k)s LEFT JOIN t3 ON t3.id = b.t"
+        " SET a.x = %(x)s, b.y = b.y + 1, a.z = NULL WHERE a.v > %(v)s AND b.s LIKE 'p%%'",
+        Dialect.MYSQL,
+    )
+    assert rec.sql_type is SQLType.UPDATE and rec.unsupported is None
+    assert rec.table is None and rec.param_style is ParamStyle.NAMED
+    assert [(t.table, t.alias, t.columns) for t in rec.update_targets] == [
+        ("t1", "a", ("x", "z")),
+        ("t2", "b", ("y",)),
+    ]  # t3 is only read
+    assert rec.from_clause is not None and rec.from_clause.refs == ("k",)
+    assert rec.from_clause.text == (
+        "t1 AS a JOIN t2 AS b ON b.a_id = a.id AND b.k = %s LEFT JOIN t3 ON t3.id = b.t"
+    )
+    assert rec.where is not None and rec.where.refs == ("v",)
+    assert rec.where.text == "a.v > %s AND b.s LIKE 'p%%'"
+
+
+def test_update_comma_form_positional() -> None:
+    rec = parse("UPDATE db1.t1, t2 x SET t1.v = %s WHERE t1.id = x.id AND x.n = %s", Dialect.MYSQL)
+    assert [(t.table, t.alias, t.columns) for t in rec.update_targets] == [("db1.t1", None, ("v",))]
+    assert rec.from_clause is not None and rec.from_clause.text == "db1.t1, t2 AS x"
+    assert rec.where is not None and rec.where.refs == (1,)
+
+
+def test_update_join_refusals_are_named() -> None:
+    cases = {
+        "UPDATE t a JOIN u b ON a.id = b.id SET v = 1": "unqualified column 'v'",
+        "UPDATE t a JOIN u b ON a.id = b.id SET a.v = 1 LIMIT 2": "ORDER BY / LIMIT",
+        "UPDATE t a JOIN (SELECT 1 AS id) b ON a.id = b.id SET a.v = 1": "derived table",
+        "UPDATE t a JOIN t b ON a.id = b.id SET a.v = 1, b.v = 2": "two aliases",
+        "UPDATE t a JOIN u b ON a.id = b.id SET c.v = 1": "unknown table 'c'",
+    }
+    for sql, construct in cases.items():
+        assert construct in (parse(sql, Dialect.MYSQL).unsupported or ""), sql
+    sqlite = parse("UPDATE t SET v = u.v FROM u WHERE t.id = u.id", Dialect.SQLITE)
+    assert sqlite.unsupported == "multi-table UPDATE (UPDATE ... FROM / JOIN) on SQLite"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rm.errors import UnsupportedSQLError
 from rm.sql.dialect import Dialect
 from rm.sql.executor import StatementExecutor, StatementKind
-from tests.rm.dbs import DB
+from tests.rm.dbs import DB, mysql_db, sqlite_db
 
 REFUSED = [
     ("DELETE FROM t WHERE id IN (SELECT id FROM u)", "subquery"),
@@ -22,9 +24,42 @@ REFUSED = [
 ]
 
 
+# Multi-table UPDATE (MySQL): refused before any row changes.
+REFUSED_MYSQL = [
+    ("UPDATE t a JOIN u b ON a.id = b.id SET a.v = 9 ORDER BY a.id LIMIT 1", "ORDER BY / LIMIT"),
+    ("UPDATE t a, u b SET a.v = 9 WHERE a.id = b.id LIMIT 1", "ORDER BY / LIMIT"),
+    ("UPDATE t a JOIN u b ON a.id = b.id SET v = 9", "unqualified column 'v'"),
+    ("UPDATE t a JOIN u b ON a.id = b.id SET a.v = 9, b.id = 5", "primary key column 'id'"),
+    ("UPDATE t a JOIN nopk n ON a.v = n.v SET a.v = 9, n.v = 9", "'nopk' without a primary key"),
+    ("UPDATE t a JOIN (SELECT id FROM u) b ON a.id = b.id SET a.v = 9", "derived table"),
+    ("UPDATE t a JOIN u b ON a.id = b.id SET a.v = (SELECT MAX(id) FROM u)", "subquery"),
+    ("UPDATE t a JOIN u b ON a.id = b.id SET a.v = 9 WHERE b.id IN (SELECT 1)", "subquery"),
+    ("UPDATE t a JOIN t b ON a.id = b.id SET a.v = 9, b.v = 8", "updated under two aliases"),
+    ("DELETE a FROM t a JOIN u ON a.id = u.id", "DELETE with JOIN"),
+    ("DELETE FROM a USING t a JOIN u ON a.id = u.id", "DELETE with JOIN"),
+]
+
+
 @pytest.mark.parametrize(("sql", "construct"), REFUSED)
 def test_refused_before_execution(data_db: DB, sql: str, construct: str) -> None:
-    db = data_db
+    _check_refused(data_db, sql, construct)
+
+
+@pytest.mark.parametrize(("sql", "construct"), REFUSED_MYSQL)
+def test_multi_table_refused_before_execution_mysql(
+    mariadb_url: str, sql: str, construct: str
+) -> None:
+    _check_refused(mysql_db(mariadb_url), sql, construct)
+
+
+def test_sqlite_update_from_refused(tmp_path: Path) -> None:
+    sql = "UPDATE t SET v = u.id FROM u WHERE t.id = u.id"
+    _check_refused(sqlite_db(str(tmp_path / "a.db")), sql, "multi-table UPDATE")
+    sql = "UPDATE t AS a JOIN u ON a.id = u.id SET a.v = 9"
+    _check_refused(sqlite_db(str(tmp_path / "b.db")), sql, "on SQLite")
+
+
+def _check_refused(db: DB, sql: str, construct: str) -> None:
     db.setup("CREATE TABLE t (id INT PRIMARY KEY, v INT)", [(1, 1), (2, 2)],
               "INSERT INTO t VALUES (?, ?)")  # fmt: skip
     conn = db.connect()
@@ -42,6 +77,7 @@ def test_refused_before_execution(data_db: DB, sql: str, construct: str) -> None
     conn.close()
     assert db.rows("t") == [(1, 1), (2, 2)]
     assert db.rows("nopk") == [(1,)]
+    assert db.rows("u") == [(1,)]
 
 
 def test_delete_join_refused_mysql() -> None:
