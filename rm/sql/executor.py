@@ -104,8 +104,9 @@ def _bind(clauses: Iterable[ParamSQL | None], params: Any) -> tuple[str, list[An
     return " ".join(texts), values
 
 
-def _lock_keys(image: TableImage) -> list[LockKey]:
-    return [LockKey(image.table, pk_string(pk)) for pk in image.pks()]
+def _lock_keys(image: TableImage, meta: TableMeta) -> list[LockKey]:
+    """The image's rows as lock keys, under the table's one lock name (``meta.key_name``)."""
+    return [LockKey(meta.key_name, pk_string(pk)) for pk in image.pks()]
 
 
 class StatementExecutor:
@@ -236,7 +237,7 @@ class StatementExecutor:
             alias=rec.alias, for_update=True,
         )  # fmt: skip
         self._run(cursor, rec.stripped_sql or rec.sql, params)
-        return self._result(cursor, [], _lock_keys(locked))
+        return self._result(cursor, [], _lock_keys(locked, meta))
 
     @staticmethod
     def _where(where: ParamSQL | None) -> ParamSQL | None:
@@ -259,12 +260,12 @@ class StatementExecutor:
             return self._result(cursor, [], [])
         if rec.sql_type is SQLType.DELETE:
             after = TableImage.empty(meta.name, meta.columns, meta.pk_columns)
-            keys = _lock_keys(before)
+            keys = _lock_keys(before, meta)
         else:
             after = select_by_pks(
                 aux, self.dialect, meta.name, meta.columns, meta.pk_columns, before.pks()
             )
-            keys = _lock_keys(after)
+            keys = _lock_keys(after, meta)
         return self._result(cursor, [SQLUndoLog(rec.sql_type, meta.name, before, after)], keys)
 
     def _update_join(
@@ -278,7 +279,11 @@ class StatementExecutor:
             lambda table: self.table_meta(aux, table),
             lambda: self._run(cursor, rec.sql, params),
         )
-        keys = [key for item in items for key in _lock_keys(item.after)]
+        keys = [
+            key
+            for item in items
+            for key in _lock_keys(item.after, self.table_meta(aux, item.after.table))
+        ]
         return self._result(cursor, items, keys)
 
     def _insert_columns(self, meta: TableMeta, rec: SQLRecognition) -> tuple[str, ...]:
@@ -345,7 +350,7 @@ class StatementExecutor:
             )
         before = TableImage.empty(meta.name, meta.columns, meta.pk_columns)
         item = SQLUndoLog(SQLType.INSERT, meta.name, before, after)
-        return self._result(cursor, [item], _lock_keys(after))
+        return self._result(cursor, [item], _lock_keys(after, meta))
 
     def _autoinc_increment(self, aux: Any) -> int:
         if self.dialect is not Dialect.MYSQL:
@@ -423,4 +428,4 @@ class StatementExecutor:
             )
             after = TableImage(meta.name, meta.columns, meta.pk_columns, after.rows + moved.rows)
         item = SQLUndoLog(SQLType.INSERT_ON_DUPLICATE, meta.name, before, after)
-        return self._result(cursor, [item], _lock_keys(after))
+        return self._result(cursor, [item], _lock_keys(after, meta))

@@ -25,6 +25,16 @@ class TableMeta:
     auto_increment: str | None = None  # the column the database fills in
     unique_keys: tuple[tuple[str, ...], ...] = ()  # the primary key first, then unique indexes
     generated: frozenset[str] = frozenset()  # computed columns: read, never written
+    #: The table's one name for global lock keys: as the database stores it, without the
+    #: schema when that is the connection's own. ``name`` is as the statement wrote it
+    #: (``shop.t``, ``T``), which images and undo SQL keep, since the statement's own
+    #: clauses may refer to it; two spellings of one table must still share lock keys.
+    lock_name: str = ""
+
+    @property
+    def key_name(self) -> str:
+        """The table part of this table's lock keys."""
+        return self.lock_name or self.name
 
     def column(self, name: str) -> str | None:
         """The column's real spelling (MySQL and SQLite column names ignore case)."""
@@ -52,13 +62,16 @@ def _mysql(cursor: Any, table: str) -> TableMeta:
     schema_sql = "%s" if schema else "DATABASE()"
     args: tuple[str, ...] = (schema, name) if schema else (name,)
     cursor.execute(
-        "SELECT COLUMN_NAME, DATA_TYPE, EXTRA FROM information_schema.COLUMNS"
+        "SELECT COLUMN_NAME, DATA_TYPE, EXTRA, TABLE_SCHEMA, TABLE_NAME,"
+        " TABLE_SCHEMA = DATABASE() FROM information_schema.COLUMNS"
         f" WHERE TABLE_SCHEMA = {schema_sql} AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
         args,
     )
     rows = cursor.fetchall()
     if not rows:
         raise TableMetaError(table, f"table {table!r} not found")
+    stored_schema, stored_name, own_schema = str(rows[0][3]), str(rows[0][4]), bool(rows[0][5])
+    lock_name = stored_name if own_schema else f"{stored_schema}.{stored_name}"
     columns = tuple(str(r[0]) for r in rows)
     types = {str(r[0]): str(r[1]).lower() for r in rows}
     auto = next((str(r[0]) for r in rows if "auto_increment" in str(r[2]).lower()), None)
@@ -74,7 +87,7 @@ def _mysql(cursor: Any, table: str) -> TableMeta:
         keys.setdefault(str(index_name), []).append(str(column))
     pk = tuple(keys.get("PRIMARY", ()))
     unique = tuple(tuple(k) for k in keys.values())
-    return TableMeta(table, columns, pk, types, auto, unique, generated)
+    return TableMeta(table, columns, pk, types, auto, unique, generated, lock_name)
 
 
 def _sqlite(cursor: Any, table: str) -> TableMeta:
@@ -85,6 +98,15 @@ def _sqlite(cursor: Any, table: str) -> TableMeta:
     rows = [tuple(r) for r in cursor.fetchall()]
     if not rows:
         raise TableMetaError(table, f"table {table!r} not found")
+    # SQLite table names ignore case: the stored spelling is the lock keys' one.
+    cursor.execute(
+        f"SELECT name FROM {prefix}sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
+        (name,),
+    )
+    found = cursor.fetchone()
+    stored = str(found[0]) if found else name
+    own = schema is None or schema.lower() == "main"
+    lock_name = stored if own else f"{schema}.{stored}"
     columns = tuple(str(r[1]) for r in rows)
     types = {str(r[1]): str(r[2]).lower() for r in rows}
     pk = tuple(str(r[1]) for r in sorted((r for r in rows if r[5]), key=lambda r: int(r[5])))
@@ -97,4 +119,4 @@ def _sqlite(cursor: Any, table: str) -> TableMeta:
             index_name = str(index[1]).replace('"', '""')
             cursor.execute(f'PRAGMA {prefix}index_info("{index_name}")')
             unique.append(tuple(str(r[2]) for r in sorted(cursor.fetchall(), key=lambda r: r[0])))
-    return TableMeta(table, columns, pk, types, auto, tuple(unique))
+    return TableMeta(table, columns, pk, types, auto, tuple(unique), lock_name=lock_name)

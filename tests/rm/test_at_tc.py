@@ -310,3 +310,45 @@ def test_select_for_update_checks_global_locks(mariadb_url: str, tc: TCClient) -
         assert isinstance(results[1], rm.GlobalLockWaitTimeout)
     holder.close()
     reader.close()
+
+
+def test_two_spellings_of_one_table_share_lock_keys(db: Database, tc: TCClient) -> None:
+    """``account``, ``ACCOUNT`` (SQLite ignores case) and ``<schema>.account`` are one
+    table: a global lock taken through one spelling holds against the others."""
+    db.setup_accounts(1)
+    schema = "main" if db.kind == "sqlite" else db.location.rsplit("/", 1)[1]
+    spellings = [f"{schema}.account"] + (["ACCOUNT"] if db.kind == "sqlite" else [])
+    holder, other = db.connect(), db.connect()
+    _attached()
+    with rm.global_transaction("holder"):
+        holder.cursor().execute(db.q("UPDATE account SET balance = 1 WHERE id = %s"), (1,))
+        holder.commit()
+        # The key is the stored name, without the connection's own schema.
+        assert not tc.lock_query(db.resource_id, "account:1").lockable
+        for table in spellings:
+
+            def contend(table: str = table) -> None:
+                with rm.global_transaction(
+                    "other", propagation="REQUIRES_NEW", lock_retry_interval=0.01,
+                    lock_retry_times=3,
+                ):  # fmt: skip
+                    other.cursor().execute(
+                        db.q(f"UPDATE {table} SET balance = 2 WHERE id = %s"), (1,)
+                    )
+                    other.commit()
+
+            errors: list[BaseException] = []
+            thread = threading.Thread(target=_capture, args=(contend, errors))
+            thread.start()
+            thread.join(20)
+            assert len(errors) == 1 and isinstance(errors[0], rm.GlobalLockWaitTimeout), table
+    assert db.accounts() == [(1, 1, "a1")]
+    holder.close()
+    other.close()
+
+
+def _capture(run: Any, errors: list[BaseException]) -> None:
+    try:
+        run()
+    except BaseException as error:
+        errors.append(error)
