@@ -18,7 +18,7 @@ if TYPE_CHECKING:
         StatementKind,
         format_lock_keys,
     )
-    from rm.sql.recognizer import SQLRecognition, SQLType
+    from rm.sql.recognizer import SQLRecognition, SQLType, UpdateTarget
 
 _EXPORTS = {
     "Dialect": "rm.sql.dialect",
@@ -29,6 +29,7 @@ _EXPORTS = {
     "format_lock_keys": "rm.sql.executor",
     "SQLRecognition": "rm.sql.recognizer",
     "SQLType": "rm.sql.recognizer",
+    "UpdateTarget": "rm.sql.recognizer",
 }
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "SQLType",
     "StatementExecutor",
     "StatementKind",
+    "UpdateTarget",
     "format_lock_keys",
 ]
 
