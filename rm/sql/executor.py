@@ -183,7 +183,7 @@ class StatementExecutor:
             return ExecutionResult(cursor.rowcount, cursor.lastrowid)
         aux = self.dialect.plain_cursor(cursor.connection)
         try:
-            if recognition.update_targets:
+            if recognition.from_clause is not None:
                 return self._update_join(cursor, aux, recognition, params)
             if recognition.table is None:
                 raise UnsupportedSQLError(f"{sql_type.value} without a table", sql)

@@ -261,14 +261,14 @@ class _Builder:
         if tree.args.get("returning"):
             return self._refuse(kind, "UPDATE ... RETURNING")
         assigned: dict[int, list[str]] = {}  # index in ``tables`` -> SET columns
+        unqualified: list[str] = []  # resolved by the executor, which knows the columns
         for eq in tree.expressions:
             column = eq.this if isinstance(eq, exp.EQ) else None
             if not isinstance(column, exp.Column):
                 return self._refuse(kind, "SET target in multi-table UPDATE")
             if not column.table:
-                return self._refuse(
-                    kind, f"unqualified column {column.name!r} in multi-table UPDATE"
-                )
+                unqualified.append(column.name)
+                continue
             index = _resolve(tables, column.table)
             if index is None:
                 return self._refuse(kind, f"unknown table {column.table!r} in multi-table UPDATE")
@@ -288,6 +288,10 @@ class _Builder:
         return self._base(
             kind,
             update_targets=tuple(targets),
+            join_tables=tuple(
+                UpdateTarget(self._table_name(t), t.alias or None, ()) for t in tables
+            ),
+            unqualified_columns=tuple(unqualified),
             from_clause=self._clause(target),
             where=self._clause(where.this if where is not None else None),
         )

@@ -96,6 +96,10 @@ class SQLRecognition:
     #: Multi-table UPDATE (MySQL): the assigned tables and the whole FROM/JOIN clause.
     #: ``table``/``alias``/``columns`` stay empty then: they describe a single table.
     update_targets: tuple[UpdateTarget, ...] = ()
+    #: Multi-table UPDATE: every table of the FROM/JOIN clause (columns empty), for SET
+    #: columns written without a table, which the executor resolves from metadata.
+    join_tables: tuple[UpdateTarget, ...] = ()
+    unqualified_columns: tuple[str, ...] = ()
     from_clause: ParamSQL | None = None
     #: For SQLite SELECT ... FOR UPDATE: the statement to run with the clause stripped.
     stripped_sql: str | None = None

@@ -21,12 +21,37 @@ from rm.undo.images import SQLUndoLog, TableImage
 __all__ = ["update_join"]
 
 
+def _targets(rec: SQLRecognition, table_meta: Callable[[str], TableMeta]) -> list[UpdateTarget]:
+    """The assigned tables, SET columns written without a table placed by metadata
+    (as MySQL does: the one table of the statement that has the column)."""
+    columns: dict[tuple[str, str | None], list[str]] = {
+        (t.table, t.alias): list(t.columns) for t in rec.update_targets
+    }
+    for name in rec.unqualified_columns:
+        owners = [t for t in rec.join_tables if table_meta(t.table).column(name) is not None]
+        if len(owners) != 1:
+            problem = "ambiguous" if owners else "unknown"
+            raise UnsupportedSQLError(
+                f"{problem} column {name!r} in multi-table UPDATE (qualify it)", rec.sql
+            )
+        columns.setdefault((owners[0].table, owners[0].alias), []).append(name)
+    targets = [UpdateTarget(table, alias, tuple(cols)) for (table, alias), cols in columns.items()]
+    seen: set[str] = set()
+    for target in targets:
+        # Conservative, like the parser: ``db1.t`` and ``db2.t`` count as one table too.
+        bare = target.table.rpartition(".")[2].lower()
+        if bare in seen:
+            raise UnsupportedSQLError(f"table {target.table!r} updated under two aliases", rec.sql)
+        seen.add(bare)
+    return targets
+
+
 def _plan(
     rec: SQLRecognition, table_meta: Callable[[str], TableMeta]
 ) -> list[tuple[UpdateTarget, TableMeta]]:
     """Each assigned table with its metadata; refuses what cannot be undone."""
     plan: list[tuple[UpdateTarget, TableMeta]] = []
-    for target in rec.update_targets:
+    for target in _targets(rec, table_meta):
         meta = table_meta(target.table)
         if not meta.pk_columns:
             raise UnsupportedSQLError(
@@ -54,7 +79,7 @@ def update_join(
 
     Returns one undo item per assigned table that matched rows.
     """
-    if rec.from_clause is None or not rec.update_targets:
+    if rec.from_clause is None or not (rec.update_targets or rec.unqualified_columns):
         raise UnsupportedSQLError("multi-table UPDATE without a table", rec.sql)
     plan = _plan(rec, table_meta)
     source = rec.from_clause

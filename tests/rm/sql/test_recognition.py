@@ -89,9 +89,16 @@ def test_update_comma_form_positional() -> None:
     assert rec.where is not None and rec.where.refs == (1,)
 
 
+def test_update_join_unqualified_columns_are_left_to_the_executor() -> None:
+    rec = parse("UPDATE t a JOIN db.u b ON a.id = b.id SET v = 1, b.w = 2", Dialect.MYSQL)
+    assert rec.unsupported is None
+    assert rec.unqualified_columns == ("v",)
+    assert [(t.table, t.alias) for t in rec.join_tables] == [("t", "a"), ("db.u", "b")]
+    assert [(t.table, t.columns) for t in rec.update_targets] == [("db.u", ("w",))]
+
+
 def test_update_join_refusals_are_named() -> None:
     cases = {
-        "UPDATE t a JOIN u b ON a.id = b.id SET v = 1": "unqualified column 'v'",
         "UPDATE t a JOIN u b ON a.id = b.id SET a.v = 1 LIMIT 2": "ORDER BY / LIMIT",
         "UPDATE t a JOIN (SELECT 1 AS id) b ON a.id = b.id SET a.v = 1": "derived table",
         "UPDATE t a JOIN t b ON a.id = b.id SET a.v = 1, b.v = 2": "two aliases",

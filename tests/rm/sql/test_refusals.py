@@ -28,7 +28,8 @@ REFUSED = [
 REFUSED_MYSQL = [
     ("UPDATE t a JOIN u b ON a.id = b.id SET a.v = 9 ORDER BY a.id LIMIT 1", "ORDER BY / LIMIT"),
     ("UPDATE t a, u b SET a.v = 9 WHERE a.id = b.id LIMIT 1", "ORDER BY / LIMIT"),
-    ("UPDATE t a JOIN u b ON a.id = b.id SET v = 9", "unqualified column 'v'"),
+    ("UPDATE t a JOIN nopk n ON a.v = n.v SET v = 9", "ambiguous column 'v'"),
+    ("UPDATE t a JOIN u b ON a.id = b.id SET w = 9", "unknown column 'w'"),
     ("UPDATE t a JOIN u b ON a.id = b.id SET a.v = 9, b.id = 5", "primary key column 'id'"),
     ("UPDATE t a JOIN nopk n ON a.v = n.v SET a.v = 9, n.v = 9", "'nopk' without a primary key"),
     ("UPDATE t a JOIN (SELECT id FROM u) b ON a.id = b.id SET a.v = 9", "derived table"),

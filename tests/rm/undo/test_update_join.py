@@ -80,6 +80,23 @@ def test_join_updates_both_tables_and_rolls_back(maria_db: DB) -> None:
     assert result.undo_items[0].after.rows[0][1:] == ("beta", Decimal("4.40"), None, 42)
 
 
+def test_unqualified_set_columns_go_to_the_table_that_has_them(maria_db: DB) -> None:
+    db = maria_db
+    seed(db)
+    # ``name``/``flag`` are parent's only, ``qty`` child's only: MySQL places them, so do we.
+    sql = (
+        "UPDATE parent p JOIN child c ON c.parent_id = p.id"
+        " SET name = 'renamed', qty = 0, c.price = NULL WHERE p.id = ?"
+    )
+    result = round_trip(db, sql, (1,))
+    assert sorted(tables(result)) == ["child", "parent"]
+    assert format_lock_keys(result.lock_keys) in ("parent:1;child:10,11", "child:10,11;parent:1")
+    # Only unqualified columns, one table: still imaged and locked.
+    result = round_trip(db, "UPDATE parent p, child c SET flag = 7 WHERE c.parent_id = p.id", None)
+    assert tables(result) == ["parent"]
+    assert format_lock_keys(result.lock_keys) == "parent:1,2"
+
+
 def test_one_to_many_join_is_deduplicated(maria_db: DB) -> None:
     db = maria_db
     seed(db)
