@@ -410,7 +410,9 @@ class StatementExecutor:
                     found = True
             if not found:
                 raise UnsupportedSQLError(
-                    "ON DUPLICATE KEY UPDATE of a row without a complete unique key value", rec.sql
+                    "upsert (ON DUPLICATE KEY UPDATE, ON CONFLICT, OR IGNORE) of a row without"
+                    " a complete unique key value",
+                    rec.sql,
                 )
         tail = "WHERE " + " OR ".join(groups)
         before = select_image(

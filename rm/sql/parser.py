@@ -143,8 +143,15 @@ class _Builder:
         alternative = str(tree.args.get("alternative") or "").upper()
         if alternative == "REPLACE":
             return self._refuse(SQLType.INSERT, "REPLACE")
-        if alternative == "IGNORE" or tree.args.get("ignore"):
+        # SQLite's OR IGNORE skips a row that breaks a constraint; MySQL's IGNORE also
+        # coerces bad values, so the images could not find the row the server stored.
+        or_ignore = alternative == "IGNORE" and self.dialect is Dialect.SQLITE
+        if (alternative == "IGNORE" or tree.args.get("ignore")) and not or_ignore:
             return self._refuse(SQLType.INSERT, "INSERT IGNORE")
+        # OR ABORT is SQLite's default; OR FAIL keeps a failed statement's earlier rows
+        # and OR ROLLBACK ends the transaction: neither leaves images to trust.
+        if alternative not in ("", "ABORT") and not or_ignore:
+            return self._refuse(SQLType.INSERT, f"INSERT OR {alternative}")
         source = tree.expression
         if isinstance(source, exp.Query) and not isinstance(source, exp.Values):
             return self._refuse(SQLType.INSERT, "INSERT ... SELECT")
@@ -158,16 +165,17 @@ class _Builder:
             )
             for row in source.expressions
         )
-        sql_type = SQLType.INSERT
+        # An upsert (MySQL ON DUPLICATE KEY UPDATE, SQLite ON CONFLICT / OR IGNORE) is
+        # imaged by the unique keys of its rows: existing rows before, all of them after.
+        sql_type = SQLType.INSERT_ON_DUPLICATE if or_ignore else SQLType.INSERT
         dup_columns: tuple[str, ...] = ()
         conflict = tree.args.get("conflict")
         if conflict is not None:
-            if not conflict.args.get("duplicate"):
+            action = str(conflict.args.get("action") or "").upper()
+            if not conflict.args.get("duplicate") and action not in ("DO UPDATE", "DO NOTHING"):
                 return self._refuse(SQLType.INSERT, "INSERT ... ON CONFLICT")
             if self._subquery(conflict):
-                return self._refuse(
-                    SQLType.INSERT_ON_DUPLICATE, "subquery in ON DUPLICATE KEY UPDATE"
-                )
+                return self._refuse(SQLType.INSERT_ON_DUPLICATE, "subquery in an upsert")
             sql_type = SQLType.INSERT_ON_DUPLICATE
             dup_columns = tuple(
                 eq.this.name for eq in conflict.expressions if isinstance(eq, exp.EQ)

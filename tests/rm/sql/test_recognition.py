@@ -108,3 +108,25 @@ def test_update_join_refusals_are_named() -> None:
         assert construct in (parse(sql, Dialect.MYSQL).unsupported or ""), sql
     sqlite = parse("UPDATE t SET v = u.v FROM u WHERE t.id = u.id", Dialect.SQLITE)
     assert sqlite.unsupported == "multi-table UPDATE (UPDATE ... FROM / JOIN) on SQLite"
+
+
+def test_upsert_forms() -> None:
+    """SQLite's ON CONFLICT and OR IGNORE are imaged as upserts; what cannot be is refused."""
+    upserts = {
+        "INSERT INTO t (id, v) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET v = excluded.v": ("v",),
+        "INSERT INTO t (id, v) VALUES (?, ?) ON CONFLICT DO NOTHING": (),
+        "INSERT OR IGNORE INTO t (id, v) VALUES (?, ?)": (),
+    }
+    for sql, columns in upserts.items():
+        rec = parse(sql, Dialect.SQLITE)
+        assert (rec.sql_type, rec.unsupported) == (SQLType.INSERT_ON_DUPLICATE, None), sql
+        assert rec.on_duplicate_columns == columns
+    assert parse("INSERT OR ABORT INTO t VALUES (1, 2)", Dialect.SQLITE).sql_type is SQLType.INSERT
+    refused = {
+        ("INSERT OR REPLACE INTO t VALUES (1, 2)", Dialect.SQLITE): "REPLACE",
+        ("INSERT OR FAIL INTO t VALUES (1, 2)", Dialect.SQLITE): "INSERT OR FAIL",
+        ("INSERT OR ROLLBACK INTO t VALUES (1, 2)", Dialect.SQLITE): "INSERT OR ROLLBACK",
+        ("INSERT IGNORE INTO t VALUES (1, 2)", Dialect.MYSQL): "INSERT IGNORE",
+    }
+    for (sql, dialect), construct in refused.items():
+        assert parse(sql, dialect).unsupported == construct, sql

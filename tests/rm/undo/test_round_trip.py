@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from rm.errors import DirtyWriteError
 from rm.sql.dialect import Dialect
-from tests.rm.dbs import DB
+from tests.rm.dbs import DB, sqlite_db
 
 ITEMS_DDL = {
     Dialect.SQLITE: "CREATE TABLE items (a INTEGER NOT NULL, b VARCHAR(20) NOT NULL,"
@@ -132,6 +133,35 @@ def test_on_duplicate_key_update_round_trip(maria_db: DB) -> None:
         " ON DUPLICATE KEY UPDATE name = VALUES(name)"
     )
     round_trip(db, [(sql, ("new", 2, "c", 9))], table="auto")
+
+
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        # one row updated (u=2 exists), one inserted; SET reads the proposed row
+        (
+            "INSERT INTO auto (name, u) VALUES (?, ?), (?, ?)"
+            " ON CONFLICT(u) DO UPDATE SET name = excluded.name || '!'",
+            ("new", 2, "c", 9),
+        ),
+        # DO UPDATE ... WHERE: the existing row is left alone, the new one goes in
+        (
+            "INSERT INTO auto (name, u) VALUES ('z', 1), ('w', 8)"
+            " ON CONFLICT(u) DO UPDATE SET name = excluded.name WHERE auto.name <> 'a'",
+            None,
+        ),
+        (
+            "INSERT INTO auto (name, u) VALUES (?, ?), (?, ?) ON CONFLICT DO NOTHING",
+            ("q", 1, "r", 7),
+        ),
+        ("INSERT OR IGNORE INTO auto (name, u) VALUES ('s', 2), ('t', 6)", None),
+        ("INSERT OR ABORT INTO auto (name, u) VALUES ('p', 5)", None),
+    ],
+)
+def test_sqlite_upserts_round_trip(tmp_path: Path, sql: str, params: object) -> None:
+    db = sqlite_db(str(tmp_path / "t.db"))  # SQLite's upsert forms, imaged like ON DUPLICATE KEY
+    db.setup(AUTO_DDL[db.dialect], [("a", 1), ("b", 2)], "INSERT INTO auto (name, u) VALUES (?, ?)")
+    round_trip(db, [(sql, params)], table="auto")
 
 
 def test_dirty_write_is_refused(data_db: DB) -> None:
