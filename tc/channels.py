@@ -20,20 +20,44 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from atx.status import BranchStatus
 from atx.v1 import resource_manager_pb2 as rm_pb2
 from tc.errors import BranchDispatchError, NoChannelError
 
-__all__ = ["ChannelRegistry", "RmChannel"]
+__all__ = ["ChannelRegistry", "DispatchFailure", "RmChannel"]
 
 logger = logging.getLogger(__name__)
 
 _CLOSED = object()
+#: What stands in for a command's answer when there is none.
+DispatchFailure = NoChannelError | BranchDispatchError
 #: Commands per BranchCommandBatch at most: bounds one message's size and the RM's burst.
 _MAX_BATCH = 256
+
+
+class _Waiter:
+    """The answers to one dispatch of several commands: one future for all of
+    them, not one per command (phase two of a busy TC sends hundreds a second)."""
+
+    __slots__ = ("future", "outcomes", "remaining")
+
+    def __init__(self, count: int) -> None:
+        self.outcomes: list[rm_pb2.BranchResult | DispatchFailure | None] = [None] * count
+        self.remaining = count
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if count == 0:
+            self.future.set_result(None)
+
+    def deliver(self, index: int, outcome: rm_pb2.BranchResult | DispatchFailure) -> None:
+        if self.outcomes[index] is not None:
+            return
+        self.outcomes[index] = outcome
+        self.remaining -= 1
+        if self.remaining == 0 and not self.future.done():
+            self.future.set_result(None)
 
 
 @dataclass(eq=False)
@@ -44,7 +68,8 @@ class RmChannel:
     peer: str
     last_seen: float = field(default_factory=time.monotonic)
     outbox: asyncio.Queue[rm_pb2.AttachResponse | object] = field(default_factory=asyncio.Queue)
-    pending: dict[str, asyncio.Future[rm_pb2.BranchResult]] = field(default_factory=dict)
+    #: request id -> (the waiter, the command's index in its dispatch)
+    pending: dict[str, tuple[_Waiter, int]] = field(default_factory=dict)
     closed: bool = False
     #: The RM understands BranchCommandBatch (RegisterResources.batch_commands).
     batches: bool = False
@@ -54,9 +79,9 @@ class RmChannel:
             return
         self.closed = True
         self.outbox.put_nowait(_CLOSED)
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(BranchDispatchError(f"RM {self.client_id} detached"))
+        error = BranchDispatchError(f"RM {self.client_id} detached")
+        for waiter, index in self.pending.values():
+            waiter.deliver(index, error)
         self.pending.clear()
 
 
@@ -147,29 +172,61 @@ class ChannelRegistry:
         Raises NoChannelError without a live channel, BranchDispatchError when
         the channel closes or the RM does not answer in time.
         """
-        channel = self.choose(command.resource_id, client_id)
-        request_id = f"{self.node_id}-{next(self._ids)}"
-        command.request_id = request_id
-        future: asyncio.Future[rm_pb2.BranchResult] = asyncio.get_running_loop().create_future()
-        channel.pending[request_id] = future
-        message = (
-            rm_pb2.AttachResponse(branch_rollback=command)
-            if rollback
-            else rm_pb2.AttachResponse(branch_commit=command)
+        (outcome,) = await self.dispatch_many(
+            [(command, client_id)], rollback=rollback, timeout_s=timeout_s
         )
-        channel.outbox.put_nowait(message)
+        if isinstance(outcome, DispatchFailure):
+            raise outcome
+        return outcome
+
+    async def dispatch_many(
+        self,
+        commands: Sequence[tuple[rm_pb2.BranchCommand, str]],
+        *,
+        rollback: bool,
+        timeout_s: float,
+    ) -> list[rm_pb2.BranchResult | DispatchFailure]:
+        """Send phase-two commands (each with the client id that registered its
+        branch) and await every answer: per command its BranchResult, or the
+        NoChannelError / BranchDispatchError that stands in for it. Commands for
+        one RM queued together go out as one BranchCommandBatch."""
+        waiter = _Waiter(len(commands))
+        sent: list[tuple[int, RmChannel, str]] = []
+        for index, (command, client_id) in enumerate(commands):
+            try:
+                channel = self.choose(command.resource_id, client_id)
+            except NoChannelError as error:
+                waiter.deliver(index, error)
+                continue
+            request_id = f"{self.node_id}-{next(self._ids)}"
+            command.request_id = request_id
+            channel.pending[request_id] = (waiter, index)
+            sent.append((index, channel, request_id))
+            channel.outbox.put_nowait(
+                rm_pb2.AttachResponse(branch_rollback=command)
+                if rollback
+                else rm_pb2.AttachResponse(branch_commit=command)
+            )
         try:
             async with asyncio.timeout(timeout_s):
-                return await future
+                await waiter.future
         except TimeoutError:
-            raise BranchDispatchError(
-                f"RM {channel.client_id} did not answer branch {command.branch_id} "
-                f"of {command.xid} within {timeout_s:.1f} s",
-                xid=command.xid,
-                branch_id=command.branch_id,
-            ) from None
+            for index, channel, _request_id in sent:
+                command = commands[index][0]
+                waiter.deliver(
+                    index,
+                    BranchDispatchError(
+                        f"RM {channel.client_id} did not answer branch {command.branch_id} "
+                        f"of {command.xid} within {timeout_s:.1f} s",
+                        xid=command.xid,
+                        branch_id=command.branch_id,
+                    ),
+                )
         finally:
-            channel.pending.pop(request_id, None)
+            for _index, channel, request_id in sent:
+                channel.pending.pop(request_id, None)
+        lost = BranchDispatchError("phase-two dispatch ended without an answer")
+        return [lost if outcome is None else outcome for outcome in waiter.outcomes]
 
     # --- the stream -----------------------------------------------------------
     async def serve(
@@ -253,9 +310,10 @@ class ChannelRegistry:
 
 
 def _resolve(channel: RmChannel, result: rm_pb2.BranchResult) -> None:
-    future = channel.pending.get(result.request_id)
-    if future is not None and not future.done():
-        future.set_result(result)
+    entry = channel.pending.pop(result.request_id, None)
+    if entry is not None:
+        waiter, index = entry
+        waiter.deliver(index, result)
 
 
 def _coalesce(

@@ -73,7 +73,6 @@ class TransactionCoordinator:
         self.channels = channels or ChannelRegistry(config.node_id, config.heartbeat_interval_ms)
         self.metrics = metrics or TCMetrics()
         self.phase_two = PhaseTwo(config, self.run, self.channels, self.metrics)
-        self._tasks: set[asyncio.Task[G]] = set()
         #: The store's one-step "commit an empty session", when it has one (SQLite).
         self._finish_if_empty: Callable[[str, G, G], bool] | None = getattr(
             store, "finish_if_empty", None
@@ -89,18 +88,15 @@ class TransactionCoordinator:
             raise GlobalTransactionNotFoundError(xid)
         return record
 
-    def _background(self, coro_status: asyncio.Task[G]) -> None:
-        self._tasks.add(coro_status)
-        coro_status.add_done_callback(self._tasks.discard)
-
     async def drain(self, timeout_s: float) -> None:
         """Wait for calls in flight and the phase-two work they started."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while self.in_flight > 0 and loop.time() < deadline:
             await asyncio.sleep(0.01)
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=max(0.0, deadline - loop.time()))
+        await asyncio.sleep(0)  # let commits queued in this iteration start
+        if self.phase_two.tasks:
+            await asyncio.wait(set(self.phase_two.tasks), timeout=max(0.0, deadline - loop.time()))
 
     # --- TM operations --------------------------------------------------------------
     async def begin(self, timeout_ms: int, name: str = "", application_id: str = "") -> str:
@@ -190,7 +186,7 @@ class TransactionCoordinator:
         if record.status == G.COMMITTED:
             self.phase_two.ended(xid, G.COMMITTED)
             return G.COMMITTED
-        self._background(asyncio.create_task(self.phase_two.commit(record)))
+        self.phase_two.commit_later(record)
         return G.COMMITTED
 
     @staticmethod

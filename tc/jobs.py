@@ -114,12 +114,13 @@ class JobRunner:
         records = await self._due(COMMIT_PHASE_TWO, ignore_due)
         for record in records:
             await self._claim(record)
-        results = await asyncio.gather(
-            *(self.tc.phase_two.commit(r) for r in records), return_exceptions=True
-        )
-        for record, result in zip(records, results, strict=True):
-            if isinstance(result, BaseException):
-                logger.error("phase-two commit of %s failed: %s", record.xid, result)
+        if not records:
+            return
+        # One dispatch for all of them: their commands share messages per RM.
+        try:
+            await self.tc.phase_two.commit_many(records)
+        except Exception:
+            logger.exception("phase-two commit of %d sessions failed", len(records))
 
     async def _rollbacking(self, ignore_due: bool) -> None:
         for record in await self._due(ROLLBACK_PHASE_TWO, ignore_due):

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 from atx.status import BranchStatus as B
 from atx.status import GlobalStatus as G
 from atx.v1 import resource_manager_pb2 as rm_pb2
-from tc.channels import ChannelRegistry, result_status
+from tc.channels import ChannelRegistry, DispatchFailure, result_status
 from tc.config import TCConfig
-from tc.errors import BranchDispatchError, NoChannelError
 from tc.metrics import TCMetrics
 from tc.runner import StoreRunner
 from tc.session import (
@@ -58,6 +58,8 @@ class PhaseTwo:
         self.metrics = metrics
         #: Sessions this node is driving now; the jobs skip them.
         self.busy: set[str] = set()
+        #: Background commits in flight (graceful shutdown waits for them).
+        self.tasks: set[asyncio.Task[list[G]]] = set()
         # Label lookups resolved once, not per branch.
         self._latency = {
             rollback: metrics.phase_two_latency.labels(action="rollback" if rollback else "commit")
@@ -72,69 +74,132 @@ class PhaseTwo:
         base: int = self.config.retry_backoff_base_ms * 2 ** min(max(attempt - 1, 0), 30)
         return now_ms() + min(base, self.config.retry_backoff_max_ms)
 
-    async def _send(self, branch: BranchRecord, rollback: bool) -> tuple[B, str]:
-        command = rm_pb2.BranchCommand(
+    @staticmethod
+    def _command(branch: BranchRecord) -> rm_pb2.BranchCommand:
+        return rm_pb2.BranchCommand(
             xid=branch.xid,
             branch_id=branch.branch_id,
             resource_id=branch.resource_id,
             branch_type=int(branch.branch_type),  # type: ignore[arg-type]
             application_data=branch.application_data,
         )
+
+    async def _send_many(
+        self, branches: Sequence[BranchRecord], rollback: bool
+    ) -> list[tuple[B, str]]:
+        """Each branch's phase-two outcome: its status and the RM's message."""
         started = time.perf_counter()
-        try:
-            result = await self.channels.dispatch(
-                command,
-                rollback=rollback,
-                client_id=branch.client_id,
-                timeout_s=self.config.branch_timeout_ms / 1000,
-            )
-        except (NoChannelError, BranchDispatchError) as error:
-            retry = B.PHASE_TWO_ROLLBACK_FAILED_RETRYABLE
-            return (retry if rollback else B.PHASE_TWO_COMMIT_FAILED_RETRYABLE), error.message
-        self._latency[rollback].observe(time.perf_counter() - started)
-        return result_status(result), result.message
+        outcomes = await self.channels.dispatch_many(
+            [(self._command(branch), branch.client_id) for branch in branches],
+            rollback=rollback,
+            timeout_s=self.config.branch_timeout_ms / 1000,
+        )
+        latency = self._latency[rollback]
+        elapsed = time.perf_counter() - started
+        statuses: list[tuple[B, str]] = []
+        for outcome in outcomes:
+            if isinstance(outcome, DispatchFailure):
+                retry = B.PHASE_TWO_ROLLBACK_FAILED_RETRYABLE
+                statuses.append(
+                    (retry if rollback else B.PHASE_TWO_COMMIT_FAILED_RETRYABLE, outcome.message)
+                )
+            else:
+                latency.observe(elapsed)
+                statuses.append((result_status(outcome), outcome.message))
+        return statuses
 
     # --- commit ---------------------------------------------------------------
+    def commit_later(self, record: GlobalRecord) -> None:
+        """Commit a session's branches in the background (AsyncCommitting).
+
+        One task per session: gathering the sessions of one loop iteration into
+        one task was measured slower under load (bench/bench_tc.py, two-branch).
+        """
+        task = asyncio.create_task(self.commit_many([record]))
+        self.tasks.add(task)
+        task.add_done_callback(self._commit_task_done)
+
+    def _commit_task_done(self, task: asyncio.Task[list[G]]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The session stays AsyncCommitting; the async-committing job retries it.
+            logger.error("phase-two commit failed: %s", task.exception())
+
     async def commit(self, record: GlobalRecord) -> G:
         """Commit every branch of a committing session; returns the status reached."""
-        xid = record.xid
-        if xid in self.busy:
-            return record.status
-        self.busy.add(xid)
+        (status,) = await self.commit_many([record])
+        return status
+
+    async def commit_many(self, records: Sequence[GlobalRecord]) -> list[G]:
+        """Commit every branch of committing sessions; the status each reached."""
+        reached: dict[str, G] = {}
+        mine: list[GlobalRecord] = []
+        for record in records:
+            if record.xid in self.busy:  # driven elsewhere on this node
+                reached.setdefault(record.xid, record.status)
+                continue
+            self.busy.add(record.xid)
+            mine.append(record)
         try:
-            todo = [b for b in record.branches if b.status not in _SKIP_COMMIT]
-            results = await asyncio.gather(*(self._send(b, rollback=False) for b in todo))
-            failed: list[tuple[BranchRecord, B, str]] = []
-            for branch, (status, message) in zip(todo, results, strict=True):
-                if status == B.PHASE_TWO_COMMITTED:
-                    continue
-                failed.append((branch, status, message))
-            if not failed:
-                await self.run(self.store.finish_global, xid, G.COMMITTED)
-                self.ended(xid, G.COMMITTED)
-                return G.COMMITTED
-            # Remember the branches done so that a retry does not resend them.
-            for branch, (status, _msg) in zip(todo, results, strict=True):
-                if status == B.PHASE_TWO_COMMITTED:
-                    await self.run(self.store.update_branch_status, xid, branch.branch_id, status)
-            for branch, status, message in failed:
-                if status == B.PHASE_TWO_COMMIT_FAILED_UNRETRYABLE:
-                    logger.error(
-                        "branch %s of %s failed to commit for good: %s",
-                        branch.branch_id,
-                        xid,
-                        message,
-                        extra={"xid": xid},
-                    )
-                    await self.run(self.store.update_branch_status, xid, branch.branch_id, status)
-                    await self.run(self.store.change_status, xid, COMMIT_PHASE_TWO, G.COMMIT_FAILED)
-                    await self.run(self.store.finish_global, xid, G.COMMIT_FAILED)
-                    self.ended(xid, G.COMMIT_FAILED)
-                    return G.COMMIT_FAILED
-            branch, _status, message = failed[0]
-            return await self._retry(record, G.COMMIT_RETRYING, branch, message)
+            todo = [b for r in mine for b in r.branches if b.status not in _SKIP_COMMIT]
+            outcomes = dict(
+                zip(
+                    ((b.xid, b.branch_id) for b in todo),
+                    await self._send_many(todo, rollback=False),
+                    strict=True,
+                )
+            )
+            done: list[str] = []
+            for record in mine:
+                results = [
+                    (b, *outcomes[b.xid, b.branch_id])
+                    for b in record.branches
+                    if (b.xid, b.branch_id) in outcomes
+                ]
+                if all(status == B.PHASE_TWO_COMMITTED for _b, status, _m in results):
+                    done.append(record.xid)
+                else:
+                    reached[record.xid] = await self._commit_failed(record, results)
+            if done:
+                await self.run(self._finish_all, done, G.COMMITTED)
+                for xid in done:
+                    reached[xid] = G.COMMITTED
+                    self.ended(xid, G.COMMITTED)
         finally:
-            self.busy.discard(xid)
+            self.busy.difference_update(r.xid for r in mine)
+        return [reached[r.xid] for r in records]
+
+    def _finish_all(self, xids: Sequence[str], final_status: G) -> None:
+        """One store step for many finished sessions."""
+        for xid in xids:
+            self.store.finish_global(xid, final_status)
+
+    async def _commit_failed(
+        self, record: GlobalRecord, results: Sequence[tuple[BranchRecord, B, str]]
+    ) -> G:
+        """Record a partly failed commit: the branches done, then give up or retry."""
+        xid = record.xid
+        failed = [(b, status, m) for b, status, m in results if status != B.PHASE_TWO_COMMITTED]
+        # Remember the branches done so that a retry does not resend them.
+        for branch, status, _message in results:
+            if status == B.PHASE_TWO_COMMITTED:
+                await self.run(self.store.update_branch_status, xid, branch.branch_id, status)
+        for branch, status, message in failed:
+            if status == B.PHASE_TWO_COMMIT_FAILED_UNRETRYABLE:
+                logger.error(
+                    "branch %s of %s failed to commit for good: %s",
+                    branch.branch_id,
+                    xid,
+                    message,
+                    extra={"xid": xid},
+                )
+                await self.run(self.store.update_branch_status, xid, branch.branch_id, status)
+                await self.run(self.store.change_status, xid, COMMIT_PHASE_TWO, G.COMMIT_FAILED)
+                await self.run(self.store.finish_global, xid, G.COMMIT_FAILED)
+                self.ended(xid, G.COMMIT_FAILED)
+                return G.COMMIT_FAILED
+        branch, _status, message = failed[0]
+        return await self._retry(record, G.COMMIT_RETRYING, branch, message)
 
     # --- rollback ---------------------------------------------------------------
     async def rollback(self, record: GlobalRecord) -> G:
@@ -147,7 +212,7 @@ class PhaseTwo:
             for branch in reversed(record.branches):
                 if branch.status in _SKIP_ROLLBACK:
                     continue
-                status, message = await self._send(branch, rollback=True)
+                ((status, message),) = await self._send_many([branch], rollback=True)
                 if status == B.PHASE_TWO_ROLLBACKED:
                     await self.run(self.store.update_branch_status, xid, branch.branch_id, status)
                     continue

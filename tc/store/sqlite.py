@@ -125,6 +125,9 @@ _FINISH_EMPTY_SQL = (
 )
 
 
+_LOCK_INSERT = f"INSERT OR IGNORE INTO lock_table ({LOCK_COLS}) VALUES (?,?,?,?,?,?,?,?)"
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -406,28 +409,36 @@ class SQLiteStore:
             if status != GlobalStatus.BEGIN:
                 raise IllegalStatusError(branch.xid, status.name, "register a branch in")
             unique = {row.row_key: row for row in rows}
-            keys = list(unique)
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                holders = db.execute(
-                    f"SELECT row_key, xid FROM lock_table WHERE row_key IN "
-                    f"({','.join('?' * len(chunk))}) AND xid != ?",
-                    (*chunk, branch.xid),
-                ).fetchall()
-                if holders:
-                    row_key, holder = holders[0]
-                    found = db.execute(
-                        "SELECT status FROM global_session WHERE xid=?", (holder,)
-                    ).fetchone()
-                    raise lock_conflict(holder, row_key, GlobalStatus(found[0]) if found else None)
-            db.executemany(
-                f"INSERT OR IGNORE INTO lock_table ({LOCK_COLS}) VALUES (?,?,?,?,?,?,?,?)",
-                [lock_values(branch, row, now) for row in unique.values()],
-            )
+            values = [lock_values(branch, row, now) for row in unique.values()]
+            if len(values) == 1:
+                inserted = db.execute(_LOCK_INSERT, values[0]).rowcount
+            else:
+                inserted = db.executemany(_LOCK_INSERT, values).rowcount
+            if inserted != len(values):
+                # Some rows were held already: by this transaction (fine) or by
+                # another (a conflict: the savepoint undoes this registration).
+                self._raise_on_conflict(db, branch.xid, list(unique))
             db.execute(
                 f"INSERT INTO branch_session ({BRANCH_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 branch_values(branch),
             )
+
+    @staticmethod
+    def _raise_on_conflict(db: sqlite3.Connection, xid: str, keys: list[str]) -> None:
+        """LockConflictError naming a holder of one of ``keys`` other than ``xid``."""
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            holders = db.execute(
+                f"SELECT row_key, xid FROM lock_table WHERE row_key IN "
+                f"({','.join('?' * len(chunk))}) AND xid != ?",
+                (*chunk, xid),
+            ).fetchall()
+            if holders:
+                row_key, holder = holders[0]
+                found = db.execute(
+                    "SELECT status FROM global_session WHERE xid=?", (holder,)
+                ).fetchone()
+                raise lock_conflict(holder, row_key, GlobalStatus(found[0]) if found else None)
 
     def update_branch_status(self, xid: str, branch_id: int, status: BranchStatus) -> bool:
         with self._lock:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+from atx.status import BranchStatus
 from atx.status import GlobalStatus as G
 from atx.testing import wait_until
+from atx.v1 import resource_manager_pb2 as rm_pb2
+from tc.errors import BranchDispatchError, NoChannelError
 from tests.tc.conftest import RunningTC
 from tests.tc.helpers import begin, commit, locks, register, rollback, session
 from tests.tc.rm_peer import ScriptedRM
@@ -80,3 +86,36 @@ def test_an_rm_without_batches_gets_one_command_per_message(tc: RunningTC) -> No
         assert set(rm.batch_sizes) == {1}
         assert len(rm.commands()) == 12
     assert locks(tc) == []
+
+
+async def _dispatch(tc: RunningTC, commands: list[tuple[str, int]], timeout_s: float) -> list[Any]:
+    registry = tc.server.tc.channels  # type: ignore[union-attr]
+    batch = [
+        (rm_pb2.BranchCommand(xid=f"127.0.0.1:1:{n}", branch_id=n, resource_id=r), "")
+        for r, n in commands
+    ]
+    return await registry.dispatch_many(batch, rollback=False, timeout_s=timeout_s)
+
+
+def test_one_dispatch_answers_each_command_on_its_own(tc: RunningTC) -> None:
+    """Answered, unserved and unanswered commands sent together: each gets its own
+    outcome, and the unanswered one fails only after the timeout."""
+    answering = ScriptedRM(tc.address, ["db1"], client_id="answering", batch=True)
+    silent = ScriptedRM(tc.address, ["db3"], client_id="silent", answer=lambda _c: None)
+    with answering, silent:
+        started = time.monotonic()
+        outcomes = tc.call(_dispatch(tc, [("db1", 1), ("db2", 2), ("db3", 3), ("db1", 4)], 0.5))
+        assert time.monotonic() - started >= 0.5
+        assert [o.branch_id for o in (outcomes[0], outcomes[3])] == [1, 4]
+        assert {o.status for o in (outcomes[0], outcomes[3])} == {BranchStatus.PHASE_TWO_COMMITTED}
+        assert isinstance(outcomes[1], NoChannelError) and "db2" in outcomes[1].message
+        assert isinstance(outcomes[2], BranchDispatchError)
+        assert "RM silent did not answer branch 3" in outcomes[2].message
+        channels = tc.server.tc.channels.channels  # type: ignore[union-attr]
+        assert all(not c.pending for c in channels)  # nothing left waiting
+
+        # Everything answered: no wait for the timeout.
+        started = time.monotonic()
+        outcomes = tc.call(_dispatch(tc, [("db1", 5), ("db1", 6)], 30))
+        assert [o.branch_id for o in outcomes] == [5, 6]
+        assert time.monotonic() - started < 10
