@@ -20,6 +20,13 @@ same client setup for every server:
 efficiency = transactions/s x RPCs per transaction / echo RPC/s (per round,
 then the median over rounds); the CPU efficiency is the same ratio in server
 CPU time per RPC, which load from other processes disturbs less.
+
+``--ceilings`` measures the same transactions against three more servers (see
+bench/_ceilings.py): the TC's services answering at once with no work
+("canned": what the TC's protocol costs on this stack), the real TC on a store
+that keeps everything in dicts with phase two skipped ("no store/p2": the TC's
+request handling), and the same with phase two over Attach ("memory store":
+the TC's own work without a durable store).
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ from atx.v1 import transaction_manager_pb2 as tm_pb2  # noqa: E402
 from atx.v1 import transaction_manager_pb2_grpc as tm_grpc  # noqa: E402
 
 ECHO_METHOD = "/bench.Echo/Echo"
+#: The ceilings (bench/_ceilings.py), in the order of the work they add.
+_CEILING_NAMES = {"canned": "canned TC", "logic": "TC, no store/p2", "memory": "TC, memory st."}
 
 
 # --- the echo servers (run as child processes) ----------------------------------------
@@ -287,11 +296,28 @@ def main() -> int:
         help="TC transaction kinds to measure (comma-separated: empty, two-branch,"
         " two-branch-unbatched)",
     )
+    parser.add_argument(
+        "--ceilings",
+        action="store_true",
+        help="also measure a canned TC (no work) and the TC on an in-memory store,"
+        " with and without phase two",
+    )
     parser.add_argument("--serve-echo", choices=["aio", "threaded"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve-ceiling", choices=["canned", "logic", "memory"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_echo:
         serve_echo(args.port, args.serve_echo == "threaded")
+        return 0
+    if args.serve_ceiling:
+        from _ceilings import serve_canned, serve_tc_memory
+
+        if args.serve_ceiling == "canned":
+            serve_canned(args.port)
+        else:
+            serve_tc_memory(args.port, phase_two=args.serve_ceiling == "memory")
         return 0
 
     python = sys.executable
@@ -308,6 +334,16 @@ def main() -> int:
             )
             wait_for_serving(f"127.0.0.1:{port}")
             echo_ports[kind] = port
+        ceilings = {}  # name -> (address, pid)
+        for name in list(_CEILING_NAMES) if args.ceilings else []:
+            port = free_port()
+            processes.append(
+                subprocess.Popen(
+                    [python, __file__, "--serve-ceiling", name, "--port", str(port)], env=env
+                )
+            )
+            wait_for_serving(f"127.0.0.1:{port}")
+            ceilings[name] = (f"127.0.0.1:{port}", processes[-1].pid)
         data = Path(tempfile.mkdtemp(prefix="atx-bench-"))
         tc_port = free_port()
         tc = start_process(
@@ -341,6 +377,9 @@ def main() -> int:
         known = ("empty", "two-branch", "two-branch-unbatched")
         kinds = [k for k in known if k in args.kinds.split(",")]
         runs += [(label, label, address) for label in kinds]
+        for name, (ceiling_address, ceiling_pid) in ceilings.items():
+            runs += [(f"{label}@{name}", label, ceiling_address) for label in kinds]
+            pids.update({f"{label}@{name}": ceiling_pid for label in kinds})
         context = multiprocessing.get_context("spawn")
         with context.Pool(args.clients) as pool:
             for _ in range(args.rounds):
@@ -359,19 +398,22 @@ def main() -> int:
                 f"(rounds: {', '.join(f'{x:.0f}' for x in rates[label])}), "
                 f"server CPU {median(cpus[label]) * 1e6:4.0f} us/RPC"
             )
+        servers = [("", "TC"), *((f"@{n}", _CEILING_NAMES[n]) for n in ceilings)]
         for label, rpcs in (("empty", 2), ("two-branch", 4), ("two-branch-unbatched", 4)):
             if label not in kinds:
                 continue
-            eff = [t * rpcs / e for t, e in zip(rates[label], rates["echo-aio"], strict=True)]
-            cpu_eff = [e * rpcs / t for t, e in zip(cpus[label], cpus["echo-aio"], strict=True)]
-            print(
-                f"TC {label:20s} {median(rates[label]):6.0f} tx/s median; "
-                f"efficiency {median(eff):.2f} "
-                f"(rounds: {', '.join(f'{x:.2f}' for x in eff)}); "
-                f"server CPU {median(cpus[label]) * 1e6:5.0f} us/tx, "
-                f"CPU efficiency {median(cpu_eff):.2f} "
-                f"(rounds: {', '.join(f'{x:.2f}' for x in cpu_eff)})"
-            )
+            for suffix, server in servers:
+                key = label + suffix
+                eff = [t * rpcs / e for t, e in zip(rates[key], rates["echo-aio"], strict=True)]
+                cpu_eff = [e * rpcs / t for t, e in zip(cpus[key], cpus["echo-aio"], strict=True)]
+                print(
+                    f"{server:15s} {label:20s} {median(rates[key]):6.0f} tx/s median; "
+                    f"efficiency {median(eff):.2f} "
+                    f"(rounds: {', '.join(f'{x:.2f}' for x in eff)}); "
+                    f"server CPU {median(cpus[key]) * 1e6:5.0f} us/tx, "
+                    f"CPU efficiency {median(cpu_eff):.2f} "
+                    f"(rounds: {', '.join(f'{x:.2f}' for x in cpu_eff)})"
+                )
         tc.terminate()
     finally:
         for process in processes:
