@@ -28,7 +28,6 @@ with ``appendfsync everysec`` or ``always``).
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import time
@@ -59,6 +58,7 @@ from tc.store.base import (
     lock_conflict,
     register_store,
 )
+from tc.store.redis_listing import RedisListing
 
 __all__ = ["RedisSessionStore"]
 
@@ -283,22 +283,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _encode_token(kind: str, value: str) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode()
-
-
-def _decode_token(token: str, kind: str) -> str:
-    """The cursor inside a page token this store made for ``kind`` listings."""
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        text = ""
-    found, sep, value = text.partition(":")
-    if found != kind or not sep:
-        raise InvalidArgumentError(f"invalid page token {token!r}", page_token=token)
-    return value
-
-
 def _pairs(flat: list[str] | dict[str, str]) -> dict[str, str]:
     if isinstance(flat, dict):
         return flat
@@ -417,6 +401,7 @@ class RedisSessionStore:
         self._delete_global = reg(_DELETE_GLOBAL)
         self._try_job_lock = reg(_TRY_JOB_LOCK)
         self._release_job_lock = reg(_RELEASE_JOB_LOCK)
+        self._listing = RedisListing(self._redis, self._p, _global_from, _lock_from)
 
     # --- identity -------------------------------------------------------------
     def next_id(self) -> int:
@@ -542,31 +527,7 @@ class RedisSessionStore:
     def list_globals(
         self, flt: GlobalSessionFilter, page_size: int, page_token: str
     ) -> Page[GlobalRecord]:
-        low = flt.begin_time_from_ms or "-inf"
-        high = flt.begin_time_to_ms or "+inf"
-        records = self._load_globals(
-            cast(list[str], self._redis.zrangebyscore(self._p + "active", low, high)),
-            history=False,
-        )
-        if flt.include_history:
-            xids = cast(list[str], self._redis.zrangebyscore(self._p + "hbegin", low, high))
-            records += self._load_globals(xids, history=True)
-        matching = {r.xid: r for r in records if _matches(r, flt)}
-        ordered = sorted(matching.values(), key=lambda r: (r.begin_time_ms, r.xid), reverse=True)
-        if page_token:
-            begin, _, after = _decode_token(page_token, "g").partition(":")
-            if not begin.isdigit():
-                raise InvalidArgumentError(
-                    f"invalid page token {page_token!r}", page_token=page_token
-                )
-            cursor = (int(begin), after)
-            ordered_after = [r for r in ordered if (r.begin_time_ms, r.xid) < cursor]
-        else:
-            ordered_after = ordered
-        items = ordered_after[: max(page_size, 1)]
-        more = len(ordered_after) > len(items)
-        token = _encode_token("g", f"{items[-1].begin_time_ms}:{items[-1].xid}") if more else ""
-        return Page(items=items, next_token=token, total=len(ordered))
+        return self._listing.list_globals(flt, page_size, page_token)
 
     # --- branches and locks -------------------------------------------------
     def register_branch(self, branch: BranchRecord, rows: Sequence[RowLock]) -> None:
@@ -609,27 +570,7 @@ class RedisSessionStore:
         return None
 
     def list_locks(self, flt: LockFilter, page_size: int, page_token: str) -> Page[LockRecord]:
-        if flt.xid:
-            keys = sorted(cast(set[str], self._redis.smembers(self._p + "gl:" + flt.xid)))
-        elif flt.resource_id:
-            start = flt.resource_id + "^^^"
-            keys = cast(
-                list[str],
-                self._redis.zrangebylex(self._p + "locks", "[" + start, "(" + start + "\U0010ffff"),
-            )
-        else:
-            keys = cast(list[str], self._redis.zrange(self._p + "locks", 0, -1))
-        with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hgetall(self._p + "l:" + key)
-            locks = [_lock_from(k, h) for k, h in zip(keys, pipe.execute(), strict=True) if h]
-        matching = [lock for lock in locks if _lock_matches(lock, flt)]
-        after = _decode_token(page_token, "l") if page_token else None
-        rest = [lock for lock in matching if after is None or lock.row_key > after]
-        items = rest[: max(page_size, 1)]
-        more = len(rest) > len(items)
-        token = _encode_token("l", items[-1].row_key) if more else ""
-        return Page(items=items, next_token=token, total=len(matching))
+        return self._listing.list_locks(flt, page_size, page_token)
 
     # --- cluster --------------------------------------------------------------
     def try_job_lock(self, name: str, owner: str, ttl_ms: int) -> bool:
@@ -682,26 +623,6 @@ class RedisSessionStore:
 
     def close(self) -> None:
         self._redis.close()
-
-
-def _matches(r: GlobalRecord, flt: GlobalSessionFilter) -> bool:
-    return (
-        (not flt.statuses or r.status in flt.statuses)
-        and (not flt.application_id or r.application_id == flt.application_id)
-        and (not flt.transaction_name or r.transaction_name == flt.transaction_name)
-        and (not flt.xid or r.xid == flt.xid)
-        and (not flt.begin_time_from_ms or r.begin_time_ms >= flt.begin_time_from_ms)
-        and (not flt.begin_time_to_ms or r.begin_time_ms <= flt.begin_time_to_ms)
-    )
-
-
-def _lock_matches(lock: LockRecord, flt: LockFilter) -> bool:
-    return (
-        (not flt.xid or lock.xid == flt.xid)
-        and (not flt.resource_id or lock.resource_id == flt.resource_id)
-        and (not flt.table_name or lock.table_name == flt.table_name)
-        and (not flt.pk or lock.pk == flt.pk)
-    )
 
 
 def _unavailable_when_unreachable(method: Callable[..., T]) -> Callable[..., T]:

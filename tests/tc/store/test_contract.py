@@ -344,6 +344,60 @@ def test_list_globals_filters_and_stable_pagination(store: SessionStore) -> None
     }
 
 
+def _all_pages(store: SessionStore, flt: GlobalSessionFilter, size: int) -> tuple[list[str], int]:
+    """Every page of a listing, in order, and the total each page reported (all equal)."""
+    seen: list[str] = []
+    totals: set[int] = set()
+    token = ""
+    while True:
+        page = store.list_globals(flt, size, token)
+        assert len(page.items) <= size
+        totals.add(page.total)
+        seen += [r.xid for r in page.items]
+        token = page.next_token
+        if not token:
+            break
+    assert len(totals) == 1, totals
+    return seen, totals.pop()
+
+
+def test_list_globals_pages_across_active_history_and_statuses(store: SessionStore) -> None:
+    """Paging newest first through active and finished sessions mixed in begin time
+    (ties included), by status, and within a time window: every store, same answers."""
+    base = next(_clock) + 20_000_000
+    made: list[GlobalRecord] = []
+    for i in range(23):
+        status = (G.BEGIN, G.ROLLBACK_FAILED, G.COMMIT_RETRYING)[i % 3]
+        made.append(new_global(store, status=status, begin_ms=base + (i // 3) * 1000))
+    finished = made[2::4]
+    for g in finished:
+        store.finish_global(g.xid, G.COMMITTED)
+    active = [g for g in made if g not in finished]
+
+    def newest_first(records: list[GlobalRecord]) -> list[str]:
+        return [
+            g.xid for g in sorted(records, key=lambda g: (g.begin_time_ms, g.xid), reverse=True)
+        ]
+
+    for size in (1, 4, 7, 100):
+        assert _all_pages(store, GlobalSessionFilter(), size) == (newest_first(active), len(active))
+        everything = GlobalSessionFilter(include_history=True)
+        assert _all_pages(store, everything, size) == (newest_first(made), len(made))
+        failed = GlobalSessionFilter(statuses=frozenset({G.ROLLBACK_FAILED, G.COMMIT_RETRYING}))
+        stuck = [g for g in active if g.status != G.BEGIN]
+        assert _all_pages(store, failed, size) == (newest_first(stuck), len(stuck))
+        window = GlobalSessionFilter(
+            begin_time_from_ms=base + 2000, begin_time_to_ms=base + 5000, include_history=True
+        )
+        inside = [g for g in made if base + 2000 <= g.begin_time_ms <= base + 5000]
+        assert _all_pages(store, window, size) == (newest_first(inside), len(inside))
+    done = GlobalSessionFilter(statuses=frozenset({G.COMMITTED}), include_history=True)
+    assert _all_pages(store, done, 3) == (newest_first(finished), len(finished))
+    assert _all_pages(store, GlobalSessionFilter(xid=finished[0].xid), 3) == ([], 0)
+    one = GlobalSessionFilter(xid=finished[0].xid, include_history=True)
+    assert _all_pages(store, one, 3) == ([finished[0].xid], 1)
+
+
 # --- branches and locks ---------------------------------------------------------
 
 
@@ -455,6 +509,18 @@ def test_list_locks_filters_and_pagination(store: SessionStore) -> None:
     assert listed(LockFilter(table_name="u")) == ["db1^^^u^^^1", "db1^^^u^^^2"]
     assert listed(LockFilter(pk="1")) == ["db1^^^t^^^1", "db1^^^u^^^1"]
     assert listed(LockFilter(xid=a.xid, table_name="t", pk="3")) == ["db1^^^t^^^3"]
+    for flt, size in ((LockFilter(resource_id="db1"), 4), (LockFilter(resource_id="db2"), 1)):
+        expected = [k for k in keys if k.startswith(flt.resource_id + "^^^")]
+        paged, token = [], ""
+        while True:
+            page = store.list_locks(flt, size, token)
+            assert page.total == len(expected)
+            paged += [lock.row_key for lock in page.items]
+            token = page.next_token
+            if not token:
+                break
+        assert paged == expected
+    assert store.list_locks(LockFilter(resource_id="db"), 10, "").total == 0
     lock = store.list_locks(LockFilter(xid=b.xid, pk="7"), 10, "").items[0]
     assert (lock.xid, lock.transaction_id, lock.resource_id) == (b.xid, b.transaction_id, "db2")
     assert (lock.table_name, lock.pk) == ("t", "7")
