@@ -13,6 +13,7 @@ Stores are created by URL through a registry (``sqlite:///path``,
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar, runtime_checkable
@@ -32,6 +33,8 @@ __all__ = [
     "RowLock",
     "SessionStore",
     "create_store",
+    "decode_page_token",
+    "encode_page_token",
     "history_branch_status",
     "lock_conflict",
     "register_store",
@@ -259,6 +262,24 @@ class SessionStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def encode_page_token(kind: str, value: str) -> str:
+    """An opaque page token carrying a listing's cursor (``kind`` names the listing)."""
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode()
+
+
+def decode_page_token(token: str, kind: str) -> str:
+    """The cursor inside a page token made for ``kind`` listings; anything else is
+    INVALID_ARGUMENT."""
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        text = ""
+    found, sep, value = text.partition(":")
+    if found != kind or not sep:
+        raise InvalidArgumentError(f"invalid page token {token!r}", page_token=token)
+    return value
 
 
 def history_branch_status(final_status: GlobalStatus, status: BranchStatus) -> BranchStatus:

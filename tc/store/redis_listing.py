@@ -13,7 +13,6 @@ RollbackFailed sessions, one transaction's locks), often and repeatedly.
 
 from __future__ import annotations
 
-import base64
 import heapq
 from collections.abc import Callable, Iterator
 from typing import cast
@@ -21,9 +20,17 @@ from typing import cast
 import redis
 
 from atx.errors import InvalidArgumentError
-from tc.store.base import GlobalRecord, GlobalSessionFilter, LockFilter, LockRecord, Page
+from tc.store.base import (
+    GlobalRecord,
+    GlobalSessionFilter,
+    LockFilter,
+    LockRecord,
+    Page,
+    decode_page_token,
+    encode_page_token,
+)
 
-__all__ = ["RedisListing", "decode_token", "encode_token"]
+__all__ = ["RedisListing"]
 
 #: Index entries read per round trip while paging.
 _CHUNK = 256
@@ -33,26 +40,10 @@ _LEX_TOP = "\U0010ffff"
 _Entry = tuple[int, str, bool]
 
 
-def encode_token(kind: str, value: str) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode()
-
-
-def decode_token(token: str, kind: str) -> str:
-    """The cursor inside a page token this store made for ``kind`` listings."""
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        text = ""
-    found, sep, value = text.partition(":")
-    if found != kind or not sep:
-        raise InvalidArgumentError(f"invalid page token {token!r}", page_token=token)
-    return value
-
-
 def _globals_cursor(token: str) -> tuple[int, str] | None:
     if not token:
         return None
-    begin, _, after = decode_token(token, "g").partition(":")
+    begin, _, after = decode_page_token(token, "g").partition(":")
     if not begin.isdigit():
         raise InvalidArgumentError(f"invalid page token {token!r}", page_token=token)
     return int(begin), after
@@ -191,13 +182,13 @@ class RedisListing:
     def _globals_page(items: list[GlobalRecord], size: int, total: int) -> Page[GlobalRecord]:
         more = len(items) > size
         items = items[:size]
-        token = encode_token("g", f"{items[-1].begin_time_ms}:{items[-1].xid}") if more else ""
+        token = encode_page_token("g", f"{items[-1].begin_time_ms}:{items[-1].xid}") if more else ""
         return Page(items=items, next_token=token, total=total)
 
     # --- locks ----------------------------------------------------------------
     def list_locks(self, flt: LockFilter, page_size: int, page_token: str) -> Page[LockRecord]:
         """Ordered by row key."""
-        after = decode_token(page_token, "l") if page_token else None
+        after = decode_page_token(page_token, "l") if page_token else None
         size = max(page_size, 1)
         if flt.xid:
             keys = sorted(cast(set[str], self._redis.smembers(self._p + "gl:" + flt.xid)))
@@ -248,5 +239,5 @@ class RedisListing:
     def _locks_page(items: list[LockRecord], size: int, total: int) -> Page[LockRecord]:
         more = len(items) > size
         items = items[:size]
-        token = encode_token("l", items[-1].row_key) if more else ""
+        token = encode_page_token("l", items[-1].row_key) if more else ""
         return Page(items=items, next_token=token, total=total)

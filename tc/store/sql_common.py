@@ -24,6 +24,8 @@ from tc.store.base import (
     LockRecord,
     Page,
     RowLock,
+    decode_page_token,
+    encode_page_token,
 )
 
 __all__ = [
@@ -167,29 +169,37 @@ def branches_from_json(text: str | None) -> list[BranchRecord]:
 
 
 # --- queries --------------------------------------------------------------------
-def _offset(token: str) -> int:
-    if not token:
-        return 0
-    if not token.isdigit():
-        raise InvalidArgumentError(f"invalid page token {token!r}", page_token=token)
-    return int(token)
+#: A listing's cursor, from its last item: what the next page starts after.
+_CURSORS: dict[str, Callable[[Any], str]] = {
+    "g": lambda r: f"{r.begin_time_ms}:{r.xid}",
+    "l": lambda r: str(r.row_key),
+    "a": lambda r: str(r.id),
+}
 
 
 @dataclass(frozen=True)
 class PageQuery:
-    """A listing: a COUNT statement and a page statement (LIMIT/OFFSET); the
-    page token is the offset of the next page."""
+    """A listing: a COUNT statement and a page statement that starts after the
+    cursor of the page token (keyset paging: a page stays where it was when
+    newer rows arrive) and reads one row more than the page, to know whether
+    another follows."""
 
     count_sql: str
     count_args: tuple[Any, ...]
     rows_sql: str
     rows_args: tuple[Any, ...]
-    offset: int
     size: int
+    kind: str
 
     def page(self, rows: Sequence[Sequence[Any]], total: int, convert: Callable[..., T]) -> Page[T]:
-        end = self.offset + self.size
-        return Page([convert(r) for r in rows], str(end) if end < total else "", total)
+        items = [convert(r) for r in rows[: self.size]]
+        more = len(rows) > self.size
+        token = encode_page_token(self.kind, _CURSORS[self.kind](items[-1])) if more else ""
+        return Page(items, token, total)
+
+
+def _invalid_token(token: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"invalid page token {token!r}", page_token=token)
 
 
 @dataclass(frozen=True)
@@ -204,17 +214,24 @@ class SqlDialect:
         return ",".join([self.mark] * n)
 
     def _paged(
-        self, source: str, args: Sequence[Any], order: str, page_size: int, page_token: str
+        self,
+        source: str,
+        args: Sequence[Any],
+        order: str,
+        page_size: int,
+        kind: str,
+        after: tuple[str, tuple[Any, ...]] | None,
     ) -> PageQuery:
-        offset, size = _offset(page_token), max(1, page_size)
-        m = self.mark
+        """``after``: the condition (and its arguments) of rows past the cursor."""
+        size, m = max(1, page_size), self.mark
+        where, after_args = (f" WHERE {after[0]}", after[1]) if after else ("", ())
         return PageQuery(
             f"SELECT COUNT(*) FROM {source}",
             tuple(args),
-            f"SELECT * FROM {source} ORDER BY {order} LIMIT {m} OFFSET {m}",
-            (*args, size, offset),
-            offset,
+            f"SELECT * FROM {source}{where} ORDER BY {order} LIMIT {m}",
+            (*args, *after_args, size + 1),
             size,
+            kind,
         )
 
     def _equal(self, pairs: Sequence[tuple[str, Any]]) -> tuple[list[str], list[Any]]:
@@ -245,8 +262,18 @@ class SqlDialect:
         if flt.include_history:
             source += f" UNION ALL SELECT {GLOBAL_COLS} FROM {self.history_table}{cond}"
             all_args += args
+        after = None
+        if page_token:
+            begin, _, xid = decode_page_token(page_token, "g").partition(":")
+            if not begin.isdigit():
+                raise _invalid_token(page_token)
+            m = self.mark
+            after = (
+                f"(begin_time_ms < {m} OR (begin_time_ms = {m} AND xid < {m}))",
+                (int(begin), int(begin), xid),
+            )
         return self._paged(
-            f"({source}) AS g", all_args, "begin_time_ms DESC, xid DESC", page_size, page_token
+            f"({source}) AS g", all_args, "begin_time_ms DESC, xid DESC", page_size, "g", after
         )
 
     def list_locks(self, flt: LockFilter, page_size: int, page_token: str) -> PageQuery:
@@ -261,14 +288,23 @@ class SqlDialect:
         )
         cond = (" WHERE " + " AND ".join(where)) if where else ""
         source = f"(SELECT {LOCK_COLS} FROM lock_table{cond}) AS l"
-        return self._paged(source, args, "row_key", page_size, page_token)
+        after = None
+        if page_token:
+            after = (f"row_key > {self.mark}", (decode_page_token(page_token, "l"),))
+        return self._paged(source, args, "row_key", page_size, "l", after)
 
     def list_audit(self, xid: str, page_size: int, page_token: str) -> PageQuery:
         """Audit entries newest first; rows of AUDIT_COLS."""
         where, args = self._equal([("xid", xid)])
         cond = (" WHERE " + " AND ".join(where)) if where else ""
         source = f"(SELECT {AUDIT_COLS} FROM audit_log{cond}) AS a"
-        return self._paged(source, args, "id DESC", page_size, page_token)
+        after = None
+        if page_token:
+            last = decode_page_token(page_token, "a")
+            if not last.isdigit():
+                raise _invalid_token(page_token)
+            after = (f"id < {self.mark}", (int(last),))
+        return self._paged(source, args, "id DESC", page_size, "a", after)
 
     def find_globals(
         self, statuses: Collection[GlobalStatus], due_before_ms: int | None, limit: int

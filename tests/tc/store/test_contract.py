@@ -398,6 +398,35 @@ def test_list_globals_pages_across_active_history_and_statuses(store: SessionSto
     assert _all_pages(store, one, 3) == ([finished[0].xid], 1)
 
 
+def test_pages_keep_their_place_while_rows_arrive(store: SessionStore) -> None:
+    """Newer sessions, locks and audit entries arriving between two pages neither
+    repeat nor skip anything on the next page (keyset paging, not offsets)."""
+    first = [new_global(store) for _ in range(6)]
+    page = store.list_globals(GlobalSessionFilter(), 3, "")
+    for _ in range(4):
+        new_global(store)  # newer: they sort before the first page
+    rest = store.list_globals(GlobalSessionFilter(), 3, page.next_token)
+    older = [g.xid for g in reversed(first)]
+    assert [r.xid for r in page.items] == older[:3]
+    assert [r.xid for r in rest.items] == older[3:6]
+    assert rest.total == 10
+
+    register(store, first[0], rows("b", "d", "f", "h"))
+    locks = store.list_locks(LockFilter(), 2, "")
+    register(store, first[1], rows("a", "c"))  # sorts before the first page's keys
+    more = store.list_locks(LockFilter(), 2, locks.next_token)
+    assert [lock.pk for lock in locks.items] == ["b", "d"]
+    assert [lock.pk for lock in more.items] == ["f", "h"] and more.total == 6
+
+    for n in range(4):
+        store.append_audit(AuditRecord(0, 0, "op", "retry", first[0].xid, "ok", str(n)))
+    entries = store.list_audit("", 2, "")
+    store.append_audit(AuditRecord(0, 0, "op", "retry", first[0].xid, "ok", "later"))
+    after = store.list_audit("", 2, entries.next_token)
+    assert [e.detail for e in entries.items] == ["3", "2"]
+    assert [e.detail for e in after.items] == ["1", "0"]
+
+
 # --- branches and locks ---------------------------------------------------------
 
 
