@@ -249,9 +249,12 @@ class ChannelRegistry:
             peer=peer,
             batches=register.batch_commands,
         )
-        yield self._registered()
         if self._closing:
+            yield self._registered()
             return
+        # Registered goes out first through the outbox, and the channel is live
+        # before the RM reads it: an RM told it is attached can be sent commands.
+        channel.outbox.put_nowait(self._registered())
         self._add(channel)
         reader = asyncio.create_task(self._read(channel, iterator))
         try:
