@@ -36,6 +36,7 @@ __all__ = [
     "decode_page_token",
     "encode_page_token",
     "history_branch_status",
+    "invalid_page_token",
     "lock_conflict",
     "register_store",
 ]
@@ -278,8 +279,12 @@ def decode_page_token(token: str, kind: str) -> str:
         text = ""
     found, sep, value = text.partition(":")
     if found != kind or not sep:
-        raise InvalidArgumentError(f"invalid page token {token!r}", page_token=token)
+        raise invalid_page_token(token)
     return value
+
+
+def invalid_page_token(token: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"invalid page token {token!r}", page_token=token)
 
 
 def history_branch_status(final_status: GlobalStatus, status: BranchStatus) -> BranchStatus:

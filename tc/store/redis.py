@@ -42,7 +42,6 @@ from atx.dsn import parse_redis_url
 from atx.errors import (
     GlobalTransactionNotFoundError,
     IllegalStatusError,
-    InvalidArgumentError,
     UnavailableError,
 )
 from atx.status import BranchStatus, BranchType, GlobalStatus
@@ -55,6 +54,9 @@ from tc.store.base import (
     LockRecord,
     Page,
     RowLock,
+    decode_page_token,
+    encode_page_token,
+    invalid_page_token,
     lock_conflict,
     register_store,
 )
@@ -605,11 +607,10 @@ class RedisSessionStore:
         key = p + "audit:x:" + xid if xid else p + "audit:all"
         high: int | str = "+inf"
         if page_token:
-            if not page_token.isdigit():
-                raise InvalidArgumentError(
-                    f"invalid page token {page_token!r}", page_token=page_token
-                )
-            high = f"({int(page_token)}"
+            last = decode_page_token(page_token, "a")
+            if not last.isdigit():
+                raise invalid_page_token(page_token)
+            high = f"({int(last)}"
         size = max(page_size, 1)
         ids = cast(
             list[str], self._redis.zrevrangebyscore(key, high, "-inf", start=0, num=size + 1)
@@ -618,7 +619,8 @@ class RedisSessionStore:
         page_ids = ids[:size]
         raws = cast(list[str | None], self._redis.hmget(p + "audit", page_ids)) if page_ids else []
         items = [AuditRecord(**json.loads(raw)) for raw in raws if raw]
-        token = str(items[-1].id) if len(ids) > size and items else ""
+        more = len(ids) > size and items
+        token = encode_page_token("a", str(items[-1].id)) if more else ""
         return Page(items=items, next_token=token, total=total)
 
     def close(self) -> None:

@@ -19,7 +19,6 @@ from typing import cast
 
 import redis
 
-from atx.errors import InvalidArgumentError
 from tc.store.base import (
     GlobalRecord,
     GlobalSessionFilter,
@@ -28,6 +27,7 @@ from tc.store.base import (
     Page,
     decode_page_token,
     encode_page_token,
+    invalid_page_token,
 )
 
 __all__ = ["RedisListing"]
@@ -45,7 +45,7 @@ def _globals_cursor(token: str) -> tuple[int, str] | None:
         return None
     begin, _, after = decode_page_token(token, "g").partition(":")
     if not begin.isdigit():
-        raise InvalidArgumentError(f"invalid page token {token!r}", page_token=token)
+        raise invalid_page_token(token)
     return int(begin), after
 
 

@@ -13,7 +13,6 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from atx.errors import InvalidArgumentError
 from atx.status import BranchStatus, BranchType, GlobalStatus
 from tc.store.base import (
     AuditRecord,
@@ -26,6 +25,7 @@ from tc.store.base import (
     RowLock,
     decode_page_token,
     encode_page_token,
+    invalid_page_token,
 )
 
 __all__ = [
@@ -198,10 +198,6 @@ class PageQuery:
         return Page(items, token, total)
 
 
-def _invalid_token(token: str) -> InvalidArgumentError:
-    return InvalidArgumentError(f"invalid page token {token!r}", page_token=token)
-
-
 @dataclass(frozen=True)
 class SqlDialect:
     """Placeholder style and table names of one SQL store."""
@@ -266,7 +262,7 @@ class SqlDialect:
         if page_token:
             begin, _, xid = decode_page_token(page_token, "g").partition(":")
             if not begin.isdigit():
-                raise _invalid_token(page_token)
+                raise invalid_page_token(page_token)
             m = self.mark
             after = (
                 f"(begin_time_ms < {m} OR (begin_time_ms = {m} AND xid < {m}))",
@@ -302,7 +298,7 @@ class SqlDialect:
         if page_token:
             last = decode_page_token(page_token, "a")
             if not last.isdigit():
-                raise _invalid_token(page_token)
+                raise invalid_page_token(page_token)
             after = (f"id < {self.mark}", (int(last),))
         return self._paged(source, args, "id DESC", page_size, "a", after)
 
