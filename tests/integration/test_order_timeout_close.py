@@ -125,13 +125,20 @@ def test_trade_closed_notification_closes_after_a_query(
     unpaid = h.order(shop, "ann", cid)
     pay = h.pay_order(shop, unpaid.order_id)
     assert pay.expire_time_ms - pay.created_time_ms == 6000
-    h.wait_for(lambda: h.order_state(shop, unpaid.order_id) == "CLOSED", "ann's order CLOSED")
-    assert h.pay_state(shop, pay.pay_order_id) == "CLOSED"
+    # Branches of one global transaction commit locally one after another in
+    # phase one: wait for all of it rather than read one part and assume the rest.
     h.wait_for(
-        lambda: r.notify_answers_at(shop, CHANNEL_NAME, pay.pay_order_id) == ["success"],
-        "the TRADE_CLOSED notification acknowledged",
+        lambda: (
+            (
+                r.notify_answers_at(shop, CHANNEL_NAME, pay.pay_order_id),
+                h.order_state(shop, unpaid.order_id),
+                h.pay_state(shop, pay.pay_order_id),
+                h.stock(shop, cid),
+            )
+            == (["success"], "CLOSED", "CLOSED", 10)
+        ),
+        "the TRADE_CLOSED notification acknowledged, order and pay order closed, stock back",
     )
-    assert h.stock(shop, cid) == 10
 
     # One global transaction: a failing stock release leaves both open; the
     # notification is refused, and its retry closes both.
@@ -146,8 +153,6 @@ def test_trade_closed_notification_closes_after_a_query(
     assert h.order_state(shop, stuck.order_id) == "CREATED"
     assert h.stock(shop, cid) == 9
     release_fault.unlink()
-    # One global transaction, but its branches commit locally one by one in phase
-    # one: the order can read CLOSED a moment before the stock is back.
     h.wait_for(
         lambda: (
             (
