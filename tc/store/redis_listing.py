@@ -100,7 +100,7 @@ class RedisListing:
             entries = [(0, flt.xid, False), (0, flt.xid, True)]
         else:
             if flt.statuses:
-                # Only the sessions in those statuses; history holds no active status.
+                # Active sessions: only those in the asked statuses (an index each).
                 with self._redis.pipeline(transaction=False) as pipe:
                     for status in flt.statuses:
                         pipe.zrange(f"{self._p}st:{int(status)}", 0, -1)
