@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from _common import serve_aio
 
 from atx.errors import GlobalTransactionNotFoundError, IllegalStatusError
 from atx.status import BranchStatus, GlobalStatus
@@ -204,23 +204,12 @@ class _CannedRM(rm_grpc.ResourceManagerServiceServicer):
                 yield rm_pb2.AttachResponse(registered=rm_pb2.Registered(node_id="canned"))
 
 
-async def _serve(port: int, add: Callable[[grpc.aio.Server], None]) -> None:
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    add(server)
-    servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    await server.wait_for_termination()
-
-
 def serve_canned(port: int) -> None:
     def add(server: grpc.aio.Server) -> None:
         tm_grpc.add_TransactionManagerServiceServicer_to_server(_CannedTM(), server)
         rm_grpc.add_ResourceManagerServiceServicer_to_server(_CannedRM(), server)
 
-    asyncio.run(_serve(port, add))
+    asyncio.run(serve_aio(port, add))
 
 
 def serve_tc_memory(port: int, phase_two: bool = True) -> None:

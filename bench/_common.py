@@ -13,8 +13,9 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import grpc
 import pymysql
 
 from atx.dsn import parse_mysql_url
@@ -72,18 +73,30 @@ def echo_process() -> Iterator[ManagedProcess]:
         process.kill()
 
 
-async def _serve_echo(port: int) -> None:
-    import grpc
+def echo_handlers(threaded: bool = False) -> grpc.GenericRpcHandler:
+    """``/bench.Echo/Echo`` returning its request bytes (sync handler for a threaded server)."""
+    if threaded:
+
+        def echo(request: bytes, context: grpc.ServicerContext) -> bytes:
+            return request
+
+        handler = grpc.unary_unary_rpc_method_handler(echo)
+    else:
+
+        async def echo_async(request: bytes, context: object) -> bytes:
+            return request
+
+        handler = grpc.unary_unary_rpc_method_handler(echo_async)
+    return grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler})
+
+
+async def serve_aio(port: int, add: Callable[[grpc.aio.Server], None]) -> None:
+    """A grpc.aio server built like the TC's, with what ``add`` puts on it and
+    health SERVING, on 127.0.0.1:``port`` until killed."""
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-    async def echo(request: bytes, context: object) -> bytes:
-        return request
-
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    handler = grpc.unary_unary_rpc_method_handler(echo)
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler}),)
-    )
+    add(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)  # type: ignore[no-untyped-call]
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -92,7 +105,11 @@ async def _serve_echo(port: int) -> None:
     await server.wait_for_termination()
 
 
+def _add_echo(server: grpc.aio.Server) -> None:
+    server.add_generic_rpc_handlers((echo_handlers(),))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--serve-echo", type=int, required=True, metavar="PORT")
-    asyncio.run(_serve_echo(parser.parse_args().serve_echo))
+    asyncio.run(serve_aio(parser.parse_args().serve_echo, _add_echo))

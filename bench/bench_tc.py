@@ -51,61 +51,33 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import ECHO_METHOD, echo_handlers, serve_aio  # noqa: E402
+
 from atx.testing import free_port, start_process, wait_for_serving  # noqa: E402
 from atx.v1 import resource_manager_pb2 as rm_pb2  # noqa: E402
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc  # noqa: E402
 from atx.v1 import transaction_manager_pb2 as tm_pb2  # noqa: E402
 from atx.v1 import transaction_manager_pb2_grpc as tm_grpc  # noqa: E402
 
-ECHO_METHOD = "/bench.Echo/Echo"
 #: The ceilings (bench/_ceilings.py), in the order of the work they add.
 _CEILING_NAMES = {"canned": "canned TC", "logic": "TC, no store/p2", "memory": "TC, memory st."}
 
 
 # --- the echo servers (run as child processes) ----------------------------------------
-def _echo_handlers(threaded: bool) -> grpc.GenericRpcHandler:
-    from grpc_health.v1 import health, health_pb2_grpc  # noqa: F401
-
-    if threaded:
-
-        def echo(request: bytes, context: grpc.ServicerContext) -> bytes:
-            return request
-
-        handler = grpc.unary_unary_rpc_method_handler(echo)
-    else:
-
-        async def echo_async(request: bytes, context: object) -> bytes:
-            return request
-
-        handler = grpc.unary_unary_rpc_method_handler(echo_async)
-    return grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler})
-
-
 def serve_echo(port: int, threaded: bool) -> None:
+    if not threaded:
+        asyncio.run(serve_aio(port, lambda s: s.add_generic_rpc_handlers((echo_handlers(),))))
+        return
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-    if threaded:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-        server.add_generic_rpc_handlers((_echo_handlers(True),))
-        servicer = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        server.add_insecure_port(f"127.0.0.1:{port}")
-        server.start()
-        server.wait_for_termination()
-        return
-
-    async def main() -> None:
-        server = grpc.aio.server()
-        server.add_generic_rpc_handlers((_echo_handlers(False),))
-        servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-        await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        server.add_insecure_port(f"127.0.0.1:{port}")
-        await server.start()
-        await server.wait_for_termination()
-
-    asyncio.run(main())
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server.add_generic_rpc_handlers((echo_handlers(threaded=True),))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -94,7 +94,6 @@ class TransactionCoordinator:
         deadline = loop.time() + timeout_s
         while self.in_flight > 0 and loop.time() < deadline:
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0)  # let commits queued in this iteration start
         if self.phase_two.tasks:
             await asyncio.wait(set(self.phase_two.tasks), timeout=max(0.0, deadline - loop.time()))
 
