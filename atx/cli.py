@@ -29,13 +29,13 @@ class Subcommand(NamedTuple):
 
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
-    Subcommand("tc", "tc.cli", "run a transaction coordinator"),
-    Subcommand("rm", "rm.cli", "resource-manager tools (create or purge the undo_log table)"),
-    Subcommand("admin", "tc.admin.cli", "inspect and operate global transactions"),
-    Subcommand("console", "tc.admin.console", "serve the admin web console"),
-    Subcommand("service", "services.cli", "run one shop service"),
-    Subcommand("demo", "services.demo", "run the shop end to end on embedded defaults"),
-    Subcommand("up", "services.up", "start the whole shop topology for manual use"),
+    Subcommand("tc", "atx.tc.cli", "run a transaction coordinator"),
+    Subcommand("rm", "atx.rm.cli", "resource-manager tools (create or purge the undo_log table)"),
+    Subcommand("admin", "atx.tc.admin.cli", "inspect and operate global transactions"),
+    Subcommand("console", "atx.tc.admin.console", "serve the admin web console"),
+    Subcommand("service", "atx.shop.cli", "run one shop service"),
+    Subcommand("demo", "atx.shop.demo", "run the shop end to end on embedded defaults"),
+    Subcommand("up", "atx.shop.up", "start the whole shop topology for manual use"),
 )
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "IllegalStatusError",
     "InternalError",
     "InvalidArgumentError",
+    "InvalidLockKeysError",
     "LockConflictError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -227,6 +228,13 @@ class LockConflictError(AtxError):
     @property
     def fail_fast(self) -> bool:
         return self.details.get("fail_fast") == "true"
+
+
+class InvalidLockKeysError(InvalidArgumentError):
+    code = "INVALID_LOCK_KEYS"
+
+    def __init__(self, lock_keys: str, reason: str) -> None:
+        super().__init__(f"malformed lock keys {lock_keys!r}: {reason}", lock_keys=lock_keys)
 
 
 # --- the mapping --------------------------------------------------------------

@@ -23,11 +23,11 @@ from _common import serve_aio
 
 from atx.errors import GlobalTransactionNotFoundError, IllegalStatusError
 from atx.status import BranchStatus, GlobalStatus
+from atx.tc.store.base import BranchRecord, GlobalRecord, RowLock, lock_conflict
 from atx.v1 import resource_manager_pb2 as rm_pb2
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc
 from atx.v1 import transaction_manager_pb2 as tm_pb2
 from atx.v1 import transaction_manager_pb2_grpc as tm_grpc
-from tc.store.base import BranchRecord, GlobalRecord, RowLock, lock_conflict
 
 
 class MemoryStore:
@@ -215,8 +215,8 @@ def serve_canned(port: int) -> None:
 def serve_tc_memory(port: int, phase_two: bool = True) -> None:
     import logging
 
-    from tc.config import TCConfig
-    from tc.server import TCServer
+    from atx.tc.config import TCConfig
+    from atx.tc.server import TCServer
 
     logging.basicConfig(level=logging.WARNING)
     store = MemoryStore()

@@ -42,7 +42,7 @@ import grpc
 import pymysql
 from _common import ECHO_METHOD, echo_process, scratch_database, tc_process
 
-import rm
+import atx.rm as rm
 from atx.dsn import parse_mysql_url
 from atx.errors import GlobalTransactionNotFoundError
 from atx.v1 import resource_manager_pb2 as rm_pb2

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pymysql
 from _common import scratch_database
 
-import rm
+import atx.rm as rm
 from atx.dsn import parse_mysql_url
 
 N = int(os.environ.get("ATX_BENCH_N", "1000"))

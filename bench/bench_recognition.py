@@ -9,8 +9,8 @@ import timeit
 
 import sqlglot
 
-from rm.sql.dialect import Dialect
-from rm.sql.executor import StatementExecutor
+from atx.rm.sql.dialect import Dialect
+from atx.rm.sql.executor import StatementExecutor
 
 SQL = "UPDATE account SET balance = balance - %s WHERE id = %s AND balance >= %s"
 

@@ -8,15 +8,15 @@
   retries dead letters.
 """
 
-from hooks.dispatcher import Decision, Dispatcher, DispatcherConfig, tc_status
-from hooks.hook import (
+from atx.hooks.dispatcher import Decision, Dispatcher, DispatcherConfig, tc_status
+from atx.hooks.hook import (
     TransactionHook,
     TransactionHookBase,
     hook_scope,
     register_hook,
     registered_hooks,
 )
-from hooks.outbox import (
+from atx.hooks.outbox import (
     OUTBOX_TABLE,
     STATE_DEAD,
     STATE_DONE,
@@ -25,9 +25,9 @@ from hooks.outbox import (
     defer,
     ensure_outbox_table,
 )
-from hooks.service import DeferredCallServicer, add_deferred_call_service
-from hooks.store import OutboxRow, OutboxStore
-from hooks.targets import TargetRegistry, default_registry, register_target
+from atx.hooks.service import DeferredCallServicer, add_deferred_call_service
+from atx.hooks.store import OutboxRow, OutboxStore
+from atx.hooks.targets import TargetRegistry, default_registry, register_target
 
 __all__ = [
     "OUTBOX_TABLE",

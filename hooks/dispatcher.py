@@ -44,10 +44,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from atx.errors import GlobalTransactionNotFoundError
+from atx.hooks.outbox import now_ms, on_deferred
+from atx.hooks.store import OutboxRow, OutboxStore
+from atx.hooks.targets import TargetRegistry, default_registry
 from atx.status import GlobalStatus
-from hooks.outbox import now_ms, on_deferred
-from hooks.store import OutboxRow, OutboxStore
-from hooks.targets import TargetRegistry, default_registry
 
 __all__ = [
     "COMMITTED_STATUSES",
@@ -94,7 +94,7 @@ class Decision:
 
 def tc_status(xid: str) -> GlobalStatus:
     """Ask the configured TC (rm's client) for ``xid``'s global status."""
-    from rm.tc_client import get_tc_client
+    from atx.rm.tc_client import get_tc_client
 
     return get_tc_client().get_status(xid)
 

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from atx.errors import InvalidArgumentError
-from hooks.hook import (
+from atx.hooks.hook import (
     NoTransactionForHookError,
     TransactionHookBase,
     register_hook,
@@ -166,7 +166,7 @@ def _next_request_id(xid: str, target: str) -> str:
 
 
 def _current_xid() -> str:
-    from rm.context import current_xid
+    from atx.rm.context import current_xid
 
     return current_xid() or ""
 

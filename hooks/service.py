@@ -12,11 +12,11 @@ from typing import Any
 import grpc
 
 from atx.errors import InvalidArgumentError, NotFoundError, map_errors
+from atx.hooks.dispatcher import Dispatcher
+from atx.hooks.outbox import STATE_DEAD, STATE_DONE, STATE_PENDING
+from atx.hooks.store import OutboxRow, OutboxStore
 from atx.v1 import deferred_call_pb2 as dc_pb2
 from atx.v1 import deferred_call_pb2_grpc as dc_grpc
-from hooks.dispatcher import Dispatcher
-from hooks.outbox import STATE_DEAD, STATE_DONE, STATE_PENDING
-from hooks.store import OutboxRow, OutboxStore
 
 __all__ = ["DeferredCallServicer", "add_deferred_call_service", "to_proto"]
 

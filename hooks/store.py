@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hooks.outbox import (
+from atx.hooks.outbox import (
     OUTBOX_TABLE,
     STATE_DEAD,
     STATE_DONE,

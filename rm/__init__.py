@@ -2,7 +2,7 @@
 
 Make a PyMySQL or sqlite3 program transactional across databases::
 
-    import rm
+    import atx.rm as rm
 
     rm.configure(tc_addresses=["127.0.0.1:8091"], application_id="orders")
     conn = rm.connect_mysql("mysql://root@127.0.0.1:3306/orders", resource_id="orders-db")
@@ -15,9 +15,9 @@ Make a PyMySQL or sqlite3 program transactional across databases::
         payment_stub.Pay(...)  # the XID travels with XidClientInterceptor
 """
 
-from rm.channel import ensure_channel, get_channel, shutdown
-from rm.config import Config, configure, get_config
-from rm.context import (
+from atx.rm.channel import ensure_channel, get_channel, shutdown
+from atx.rm.config import Config, configure, get_config
+from atx.rm.context import (
     LockRetryPolicy,
     bind_xid,
     current_xid,
@@ -26,7 +26,7 @@ from rm.context import (
     require_xid,
     unbind_xid,
 )
-from rm.errors import (
+from atx.rm.errors import (
     DDLInGlobalTransactionError,
     DirtyWriteError,
     GlobalLockWaitTimeout,
@@ -39,19 +39,19 @@ from rm.errors import (
     TransactionTimeoutError,
     UnsupportedSQLError,
 )
-from rm.global_lock import global_lock, global_lock_scope
-from rm.interceptors import (
+from atx.rm.global_lock import global_lock, global_lock_scope
+from atx.rm.interceptors import (
     AioXidClientInterceptor,
     AioXidServerInterceptor,
     XidClientInterceptor,
     XidServerInterceptor,
 )
-from rm.proxy.connection import ConnectionProxy, connect_mysql, connect_sqlite, wrap
-from rm.proxy.cursor import CursorProxy
-from rm.resource import Resource, get_resource, register_resource
-from rm.sql.dialect import Dialect
-from rm.tc_client import TCClient, get_tc_client
-from rm.transactional import (
+from atx.rm.proxy.connection import ConnectionProxy, connect_mysql, connect_sqlite, wrap
+from atx.rm.proxy.cursor import CursorProxy
+from atx.rm.resource import Resource, get_resource, register_resource
+from atx.rm.sql.dialect import Dialect
+from atx.rm.tc_client import TCClient, get_tc_client
+from atx.rm.transactional import (
     Propagation,
     TransactionDefinition,
     TransactionScope,

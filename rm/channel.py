@@ -33,14 +33,14 @@ import grpc
 
 from atx.channels import open_channel
 from atx.metadata import bearer
+from atx.rm.config import Config, get_config, on_reconfigure
+from atx.rm.errors import DirtyWriteError
+from atx.rm.resource import Resource, get_resource, on_resource_registered, registered_resources
+from atx.rm.tc_client import get_tc_client
+from atx.rm.undo.retention import TCFinishedCheck, purge_registered_resources
 from atx.status import BranchStatus
 from atx.v1 import resource_manager_pb2 as rm_pb2
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc
-from rm.config import Config, get_config, on_reconfigure
-from rm.errors import DirtyWriteError
-from rm.resource import Resource, get_resource, on_resource_registered, registered_resources
-from rm.tc_client import get_tc_client
-from rm.undo.retention import TCFinishedCheck, purge_registered_resources
 
 __all__ = ["RMChannel", "ensure_channel", "get_channel", "shutdown"]
 

@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rm.sql.dialect import Dialect
+    from atx.rm.sql.dialect import Dialect
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _dialect_of(dsn: str) -> Dialect:
-    from rm.sql.dialect import Dialect
+    from atx.rm.sql.dialect import Dialect
 
     return Dialect.SQLITE if dsn.startswith("sqlite:") else Dialect.MYSQL
 
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from rm.undo.log import UndoLogManager
+    from atx.rm.undo.log import UndoLogManager
 
     dsn: str = args.dsn
     manager = UndoLogManager(_dialect_of(dsn), args.table)
@@ -93,10 +93,10 @@ def _purge(args: argparse.Namespace) -> int:
     import dataclasses
     import datetime as dt
 
-    from rm.config import MAX_UNDO_LOG_SAVE_DAYS, get_config, validate_tc_addresses
-    from rm.errors import InvalidConfigurationError
-    from rm.tc_client import TCClient
-    from rm.undo.retention import TCFinishedCheck, purge_undo_log
+    from atx.rm.config import MAX_UNDO_LOG_SAVE_DAYS, get_config, validate_tc_addresses
+    from atx.rm.errors import InvalidConfigurationError
+    from atx.rm.tc_client import TCClient
+    from atx.rm.undo.retention import TCFinishedCheck, purge_undo_log
 
     if not 0 < args.older_than <= MAX_UNDO_LOG_SAVE_DAYS:  # also refuses nan
         sys.stderr.write(f"--older-than must be in (0, {MAX_UNDO_LOG_SAVE_DAYS:g}] days\n")

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from rm.errors import InvalidConfigurationError
+from atx.rm.errors import InvalidConfigurationError
 
 __all__ = [
     "MAX_UNDO_LOG_SAVE_DAYS",

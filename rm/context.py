@@ -12,7 +12,7 @@ import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from rm.errors import InvalidConfigurationError
+from atx.rm.errors import InvalidConfigurationError
 
 __all__ = [
     "DEFAULT_LOCK_RETRY_INTERVAL",
@@ -67,7 +67,7 @@ def require_xid() -> str:
     """The current XID; raises NotInGlobalTransactionError outside a global transaction."""
     xid = _xid.get()
     if xid is None:
-        from rm.errors import NotInGlobalTransactionError
+        from atx.rm.errors import NotInGlobalTransactionError
 
         raise NotInGlobalTransactionError("no global transaction is bound to this context")
     return xid

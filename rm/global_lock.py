@@ -18,14 +18,14 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, ParamSpec, TypeVar, overload
 
-from rm.context import (
+from atx.rm.context import (
     DEFAULT_LOCK_RETRY_INTERVAL,
     DEFAULT_LOCK_RETRY_TIMES,
     LockRetryPolicy,
     bind_global_lock,
     in_global_transaction,
 )
-from rm.errors import InvalidConfigurationError, InvalidUsageError
+from atx.rm.errors import InvalidConfigurationError, InvalidUsageError
 
 __all__ = ["global_lock", "global_lock_scope"]
 

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 
 from atx.metadata import XID_KEY
-from rm.context import bind_xid, current_xid
+from atx.rm.context import bind_xid, current_xid
 
 __all__ = [
     "AioXidClientInterceptor",

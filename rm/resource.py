@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rm.errors import InvalidConfigurationError, ResourceNotFoundError
-from rm.sql.dialect import Dialect
-from rm.sql.executor import StatementExecutor
-from rm.undo.log import UndoLogManager
+from atx.rm.errors import InvalidConfigurationError, ResourceNotFoundError
+from atx.rm.sql.dialect import Dialect
+from atx.rm.sql.executor import StatementExecutor
+from atx.rm.undo.log import UndoLogManager
 
 __all__ = [
     "ConnectionFactory",

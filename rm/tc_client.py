@@ -19,12 +19,12 @@ import grpc
 from atx import errors
 from atx.channels import open_channel
 from atx.metadata import bearer
+from atx.rm.config import Config, get_config, on_reconfigure
 from atx.status import BranchStatus, BranchType, GlobalStatus
 from atx.v1 import resource_manager_pb2 as rm_pb2
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc
 from atx.v1 import transaction_manager_pb2 as tm_pb2
 from atx.v1 import transaction_manager_pb2_grpc as tm_grpc
-from rm.config import Config, get_config, on_reconfigure
 
 __all__ = ["LockQueryResult", "TCClient", "get_tc_client"]
 

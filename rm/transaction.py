@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field
 
 from atx.errors import AtxError
+from atx.hooks.hook import fire_after, fire_before
+from atx.rm.errors import TransactionRolledBackError, TransactionTimeoutError
+from atx.rm.tc_client import TCClient, get_tc_client
 from atx.status import GlobalStatus
-from hooks.hook import fire_after, fire_before
-from rm.errors import TransactionRolledBackError, TransactionTimeoutError
-from rm.tc_client import TCClient, get_tc_client
 
 __all__ = ["GlobalTransaction"]
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-from hooks.hook import hook_scope
-from rm.context import (
+from atx.hooks.hook import hook_scope
+from atx.rm.context import (
     DEFAULT_LOCK_RETRY_INTERVAL,
     DEFAULT_LOCK_RETRY_TIMES,
     LockRetryPolicy,
@@ -32,13 +32,13 @@ from rm.context import (
     current_xid,
     unbind_xid,
 )
-from rm.errors import (
+from atx.rm.errors import (
     InvalidConfigurationError,
     InvalidUsageError,
     NotInGlobalTransactionError,
     PropagationError,
 )
-from rm.transaction import GlobalTransaction
+from atx.rm.transaction import GlobalTransaction
 
 __all__ = [
     "DEFAULT_TIMEOUT",

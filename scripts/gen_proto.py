@@ -1,6 +1,6 @@
 """Regenerate the Python stubs (with .pyi types) from proto/, or check them.
 
-python scripts/gen_proto.py            # write atx/v1, atx/shop/v1
+python scripts/gen_proto.py            # write atx/v1 and services/v1 (atx.shop.v1)
 python scripts/gen_proto.py --check    # exit 1 if the committed stubs are stale
 """
 
@@ -11,10 +11,31 @@ import filecmp
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
+
+
+def _package_dirs() -> dict[str, str]:
+    """pyproject's package-dir: installed package -> folder (atx.shop -> services)."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        mapping: dict[str, str] = tomllib.load(f)["tool"]["setuptools"]["package-dir"]
+    return mapping
+
+
+def folder_of(package: Path) -> Path:
+    """Where a proto package's stubs live in the repository (atx/shop/v1 -> services/v1)."""
+    dotted = ".".join(package.parts)
+    best = ""
+    for name in _package_dirs():
+        if (dotted == name or dotted.startswith(name + ".")) and len(name) > len(best):
+            best = name
+    if not best:
+        return package
+    rest = dotted[len(best) :].lstrip(".")
+    return Path(_package_dirs()[best], *rest.split(".")) if rest else Path(_package_dirs()[best])
 
 
 def generate(proto_dir: Path, out_dir: Path) -> list[Path]:
@@ -25,26 +46,31 @@ def generate(proto_dir: Path, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     # The mypy plugins are scripts beside this interpreter, not always on PATH.
     bin_dir = Path(sys.executable).parent
-    cmd = [
-        sys.executable,
-        "-m",
-        "grpc_tools.protoc",
-        f"-I{proto_dir}",
-        f"--python_out={out_dir}",
-        f"--grpc_python_out={out_dir}",
-        f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
-        f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
-        f"--mypy_out={out_dir}",
-        f"--mypy_grpc_out={out_dir}",
-        *[str(p) for p in protos],
-    ]
-    subprocess.run(cmd, check=True)
-    # Every generated directory is a regular package, so setuptools ships it.
-    for proto in protos:
-        package = out_dir / proto.parent
-        while package != out_dir:
-            (package / "__init__.py").touch()
-            package = package.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp)
+        cmd = [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{proto_dir}",
+            f"--python_out={staging}",
+            f"--grpc_python_out={staging}",
+            f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
+            f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
+            f"--mypy_out={staging}",
+            f"--mypy_grpc_out={staging}",
+            *[str(p) for p in protos],
+        ]
+        subprocess.run(cmd, check=True)
+        # protoc writes by proto package; each package goes to its folder of the repository.
+        for package in {proto.parent for proto in protos}:
+            target = out_dir / folder_of(package)
+            target.mkdir(parents=True, exist_ok=True)
+            # Every generated directory is a regular package, so setuptools ships it.
+            (target / "__init__.py").touch()
+            for generated in (staging / package).iterdir():
+                if generated.name.endswith(GENERATED_SUFFIXES):
+                    generated.replace(target / generated.name)
     return [out_dir / p for p in protos]
 
 
@@ -52,7 +78,7 @@ def generated_files(root: Path, proto_dir: Path) -> set[Path]:
     """Generated files relative to root, for the packages proto_dir produces."""
     found: set[Path] = set()
     for package in {p.relative_to(proto_dir).parent for p in proto_dir.rglob("*.proto")}:
-        directory = root / package
+        directory = root / folder_of(package)
         if directory.is_dir():
             found.update(
                 f.relative_to(root)

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def service_parser(name: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"atx service {name}")
     if name == "channel":
-        from services.payment.channel.cli import add_arguments as channel_arguments
+        from atx.shop.payment.channel.cli import add_arguments as channel_arguments
 
         channel_arguments(parser)
         return parser
@@ -92,7 +92,7 @@ def service_parser(name: str) -> argparse.ArgumentParser:
             default=30.0,
             help="seconds a claimed call stays hidden (a crash mid-call delays it this long)",
         )
-        from services.payment.settings import add_payment_arguments
+        from atx.shop.payment.settings import add_payment_arguments
 
         add_payment_arguments(parser)
     if name == "chain":
@@ -105,18 +105,18 @@ def run_service(name: str, argv: Sequence[str]) -> int:
     parser = service_parser(name)
     opts = parser.parse_args(list(argv))
     if name == "channel":
-        from services.payment.channel.cli import run as run_channel
+        from atx.shop.payment.channel.cli import run as run_channel
 
         return run_channel(opts)
     if name == "chain":
-        from services.chain.service import serve as serve_chain
+        from atx.shop.chain.service import serve as serve_chain
 
         return serve_chain(
             opts.port, opts.db, not opts.unavailable, opts.latency_ms, opts.host
         ).wait()
 
-    import rm
-    from services.common.db import Database
+    import atx.rm as rm
+    from atx.shop.common.db import Database
 
     rm.configure(
         tc_addresses=opts.tc.split(","),
@@ -127,12 +127,12 @@ def run_service(name: str, argv: Sequence[str]) -> int:
     )
     Database(opts.db, name).prepare_resource()
     if name == "collectible":
-        from services.collectible.service import serve as serve_collectible
+        from atx.shop.collectible.service import serve as serve_collectible
 
         runtime = serve_collectible(opts.port, opts.db, opts.host)
     elif name == "order":
-        from services.order.service import OrderSettings
-        from services.order.service import serve as serve_order
+        from atx.shop.order.service import OrderSettings
+        from atx.shop.order.service import serve as serve_order
 
         runtime = serve_order(
             opts.port,
@@ -152,9 +152,9 @@ def run_service(name: str, argv: Sequence[str]) -> int:
         import tempfile
         from pathlib import Path
 
-        from hooks.dispatcher import DispatcherConfig
-        from services.payment.server import serve as serve_payment
-        from services.payment.settings import settings_from_args
+        from atx.hooks.dispatcher import DispatcherConfig
+        from atx.shop.payment.server import serve as serve_payment
+        from atx.shop.payment.settings import settings_from_args
 
         runtime = serve_payment(
             opts.port,

@@ -117,7 +117,7 @@ class Demo:
         self.console.print(table)
 
     def counts(self) -> dict[str, int]:
-        from services.common.db import Database
+        from atx.shop.common.db import Database
 
         tables = {
             "order": ["orders"],
@@ -254,7 +254,7 @@ class Demo:
         self.deferred_table(self.deferred_for(order.order_id))
 
     def sold_out(self) -> None:
-        import services.common.errors  # noqa: F401  (registers the shop's error codes)
+        import atx.shop.common.errors  # noqa: F401  (registers the shop's error codes)
         from atx.errors import from_rpc_error
 
         self.console.rule("[bold]2. a sold-out collectible")
@@ -316,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from services.topology import ShopConfig, start_shop
+    from atx.shop.topology import ShopConfig, start_shop
 
     console = Console()
     temp = None

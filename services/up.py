@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from services.topology import ShopConfig, start_shop
+    from atx.shop.topology import ShopConfig, start_shop
 
     console = Console()
     directory = Path(args.dir).resolve()

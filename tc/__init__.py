@@ -1,9 +1,9 @@
 """The atx transaction coordinator (TC)."""
 
-from tc.config import TCConfig
-from tc.coordinator import TransactionCoordinator
-from tc.server import TCServer, serve
-from tc.store.base import SessionStore, create_store
+from atx.tc.config import TCConfig
+from atx.tc.coordinator import TransactionCoordinator
+from atx.tc.server import TCServer, serve
+from atx.tc.store.base import SessionStore, create_store
 
 __all__ = [
     "SessionStore",

@@ -24,8 +24,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from atx.status import BranchStatus
+from atx.tc.errors import BranchDispatchError, NoChannelError
 from atx.v1 import resource_manager_pb2 as rm_pb2
-from tc.errors import BranchDispatchError, NoChannelError
 
 __all__ = ["ChannelRegistry", "DispatchFailure", "RmChannel"]
 

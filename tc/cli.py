@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> object:
-    from tc.config import TCConfig, default_store_url
+    from atx.tc.config import TCConfig, default_store_url
 
     if (args.tls_cert == "") != (args.tls_key == ""):
         raise SystemExit("atx tc: --tls-cert and --tls-key go together")
@@ -85,8 +85,8 @@ def config_from_args(args: argparse.Namespace) -> object:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from tc.config import TCConfig
-    from tc.server import serve
+    from atx.tc.config import TCConfig
+    from atx.tc.server import serve
 
     config = config_from_args(args)
     assert isinstance(config, TCConfig)

@@ -21,16 +21,16 @@ from atx.errors import (
 )
 from atx.status import BranchStatus, BranchType
 from atx.status import GlobalStatus as G
-from tc.channels import ChannelRegistry
-from tc.config import TCConfig
-from tc.errors import InvalidTimeoutError
-from tc.lock_keys import parse_lock_keys
-from tc.metrics import TCMetrics
-from tc.phase_two import PhaseTwo, now_ms
-from tc.runner import StoreRunner
-from tc.session import COMMIT_PHASE_TWO, ROLLBACK_PHASE_TWO
-from tc.store.base import BranchRecord, GlobalRecord, RowLock, SessionStore
-from tc.xid import make_xid, parse_xid
+from atx.tc.channels import ChannelRegistry
+from atx.tc.config import TCConfig
+from atx.tc.errors import InvalidTimeoutError
+from atx.tc.lock_keys import row_locks
+from atx.tc.metrics import TCMetrics
+from atx.tc.phase_two import PhaseTwo, now_ms
+from atx.tc.runner import StoreRunner
+from atx.tc.session import COMMIT_PHASE_TWO, ROLLBACK_PHASE_TWO
+from atx.tc.store.base import BranchRecord, GlobalRecord, RowLock, SessionStore
+from atx.tc.xid import make_xid, parse_xid
 
 __all__ = ["TransactionCoordinator"]
 
@@ -256,7 +256,7 @@ class TransactionCoordinator:
             raise InvalidArgumentError(
                 f"branch type {branch_type.name} is not supported (only AT)", xid=xid
             )
-        rows = parse_lock_keys(resource_id, lock_keys)
+        rows = row_locks(resource_id, lock_keys)
         try:
             branch_id = await self.run(
                 self._insert_branch,
@@ -328,7 +328,7 @@ class TransactionCoordinator:
             parse_xid(xid)
         if not resource_id:
             raise InvalidArgumentError("resource_id is empty")
-        rows = parse_lock_keys(resource_id, lock_keys)
+        rows = row_locks(resource_id, lock_keys)
         if not rows:
             return None
         return await self.run(self.store.query_locks, rows, xid)

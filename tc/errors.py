@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from atx.errors import AtxError, InvalidArgumentError, UnavailableError
+from atx.errors import AtxError, InvalidArgumentError, InvalidLockKeysError, UnavailableError
 
 __all__ = [
     "BranchDispatchError",
@@ -28,13 +28,6 @@ class InvalidXidError(InvalidArgumentError):
 
     def __init__(self, xid: str, reason: str) -> None:
         super().__init__(f"invalid XID {xid!r}: {reason}", xid=xid)
-
-
-class InvalidLockKeysError(InvalidArgumentError):
-    code = "INVALID_LOCK_KEYS"
-
-    def __init__(self, lock_keys: str, reason: str) -> None:
-        super().__init__(f"malformed lock keys {lock_keys!r}: {reason}", lock_keys=lock_keys)
 
 
 class InvalidTimeoutError(InvalidArgumentError):

@@ -14,10 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from atx.status import GlobalStatus as G
-from tc.coordinator import TransactionCoordinator
-from tc.phase_two import now_ms
-from tc.session import COMMIT_PHASE_TWO, ROLLBACK_PHASE_TWO
-from tc.store.base import GlobalRecord
+from atx.tc.coordinator import TransactionCoordinator
+from atx.tc.phase_two import now_ms
+from atx.tc.session import COMMIT_PHASE_TWO, ROLLBACK_PHASE_TWO
+from atx.tc.store.base import GlobalRecord
 
 __all__ = ["JOB_NAMES", "JobRunner"]
 

@@ -17,19 +17,19 @@ from collections.abc import Sequence
 
 from atx.status import BranchStatus as B
 from atx.status import GlobalStatus as G
-from atx.v1 import resource_manager_pb2 as rm_pb2
-from tc.channels import ChannelRegistry, DispatchFailure, result_status
-from tc.config import TCConfig
-from tc.metrics import TCMetrics
-from tc.runner import StoreRunner
-from tc.session import (
+from atx.tc.channels import ChannelRegistry, DispatchFailure, result_status
+from atx.tc.config import TCConfig
+from atx.tc.metrics import TCMetrics
+from atx.tc.runner import StoreRunner
+from atx.tc.session import (
     COMMIT_PHASE_TWO,
     ROLLBACK_PHASE_TWO,
     final_rollback_status,
     rollback_failed_status,
     rollback_retry_status,
 )
-from tc.store.base import BranchRecord, GlobalRecord
+from atx.tc.store.base import BranchRecord, GlobalRecord
+from atx.v1 import resource_manager_pb2 as rm_pb2
 
 __all__ = ["PhaseTwo", "now_ms"]
 

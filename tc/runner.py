@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
-from tc.store.base import SessionStore
+from atx.tc.store.base import SessionStore
 
 __all__ = ["StoreRunner"]
 

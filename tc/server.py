@@ -18,20 +18,20 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from atx.dsn import redact_url
+from atx.tc.admin import AdminServicer
+from atx.tc.auth import TokenAuthInterceptor
+from atx.tc.channels import ChannelRegistry
+from atx.tc.config import TCConfig
+from atx.tc.coordinator import TransactionCoordinator
+from atx.tc.jobs import JobRunner
+from atx.tc.metrics import TCMetrics
+from atx.tc.servicers import ResourceManagerServicer, TransactionManagerServicer
+from atx.tc.store.base import SessionStore, create_store
 from atx.v1 import admin_pb2, admin_pb2_grpc
 from atx.v1 import resource_manager_pb2 as rm_pb2
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc
 from atx.v1 import transaction_manager_pb2 as tm_pb2
 from atx.v1 import transaction_manager_pb2_grpc as tm_grpc
-from tc.admin import AdminServicer
-from tc.auth import TokenAuthInterceptor
-from tc.channels import ChannelRegistry
-from tc.config import TCConfig
-from tc.coordinator import TransactionCoordinator
-from tc.jobs import JobRunner
-from tc.metrics import TCMetrics
-from tc.servicers import ResourceManagerServicer, TransactionManagerServicer
-from tc.store.base import SessionStore, create_store
 
 __all__ = ["TCServer", "serve"]
 

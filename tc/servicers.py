@@ -13,11 +13,11 @@ import grpc
 
 from atx.errors import AtxError, InvalidArgumentError, abort_async
 from atx.status import BranchStatus, BranchType, GlobalStatus
+from atx.tc.coordinator import TransactionCoordinator
 from atx.v1 import resource_manager_pb2 as rm_pb2
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc
 from atx.v1 import transaction_manager_pb2 as tm_pb2
 from atx.v1 import transaction_manager_pb2_grpc as tm_grpc
-from tc.coordinator import TransactionCoordinator
 
 __all__ = ["ResourceManagerServicer", "TransactionManagerServicer"]
 

@@ -6,7 +6,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from tc.errors import InvalidXidError
+from atx.tc.errors import InvalidXidError
 
 __all__ = ["Xid", "make_xid", "parse_xid"]
 

@@ -8,7 +8,9 @@ unreachable server fails the test; elsewhere the test is skipped with the reason
 
 from __future__ import annotations
 
+import importlib.abc
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
@@ -19,6 +21,24 @@ import redis
 
 from atx.dsn import parse_mysql_url
 from atx.testing import ManagedProcess, free_port, start_process
+
+
+class _TopLevelGuard(importlib.abc.MetaPathFinder):
+    """The repository's tc/, rm/, hooks/ and services/ install as atx.tc, atx.rm, atx.hooks
+    and atx.shop. The test runner puts the checkout on sys.path, where the bare folder
+    names would import a second copy of each module (two error registries, two
+    contexts): refuse them, naming the right import."""
+
+    NAMES = {"tc": "atx.tc", "rm": "atx.rm", "hooks": "atx.hooks", "services": "atx.shop"}
+
+    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
+        top = fullname.partition(".")[0]
+        if top in self.NAMES:
+            raise ImportError(f"import {self.NAMES[top]}, not {top} (the repository folder)")
+        return None
+
+
+sys.meta_path.insert(0, _TopLevelGuard())
 
 MYSQL_URL = os.environ.get("ATX_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/")
 REDIS_URL = os.environ.get("ATX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -8,10 +8,10 @@ import importlib
 import pytest
 
 PINNED = {
-    "tc": [
+    "atx.tc": [
         "SessionStore", "TCConfig", "TCServer", "TransactionCoordinator", "create_store", "serve",
     ],
-    "rm": [
+    "atx.rm": [
         "AioXidClientInterceptor", "AioXidServerInterceptor", "Config", "ConnectionProxy",
         "CursorProxy", "DDLInGlobalTransactionError", "Dialect", "DirtyWriteError",
         "GlobalLockWaitTimeout", "InvalidConfigurationError", "InvalidUsageError",
@@ -25,7 +25,7 @@ PINNED = {
         "in_global_lock", "in_global_transaction", "register_resource", "require_xid",
         "shutdown", "unbind_xid", "wrap",
     ],
-    "hooks": [
+    "atx.hooks": [
         "Decision", "DeferredCallServicer", "Dispatcher", "DispatcherConfig", "OUTBOX_TABLE",
         "OutboxRow", "OutboxStore", "STATE_DEAD", "STATE_DONE", "STATE_PENDING",
         "TargetRegistry", "TransactionHook", "TransactionHookBase", "add_deferred_call_service",
@@ -35,9 +35,9 @@ PINNED = {
 }  # fmt: skip
 
 PACKAGES = [
-    "atx", "tc", "tc.admin", "tc.store", "rm", "rm.sql", "rm.undo", "rm.proxy", "hooks",
-    "services", "services.common", "services.order", "services.payment",
-    "services.collectible", "services.chain", "services.payment.channel",
+    "atx", "atx.tc", "atx.tc.admin", "atx.tc.store", "atx.rm", "atx.rm.sql", "atx.rm.undo",
+    "atx.rm.proxy", "atx.hooks", "atx.shop", "atx.shop.common", "atx.shop.order",
+    "atx.shop.payment", "atx.shop.collectible", "atx.shop.chain", "atx.shop.payment.channel",
 ]  # fmt: skip
 
 

@@ -23,16 +23,16 @@ import pymysql
 
 from atx.dsn import parse_mysql_url
 from atx.errors import LockConflictError
+from atx.rm.context import LockRetryPolicy, current_lock_retry_policy
+from atx.rm.errors import GlobalLockWaitTimeout, InvalidConfigurationError, RMError
+from atx.rm.proxy.cursor import CursorProxy
+from atx.rm.proxy.delegate import delegating_subclass
+from atx.rm.resource import ConnectionFactory, Resource, register_resource
+from atx.rm.sql.dialect import Dialect
+from atx.rm.sql.executor import ExecutionResult, LockKey, format_lock_keys
+from atx.rm.tc_client import get_tc_client
+from atx.rm.undo.images import SQLUndoLog
 from atx.status import BranchStatus
-from rm.context import LockRetryPolicy, current_lock_retry_policy
-from rm.errors import GlobalLockWaitTimeout, InvalidConfigurationError, RMError
-from rm.proxy.cursor import CursorProxy
-from rm.proxy.delegate import delegating_subclass
-from rm.resource import ConnectionFactory, Resource, register_resource
-from rm.sql.dialect import Dialect
-from rm.sql.executor import ExecutionResult, LockKey, format_lock_keys
-from rm.tc_client import get_tc_client
-from rm.undo.images import SQLUndoLog
 
 __all__ = ["ConnectionProxy", "connect_mysql", "connect_sqlite", "wrap"]
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rm.context import _xid, scope_active
-from rm.errors import DDLInGlobalTransactionError
-from rm.proxy.delegate import delegating_subclass
-from rm.sql.dialect import Dialect
-from rm.sql.executor import StatementKind
+from atx.rm.context import _xid, scope_active
+from atx.rm.errors import DDLInGlobalTransactionError
+from atx.rm.proxy.delegate import delegating_subclass
+from atx.rm.sql.dialect import Dialect
+from atx.rm.sql.executor import StatementKind
 
 if TYPE_CHECKING:
-    from rm.proxy.connection import ConnectionProxy
+    from atx.rm.proxy.connection import ConnectionProxy
 
 __all__ = ["CursorProxy"]
 

@@ -10,26 +10,26 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rm.sql.dialect import Dialect
-    from rm.sql.executor import (
+    from atx.rm.sql.dialect import Dialect
+    from atx.rm.sql.executor import (
         ExecutionResult,
         LockKey,
         StatementExecutor,
         StatementKind,
         format_lock_keys,
     )
-    from rm.sql.recognizer import SQLRecognition, SQLType, UpdateTarget
+    from atx.rm.sql.recognizer import SQLRecognition, SQLType, UpdateTarget
 
 _EXPORTS = {
-    "Dialect": "rm.sql.dialect",
-    "ExecutionResult": "rm.sql.executor",
-    "LockKey": "rm.sql.executor",
-    "StatementExecutor": "rm.sql.executor",
-    "StatementKind": "rm.sql.executor",
-    "format_lock_keys": "rm.sql.executor",
-    "SQLRecognition": "rm.sql.recognizer",
-    "SQLType": "rm.sql.recognizer",
-    "UpdateTarget": "rm.sql.recognizer",
+    "Dialect": "atx.rm.sql.dialect",
+    "ExecutionResult": "atx.rm.sql.executor",
+    "LockKey": "atx.rm.sql.executor",
+    "StatementExecutor": "atx.rm.sql.executor",
+    "StatementKind": "atx.rm.sql.executor",
+    "format_lock_keys": "atx.rm.sql.executor",
+    "SQLRecognition": "atx.rm.sql.recognizer",
+    "SQLType": "atx.rm.sql.recognizer",
+    "UpdateTarget": "atx.rm.sql.recognizer",
 }
 
 __all__ = [

@@ -22,14 +22,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rm.errors import RMError, UnsupportedSQLError
-from rm.sql.dialect import Dialect
-from rm.sql.images import select_by_pks, select_image
-from rm.sql.metadata import TableMeta, read_table_meta
-from rm.sql.parser import parse
-from rm.sql.recognizer import ParamSQL, SQLRecognition, SQLType, ValueKind
-from rm.sql.update_join import update_join
-from rm.undo.images import SQLUndoLog, TableImage, pk_string
+from atx.rm.errors import RMError, UnsupportedSQLError
+from atx.rm.sql.dialect import Dialect
+from atx.rm.sql.images import select_by_pks, select_image
+from atx.rm.sql.metadata import TableMeta, read_table_meta
+from atx.rm.sql.parser import parse
+from atx.rm.sql.recognizer import ParamSQL, SQLRecognition, SQLType, ValueKind
+from atx.rm.sql.update_join import update_join
+from atx.rm.undo.images import SQLUndoLog, TableImage, pk_string
 
 __all__ = [
     "ExecutionResult",

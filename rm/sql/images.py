@@ -10,8 +10,8 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from rm.sql.dialect import Dialect
-from rm.undo.images import TableImage
+from atx.rm.sql.dialect import Dialect
+from atx.rm.undo.images import TableImage
 
 __all__ = [
     "PK_CHUNK",

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rm.errors import TableMetaError
-from rm.sql.dialect import Dialect
+from atx.rm.errors import TableMetaError
+from atx.rm.sql.dialect import Dialect
 
 __all__ = ["TableMeta", "read_table_meta"]
 

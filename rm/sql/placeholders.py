@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rm.sql.dialect import Dialect
-from rm.sql.recognizer import ParamSQL, ParamStyle
+from atx.rm.sql.dialect import Dialect
+from atx.rm.sql.recognizer import ParamSQL, ParamStyle
 
 __all__ = ["MARKER_PREFIX", "Normalized", "normalize", "render"]
 

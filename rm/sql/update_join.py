@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rm.errors import UnsupportedSQLError
-from rm.sql.dialect import Dialect
-from rm.sql.images import select_by_pks, select_join_image, table_ident
-from rm.sql.metadata import TableMeta
-from rm.sql.recognizer import SQLRecognition, SQLType, UpdateTarget
-from rm.undo.images import SQLUndoLog, TableImage
+from atx.rm.errors import UnsupportedSQLError
+from atx.rm.sql.dialect import Dialect
+from atx.rm.sql.images import select_by_pks, select_join_image, table_ident
+from atx.rm.sql.metadata import TableMeta
+from atx.rm.sql.recognizer import SQLRecognition, SQLType, UpdateTarget
+from atx.rm.undo.images import SQLUndoLog, TableImage
 
 __all__ = ["update_join"]
 

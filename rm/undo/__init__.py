@@ -6,9 +6,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rm.undo.images import Field, RowImage, SQLUndoLog, TableImage
-    from rm.undo.log import UndoLogManager
-    from rm.undo.retention import (
+    from atx.rm.undo.images import Field, RowImage, SQLUndoLog, TableImage
+    from atx.rm.undo.log import UndoLogManager
+    from atx.rm.undo.retention import (
         IsFinished,
         PurgeResult,
         TCFinishedCheck,
@@ -17,16 +17,16 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
-    "Field": "rm.undo.images",
-    "RowImage": "rm.undo.images",
-    "SQLUndoLog": "rm.undo.images",
-    "TableImage": "rm.undo.images",
-    "UndoLogManager": "rm.undo.log",
-    "IsFinished": "rm.undo.retention",
-    "PurgeResult": "rm.undo.retention",
-    "TCFinishedCheck": "rm.undo.retention",
-    "purge_registered_resources": "rm.undo.retention",
-    "purge_undo_log": "rm.undo.retention",
+    "Field": "atx.rm.undo.images",
+    "RowImage": "atx.rm.undo.images",
+    "SQLUndoLog": "atx.rm.undo.images",
+    "TableImage": "atx.rm.undo.images",
+    "UndoLogManager": "atx.rm.undo.log",
+    "IsFinished": "atx.rm.undo.retention",
+    "PurgeResult": "atx.rm.undo.retention",
+    "TCFinishedCheck": "atx.rm.undo.retention",
+    "purge_registered_resources": "atx.rm.undo.retention",
+    "purge_undo_log": "atx.rm.undo.retention",
 }
 
 __all__ = [

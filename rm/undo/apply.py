@@ -6,12 +6,12 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from rm.errors import DirtyWriteError
-from rm.sql.dialect import Dialect
-from rm.sql.images import pk_condition, select_by_pks, table_ident
-from rm.sql.metadata import read_table_meta
-from rm.sql.recognizer import SQLType
-from rm.undo.images import SQLUndoLog, TableImage, pk_string
+from atx.rm.errors import DirtyWriteError
+from atx.rm.sql.dialect import Dialect
+from atx.rm.sql.images import pk_condition, select_by_pks, table_ident
+from atx.rm.sql.metadata import read_table_meta
+from atx.rm.sql.recognizer import SQLType
+from atx.rm.undo.images import SQLUndoLog, TableImage, pk_string
 
 __all__ = ["apply_undo", "canonical", "rows_equal"]
 

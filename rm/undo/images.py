@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rm.sql.recognizer import SQLType
+from atx.rm.sql.recognizer import SQLType
 
 __all__ = ["Field", "RowImage", "SQLUndoLog", "TableImage", "pk_string"]
 

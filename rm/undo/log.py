@@ -6,11 +6,11 @@ import datetime as dt
 import logging
 from typing import Any
 
-from rm.sql.dialect import Dialect
-from rm.sql.images import table_ident
-from rm.undo.apply import apply_undo
-from rm.undo.images import SQLUndoLog
-from rm.undo.serialize import DEFAULT_COMPRESS_THRESHOLD, decode, encode
+from atx.rm.sql.dialect import Dialect
+from atx.rm.sql.images import table_ident
+from atx.rm.undo.apply import apply_undo
+from atx.rm.undo.images import SQLUndoLog
+from atx.rm.undo.serialize import DEFAULT_COMPRESS_THRESHOLD, decode, encode
 
 __all__ = ["LOG_STATUS_GLOBAL_FINISHED", "LOG_STATUS_NORMAL", "UndoLogManager"]
 

@@ -31,13 +31,13 @@ from atx.errors import (
     GlobalTransactionNotFoundError,
     UnavailableError,
 )
+from atx.rm.errors import InvalidConfigurationError
+from atx.rm.resource import registered_resources
+from atx.rm.sql.dialect import Dialect
+from atx.rm.sql.images import pk_condition, table_ident
+from atx.rm.tc_client import TCClient
+from atx.rm.undo.log import DELETE_BATCH, LOG_STATUS_GLOBAL_FINISHED, LOG_STATUS_NORMAL
 from atx.status import GlobalStatus
-from rm.errors import InvalidConfigurationError
-from rm.resource import registered_resources
-from rm.sql.dialect import Dialect
-from rm.sql.images import pk_condition, table_ident
-from rm.tc_client import TCClient
-from rm.undo.log import DELETE_BATCH, LOG_STATUS_GLOBAL_FINISHED, LOG_STATUS_NORMAL
 
 __all__ = [
     "IsFinished",

@@ -17,9 +17,9 @@ import zlib
 from decimal import Decimal
 from typing import Any
 
-from rm.errors import UndoLogError
-from rm.sql.recognizer import SQLType
-from rm.undo.images import SQLUndoLog, TableImage
+from atx.rm.errors import UndoLogError
+from atx.rm.sql.recognizer import SQLType
+from atx.rm.undo.images import SQLUndoLog, TableImage
 
 __all__ = ["DEFAULT_COMPRESS_THRESHOLD", "decode", "decode_value", "encode", "encode_value"]
 

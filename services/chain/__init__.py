@@ -1,5 +1,5 @@
 """The simulated external chain platform."""
 
-from services.chain.service import ChainServicer, serve
+from atx.shop.chain.service import ChainServicer, serve
 
 __all__ = ["ChainServicer", "serve"]

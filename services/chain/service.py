@@ -17,11 +17,11 @@ from typing import Any
 import grpc
 
 from atx.errors import InvalidArgumentError, map_errors
+from atx.shop.common.db import Database
+from atx.shop.common.errors import ChainUnavailableError
+from atx.shop.common.server import ServiceRuntime, start_server
 from atx.shop.v1 import chain_pb2 as pb
 from atx.shop.v1 import chain_pb2_grpc as pb_grpc
-from services.common.db import Database
-from services.common.errors import ChainUnavailableError
-from services.common.server import ServiceRuntime, start_server
 
 __all__ = ["SCHEMA", "ChainServicer", "serve"]
 

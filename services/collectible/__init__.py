@@ -1,5 +1,5 @@
 """Collectibles, stock reservations and holdings."""
 
-from services.collectible.service import SCHEMA, CollectibleServicer, serve
+from atx.shop.collectible.service import SCHEMA, CollectibleServicer, serve
 
 __all__ = ["SCHEMA", "CollectibleServicer", "serve"]

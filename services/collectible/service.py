@@ -16,12 +16,12 @@ from typing import Any
 import grpc
 
 from atx.errors import InvalidArgumentError, NotFoundError, map_errors
+from atx.shop.common.db import Database, execute
+from atx.shop.common.errors import InvalidStateError, SoldOutError
+from atx.shop.common.faults import check_fault
+from atx.shop.common.server import ServiceRuntime, start_server
 from atx.shop.v1 import collectible_pb2 as pb
 from atx.shop.v1 import collectible_pb2_grpc as pb_grpc
-from services.common.db import Database, execute
-from services.common.errors import InvalidStateError, SoldOutError
-from services.common.faults import check_fault
-from services.common.server import ServiceRuntime, start_server
 
 __all__ = ["SCHEMA", "CollectibleServicer", "serve"]
 

@@ -66,7 +66,7 @@ class Database:
 
     def connect(self) -> Any:
         """A fresh rm proxy connection to this resource (the caller closes it)."""
-        import rm
+        import atx.rm as rm
 
         if self.dialect == "sqlite":
             return rm.connect_sqlite(self.path, resource_id=self.resource_id)
@@ -74,7 +74,7 @@ class Database:
 
     def prepare_resource(self) -> None:
         """Register the rm resource (announced to the TC) and create its undo_log table."""
-        import rm
+        import atx.rm as rm
 
         if self.dialect == "sqlite":
             proxy = rm.connect_sqlite(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from services.common.errors import InjectedFaultError
+from atx.shop.common.errors import InjectedFaultError
 
 __all__ = ["check_fault"]
 

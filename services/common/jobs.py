@@ -28,8 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from services.common.db import Database, execute
-from services.common.errors import UnknownJobError
+from atx.shop.common.db import Database, execute
+from atx.shop.common.errors import UnknownJobError
 
 __all__ = [
     "NEVER_S",
@@ -246,7 +246,7 @@ def build_runner(
     lock: JobLock
     if redis_url:
         # Imported here: the payment channel package imports this module.
-        from services.payment.channel.jobs import RedisJobLock
+        from atx.shop.payment.channel.jobs import RedisJobLock
 
         lock = RedisJobLock(redis_url)
     else:

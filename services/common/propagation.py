@@ -13,12 +13,12 @@ __all__ = ["client_interceptor", "server_interceptor"]
 
 
 def client_interceptor() -> Any:
-    from rm import XidClientInterceptor
+    from atx.rm import XidClientInterceptor
 
     return XidClientInterceptor()
 
 
 def server_interceptor() -> Any:
-    from rm import XidServerInterceptor
+    from atx.rm import XidServerInterceptor
 
     return XidServerInterceptor()

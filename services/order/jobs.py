@@ -25,10 +25,10 @@ import time
 from collections.abc import Callable
 
 from atx.errors import AtxError
+from atx.shop.common.db import Database
+from atx.shop.common.rpc import call
+from atx.shop.common.server import client_channel
 from atx.shop.v1 import payment_pb2, payment_pb2_grpc
-from services.common.db import Database
-from services.common.rpc import call
-from services.common.server import client_channel
 
 __all__ = ["ORDER_TIMEOUT_CLOSE_JOB", "OrderTimeoutClose"]
 

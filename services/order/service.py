@@ -22,19 +22,19 @@ from typing import Any
 
 import grpc
 
-import rm
+import atx.rm as rm
 from atx.errors import AtxError, InvalidArgumentError, NotFoundError, map_errors
+from atx.shop.common.db import Database, execute
+from atx.shop.common.errors import InvalidStateError, SubmitTokenError
+from atx.shop.common.faults import check_fault
+from atx.shop.common.jobs import NEVER_S, JobRunner, build_runner
+from atx.shop.common.rpc import call
+from atx.shop.common.server import ServiceRuntime, client_channel, start_server
+from atx.shop.order.jobs import ORDER_TIMEOUT_CLOSE_JOB, OrderTimeoutClose
 from atx.shop.v1 import collectible_pb2 as col_pb
 from atx.shop.v1 import collectible_pb2_grpc as col_grpc
 from atx.shop.v1 import order_pb2 as pb
 from atx.shop.v1 import order_pb2_grpc as pb_grpc
-from services.common.db import Database, execute
-from services.common.errors import InvalidStateError, SubmitTokenError
-from services.common.faults import check_fault
-from services.common.jobs import NEVER_S, JobRunner, build_runner
-from services.common.rpc import call
-from services.common.server import ServiceRuntime, client_channel, start_server
-from services.order.jobs import ORDER_TIMEOUT_CLOSE_JOB, OrderTimeoutClose
 
 __all__ = ["SCHEMA", "OrderServicer", "OrderSettings", "serve"]
 
@@ -106,7 +106,7 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
         # otherwise tokens live in the order database (consumed in the order's branch).
         self.tokens: Any = None
         if redis_url:
-            from services.payment.channel.tokens import SubmissionTokens
+            from atx.shop.payment.channel.tokens import SubmissionTokens
 
             self.tokens = SubmissionTokens(redis_url)
         self.collectibles = col_grpc.CollectibleServiceStub(client_channel(collectible_address))
@@ -190,7 +190,7 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
         return self._create_order(request)
 
     def _create_with_redis_token(self, request: pb.CreateOrderRequest) -> pb.CreateOrderResponse:
-        from services.payment.channel.tokens import fingerprint
+        from atx.shop.payment.channel.tokens import fingerprint
 
         token = request.submit_token
         params = {"collectible_id": request.collectible_id, "quantity": request.quantity}

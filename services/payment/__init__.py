@@ -14,10 +14,10 @@ from typing import Any
 __all__ = ["PaymentServicer", "PaymentSettings", "SuccessProcessor", "serve"]
 
 _HOMES = {
-    "PaymentServicer": "services.payment.service",
-    "PaymentSettings": "services.payment.settings",
-    "SuccessProcessor": "services.payment.processing",
-    "serve": "services.payment.server",
+    "PaymentServicer": "atx.shop.payment.service",
+    "PaymentSettings": "atx.shop.payment.settings",
+    "SuccessProcessor": "atx.shop.payment.processing",
+    "serve": "atx.shop.payment.server",
 }
 
 

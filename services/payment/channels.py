@@ -51,8 +51,8 @@ class ChannelRegistry:
         address = self._addresses.get(name)
         if address is None:
             raise NotFoundError(f"unknown payment channel {name!r}", channel=name)
-        from services.payment.channel.client import ChannelClient
-        from services.payment.channel.signing import load_or_create_keys
+        from atx.shop.payment.channel.client import ChannelClient
+        from atx.shop.payment.channel.signing import load_or_create_keys
 
         client = ChannelClient(
             name,

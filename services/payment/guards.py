@@ -24,12 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.common.db import Database, execute
-from services.common.jobs import DbJobLock, JobBody, JobRunner, lock_table_schema
-from services.payment.channel.breaker import ChannelBreaker
-from services.payment.channel.jobs import RedisJobLock
-from services.payment.channel.replay import ReplayGuard
-from services.payment.settings import PaymentSettings
+from atx.shop.common.db import Database, execute
+from atx.shop.common.jobs import DbJobLock, JobBody, JobRunner, lock_table_schema
+from atx.shop.payment.channel.breaker import ChannelBreaker
+from atx.shop.payment.channel.jobs import RedisJobLock
+from atx.shop.payment.channel.replay import ReplayGuard
+from atx.shop.payment.settings import PaymentSettings
 
 __all__ = [
     "DbReplayGuard",

@@ -27,20 +27,20 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import rm
+import atx.rm as rm
 from atx.errors import GlobalTransactionNotFoundError, NotFoundError
+from atx.hooks.dispatcher import COMMITTED_STATUSES as _COMMITTED
+from atx.hooks.outbox import defer
+from atx.shop.collectible.service import holding_id
+from atx.shop.common.db import Database, execute
+from atx.shop.common.errors import InvalidStateError, SettlementInProgressError
+from atx.shop.common.faults import check_fault
+from atx.shop.common.rpc import call
+from atx.shop.common.server import client_channel
 from atx.shop.v1 import chain_pb2, chain_pb2_grpc, order_pb2, order_pb2_grpc
 from atx.shop.v1 import collectible_pb2 as col_pb
 from atx.shop.v1 import collectible_pb2_grpc as col_grpc
 from atx.status import GlobalStatus
-from hooks.dispatcher import COMMITTED_STATUSES as _COMMITTED
-from hooks.outbox import defer
-from services.collectible.service import holding_id
-from services.common.db import Database, execute
-from services.common.errors import InvalidStateError, SettlementInProgressError
-from services.common.faults import check_fault
-from services.common.rpc import call
-from services.common.server import client_channel
 
 __all__ = ["MINT_TARGET", "Settlement", "SuccessProcessor"]
 

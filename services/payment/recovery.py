@@ -24,18 +24,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import rm
+import atx.rm as rm
 from atx.errors import NotFoundError
+from atx.shop.common.db import Database, execute
+from atx.shop.common.errors import InvalidStateError, SettlementInProgressError
+from atx.shop.common.rpc import call
+from atx.shop.common.server import client_channel
+from atx.shop.payment.channel.client import RefundResult, TradeInfo
+from atx.shop.payment.channel.recovery import PayOrderRef, reconcile
+from atx.shop.payment.channel.refunds import refund_number, refund_payment
+from atx.shop.payment.channels import ChannelRegistry
+from atx.shop.payment.processing import SuccessProcessor
 from atx.shop.v1 import order_pb2, order_pb2_grpc
-from services.common.db import Database, execute
-from services.common.errors import InvalidStateError, SettlementInProgressError
-from services.common.rpc import call
-from services.common.server import client_channel
-from services.payment.channel.client import RefundResult, TradeInfo
-from services.payment.channel.recovery import PayOrderRef, reconcile
-from services.payment.channel.refunds import refund_number, refund_payment
-from services.payment.channels import ChannelRegistry
-from services.payment.processing import SuccessProcessor
 
 __all__ = ["Fulfilment", "Outcome", "PayOrderStore"]
 

@@ -6,23 +6,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from atx.hooks.dispatcher import Dispatcher, DispatcherConfig
+from atx.hooks.service import add_deferred_call_service
+from atx.hooks.store import OutboxStore
+from atx.hooks.targets import TargetRegistry
+from atx.shop.common.db import Database
+from atx.shop.common.server import ServiceRuntime, start_server
+from atx.shop.payment.channel.recovery import close_expired, compensate
+from atx.shop.payment.channels import ChannelRegistry
+from atx.shop.payment.guards import build_guards
+from atx.shop.payment.processing import MINT_TARGET, SuccessProcessor
+from atx.shop.payment.recovery import Fulfilment, PayOrderStore
+from atx.shop.payment.schema import SCHEMA
+from atx.shop.payment.service import PaymentServicer
+from atx.shop.payment.settings import PaymentSettings
 from atx.shop.v1 import payment_pb2 as pb
 from atx.shop.v1 import payment_pb2_grpc as pb_grpc
 from atx.v1 import deferred_call_pb2 as dc_pb2
-from hooks.dispatcher import Dispatcher, DispatcherConfig
-from hooks.service import add_deferred_call_service
-from hooks.store import OutboxStore
-from hooks.targets import TargetRegistry
-from services.common.db import Database
-from services.common.server import ServiceRuntime, start_server
-from services.payment.channel.recovery import close_expired, compensate
-from services.payment.channels import ChannelRegistry
-from services.payment.guards import build_guards
-from services.payment.processing import MINT_TARGET, SuccessProcessor
-from services.payment.recovery import Fulfilment, PayOrderStore
-from services.payment.schema import SCHEMA
-from services.payment.service import PaymentServicer
-from services.payment.settings import PaymentSettings
 
 __all__ = ["COMPENSATION_JOB", "TIMEOUT_CLOSE_JOB", "serve"]
 

@@ -22,20 +22,20 @@ from typing import Any
 import grpc
 
 from atx.errors import AtxError, InvalidArgumentError, NotFoundError, map_errors
+from atx.shop.common.db import Database, execute
+from atx.shop.common.errors import InvalidStateError
+from atx.shop.common.rpc import call
+from atx.shop.common.server import client_channel
+from atx.shop.payment.channel import protocol as p
+from atx.shop.payment.channel.errors import ChannelUnavailableError
+from atx.shop.payment.channels import ChannelRegistry
+from atx.shop.payment.guards import Guards
+from atx.shop.payment.processing import SuccessProcessor
+from atx.shop.payment.recovery import Fulfilment
+from atx.shop.payment.schema import PAY_ORDER_COLUMNS
 from atx.shop.v1 import order_pb2, order_pb2_grpc
 from atx.shop.v1 import payment_pb2 as pb
 from atx.shop.v1 import payment_pb2_grpc as pb_grpc
-from services.common.db import Database, execute
-from services.common.errors import InvalidStateError
-from services.common.rpc import call
-from services.common.server import client_channel
-from services.payment.channel import protocol as p
-from services.payment.channel.errors import ChannelUnavailableError
-from services.payment.channels import ChannelRegistry
-from services.payment.guards import Guards
-from services.payment.processing import SuccessProcessor
-from services.payment.recovery import Fulfilment
-from services.payment.schema import PAY_ORDER_COLUMNS
 
 __all__ = ["ACK_FAIL", "ACK_SUCCESS", "PaymentServicer"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-from services.payment.channel.breaker import BreakerConfig
+from atx.shop.payment.channel.breaker import BreakerConfig
 
 __all__ = ["PaymentSettings", "add_payment_arguments", "settings_from_args"]
 

@@ -1,8 +1,8 @@
 """Admin tools of the TC: the AdminService servicer, its actions, the
 ``atx admin`` command line and the web console (``atx console``)."""
 
-from tc.admin.actions import AdminActions, PhaseTwoDriver
-from tc.admin.errors import (
+from atx.tc.admin.actions import AdminActions, PhaseTwoDriver
+from atx.tc.admin.errors import (
     ActionRefusedError,
     ConfirmationRequiredError,
     DeleteRefusedError,
@@ -13,7 +13,7 @@ from tc.admin.errors import (
     RollbackRefusedError,
     StopRetryRefusedError,
 )
-from tc.admin.servicer import AdminServicer
+from atx.tc.admin.servicer import AdminServicer
 
 __all__ = [
     "ActionRefusedError",

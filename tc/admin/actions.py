@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 
 from atx.errors import AtxError, GlobalTransactionNotFoundError
 from atx.status import GlobalStatus as G
-from tc.admin.errors import (
+from atx.tc.admin.errors import (
     ConfirmationRequiredError,
     DeleteRefusedError,
     ResumeRetryRefusedError,
@@ -22,9 +22,9 @@ from tc.admin.errors import (
     RollbackRefusedError,
     StopRetryRefusedError,
 )
-from tc.runner import StoreRunner
-from tc.store.base import AuditRecord, GlobalRecord, GlobalSessionFilter, SessionStore
-from tc.xid import parse_xid
+from atx.tc.runner import StoreRunner
+from atx.tc.store.base import AuditRecord, GlobalRecord, GlobalSessionFilter, SessionStore
+from atx.tc.xid import parse_xid
 
 __all__ = ["RETRY_REVIVES", "AdminActions", "PhaseTwoDriver"]
 

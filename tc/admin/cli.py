@@ -127,7 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _time_ms(text: str, flag: str) -> int:
-    from tc.admin.errors import InvalidFilterError
+    from atx.tc.admin.errors import InvalidFilterError
 
     if not text:
         return 0
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from tc.admin.client import (
+    from atx.tc.admin.client import (
         AdminClient,
         default_admin_token,
         default_tc_address,
@@ -241,8 +241,8 @@ def _pages(fetch: Callable[[str], tuple[list[Any], str, int]], args: argparse.Na
 
 
 def _globals(client: Any, args: argparse.Namespace, operator: str, out: _Output) -> None:
+    from atx.tc.admin.view import parse_global_status, session_json
     from atx.v1 import admin_pb2, types_pb2
-    from tc.admin.view import parse_global_status, session_json
 
     statuses = [
         types_pb2.GlobalStatus.ValueType(int(parse_global_status(part)))
@@ -294,7 +294,7 @@ def _globals(client: Any, args: argparse.Namespace, operator: str, out: _Output)
 
 
 def _show(client: Any, args: argparse.Namespace, operator: str, out: _Output) -> None:
-    from tc.admin.view import lock_json, session_json
+    from atx.tc.admin.view import lock_json, session_json
 
     response = client.get_global(args.xid)
     session = session_json(response.session)
@@ -345,8 +345,8 @@ def _lock_table(out: _Output, locks: list[dict[str, Any]], footer: str) -> None:
 
 
 def _locks(client: Any, args: argparse.Namespace, operator: str, out: _Output) -> None:
+    from atx.tc.admin.view import lock_json
     from atx.v1 import admin_pb2
-    from tc.admin.view import lock_json
 
     def fetch(page_token: str) -> tuple[list[Any], str, int]:
         request = admin_pb2.ListGlobalLocksRequest(
@@ -370,8 +370,8 @@ def _locks(client: Any, args: argparse.Namespace, operator: str, out: _Output) -
 
 
 def _audit(client: Any, args: argparse.Namespace, operator: str, out: _Output) -> None:
+    from atx.tc.admin.view import audit_json
     from atx.v1 import admin_pb2
-    from tc.admin.view import audit_json
 
     def fetch(page_token: str) -> tuple[list[Any], str, int]:
         request = admin_pb2.ListAuditLogRequest(
@@ -401,7 +401,7 @@ def _audit(client: Any, args: argparse.Namespace, operator: str, out: _Output) -
 
 
 def _action(client: Any, args: argparse.Namespace, operator: str, out: _Output) -> None:
-    from tc.admin.view import session_json
+    from atx.tc.admin.view import session_json
 
     command = args.admin_command
     if command == "delete":
@@ -430,8 +430,8 @@ def _action(client: Any, args: argparse.Namespace, operator: str, out: _Output) 
 def _deferred(args: argparse.Namespace, out: _Output) -> int:
     import os
 
-    from tc.admin.client import DeferredCallClient, default_admin_token
-    from tc.admin.view import deferred_json, parse_deferred_state
+    from atx.tc.admin.client import DeferredCallClient, default_admin_token
+    from atx.tc.admin.view import deferred_json, parse_deferred_state
 
     token = args.service_token
     if token is None:

@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tc.admin.client import default_admin_token, default_tc_address, default_tls_ca
+    from atx.tc.admin.client import default_admin_token, default_tc_address, default_tls_ca
 
     token = args.admin_token if args.admin_token is not None else default_admin_token()
     server = ConsoleServer(
@@ -108,7 +108,7 @@ class ConsoleServer:
         tls_ca: str = "",
         tls_server_name: str = "",
     ) -> None:
-        from tc.admin.client import AdminClient
+        from atx.tc.admin.client import AdminClient
 
         self.tc_address = tc_address
         self.admin_token = admin_token
@@ -235,7 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.NOT_FOUND, {"error": {"code": "NOT_FOUND", "message": path}})
             return
         name, content_type = static
-        body = resources.files("tc.admin").joinpath("static", name).read_bytes()
+        body = resources.files("atx.tc.admin").joinpath("static", name).read_bytes()
         self._send(HTTPStatus.OK, body, content_type)
 
     def do_POST(self) -> None:
@@ -266,8 +266,8 @@ def _int(query: dict[str, list[str]], key: str) -> int:
 
 
 def _get(console: ConsoleServer, path: str, query: dict[str, list[str]], token: str) -> object:
+    from atx.tc.admin.view import audit_json, lock_json, parse_global_status, session_json
     from atx.v1 import admin_pb2, types_pb2
-    from tc.admin.view import audit_json, lock_json, parse_global_status, session_json
 
     client = console.client
     if path == "/api/info":
@@ -339,7 +339,7 @@ def _get(console: ConsoleServer, path: str, query: dict[str, list[str]], token: 
 
 
 def _post(console: ConsoleServer, path: str, body: dict[str, Any], token: str) -> object:
-    from tc.admin.view import session_json
+    from atx.tc.admin.view import session_json
 
     prefix = "/api/globals/"
     xid, _, action = (

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from atx.tc.store.base import AuditRecord, BranchRecord, GlobalRecord, LockRecord
 from atx.v1 import admin_pb2, types_pb2
-from tc.store.base import AuditRecord, BranchRecord, GlobalRecord, LockRecord
 
 __all__ = ["audit_message", "branch_message", "lock_message", "session_message"]
 

@@ -20,13 +20,13 @@ from atx.errors import (
 )
 from atx.metadata import AUTHORIZATION_KEY
 from atx.status import GlobalStatus
+from atx.tc.admin.actions import AdminActions, PhaseTwoDriver
+from atx.tc.admin.convert import audit_message, lock_message, session_message
+from atx.tc.admin.errors import InvalidFilterError, InvalidPageSizeError
+from atx.tc.runner import StoreRunner
+from atx.tc.store.base import GlobalSessionFilter, LockFilter, SessionStore
+from atx.tc.xid import parse_xid
 from atx.v1 import admin_pb2, admin_pb2_grpc
-from tc.admin.actions import AdminActions, PhaseTwoDriver
-from tc.admin.convert import audit_message, lock_message, session_message
-from tc.admin.errors import InvalidFilterError, InvalidPageSizeError
-from tc.runner import StoreRunner
-from tc.store.base import GlobalSessionFilter, LockFilter, SessionStore
-from tc.xid import parse_xid
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "AdminServicer", "token_identity"]
 

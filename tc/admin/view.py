@@ -7,8 +7,8 @@ import re
 from typing import Any
 
 from atx.status import GlobalStatus
+from atx.tc.admin.errors import InvalidFilterError
 from atx.v1 import admin_pb2, deferred_call_pb2, types_pb2
-from tc.admin.errors import InvalidFilterError
 
 __all__ = [
     "BRANCH_STATUS_NAMES",

@@ -1,6 +1,6 @@
 """Session stores: the contract and the URL registry (``create_store``)."""
 
-from tc.store.base import (
+from atx.tc.store.base import (
     AuditRecord,
     BranchRecord,
     GlobalRecord,

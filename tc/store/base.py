@@ -336,7 +336,11 @@ def create_store(url: str, history_size: int = 1000) -> SessionStore:
 
 def _load_builtin(scheme: str) -> None:
     # Importing a built-in store module registers it; optional drivers load lazily.
-    modules = {"sqlite": "tc.store.sqlite", "redis": "tc.store.redis", "mysql": "tc.store.mysql"}
+    modules = {
+        "sqlite": "atx.tc.store.sqlite",
+        "redis": "atx.tc.store.redis",
+        "mysql": "atx.tc.store.mysql",
+    }
     modules["mariadb"] = modules["mysql"]
     modules["rediss"] = modules["redis"]
     if scheme in modules:

@@ -51,7 +51,7 @@ from atx.errors import (
     UnavailableError,
 )
 from atx.status import BranchStatus, GlobalStatus
-from tc.store.base import (
+from atx.tc.store.base import (
     AuditRecord,
     BranchRecord,
     GlobalRecord,
@@ -64,7 +64,7 @@ from tc.store.base import (
     lock_conflict,
     register_store,
 )
-from tc.store.sql_common import (
+from atx.tc.store.sql_common import (
     AUDIT_INSERT,
     BRANCH_COLS,
     GLOBAL_COLS,

@@ -45,7 +45,7 @@ from atx.errors import (
     UnavailableError,
 )
 from atx.status import BranchStatus, BranchType, GlobalStatus
-from tc.store.base import (
+from atx.tc.store.base import (
     AuditRecord,
     BranchRecord,
     GlobalRecord,
@@ -60,7 +60,7 @@ from tc.store.base import (
     lock_conflict,
     register_store,
 )
-from tc.store.redis_listing import RedisListing
+from atx.tc.store.redis_listing import RedisListing
 
 __all__ = ["RedisSessionStore"]
 

@@ -19,7 +19,7 @@ from typing import cast
 
 import redis
 
-from tc.store.base import (
+from atx.tc.store.base import (
     GlobalRecord,
     GlobalSessionFilter,
     LockFilter,

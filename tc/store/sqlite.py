@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from atx.errors import GlobalTransactionNotFoundError, IllegalStatusError, InvalidArgumentError
 from atx.status import BranchStatus, GlobalStatus
-from tc.store.base import (
+from atx.tc.store.base import (
     AuditRecord,
     BranchRecord,
     GlobalRecord,
@@ -38,7 +38,7 @@ from tc.store.base import (
     lock_conflict,
     register_store,
 )
-from tc.store.sql_common import (
+from atx.tc.store.sql_common import (
     AUDIT_INSERT,
     BRANCH_COLS,
     GLOBAL_COLS,

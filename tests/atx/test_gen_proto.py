@@ -32,7 +32,9 @@ def _copy_tree(tmp_path: Path) -> tuple[Path, Path]:
     proto = tmp_path / "proto"
     out = tmp_path / "out"
     shutil.copytree(ROOT / "proto", proto)
-    shutil.copytree(ROOT / "atx", out / "atx", ignore=shutil.ignore_patterns("__pycache__"))
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "atx" / "v1", out / "atx" / "v1", ignore=ignore)
+    shutil.copytree(ROOT / "services" / "v1", out / "services" / "v1", ignore=ignore)
     return proto, out
 
 

@@ -12,10 +12,10 @@ from typing import Any
 import pymysql
 import pytest
 
-import rm
+import atx.rm as rm
 from atx.dsn import parse_mysql_url
-from hooks.outbox import ensure_outbox_table
-from hooks.store import OutboxStore
+from atx.hooks.outbox import ensure_outbox_table
+from atx.hooks.store import OutboxStore
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hooks
+import atx.hooks as hooks
 
 
 def test_public_api_is_pinned() -> None:

@@ -10,10 +10,7 @@ import grpc
 import pytest
 
 from atx.errors import InvalidArgumentError, NotFoundError, from_rpc_error
-from atx.testing import free_port
-from atx.v1 import deferred_call_pb2 as dc_pb2
-from atx.v1 import deferred_call_pb2_grpc as dc_grpc
-from hooks import (
+from atx.hooks import (
     Dispatcher,
     DispatcherConfig,
     OutboxStore,
@@ -21,6 +18,9 @@ from hooks import (
     add_deferred_call_service,
     defer,
 )
+from atx.testing import free_port
+from atx.v1 import deferred_call_pb2 as dc_pb2
+from atx.v1 import deferred_call_pb2_grpc as dc_grpc
 from tests.hooks.conftest import OutboxDB
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-import rm
-from hooks import Dispatcher, DispatcherConfig, TargetRegistry, after_commit
-from hooks.dispatcher import Decision
+import atx.rm as rm
+from atx.hooks import Dispatcher, DispatcherConfig, TargetRegistry, after_commit
+from atx.hooks.dispatcher import Decision
 from tests.hooks.conftest import OutboxDB
 
 

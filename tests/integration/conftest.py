@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.topology import Shop, ShopConfig, start_shop
+from atx.shop.topology import Shop, ShopConfig, start_shop
 
 ShopFactory = Callable[..., Shop]
 

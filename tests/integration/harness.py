@@ -11,13 +11,13 @@ from typing import Any, TypeVar
 
 import grpc
 
-import services.common.errors  # noqa: F401  (registers the shop's error codes)
+import atx.shop.common.errors  # noqa: F401  (registers the shop's error codes)
 from atx.errors import AtxError, from_rpc_error
+from atx.shop.common.db import Database
+from atx.shop.payment.channel import protocol as p
+from atx.shop.payment.channel.signing import load_or_create_keys, signed
+from atx.shop.topology import CHANNEL_NAME, Shop
 from atx.shop.v1 import chain_pb2, collectible_pb2, order_pb2, payment_channel_pb2, payment_pb2
-from services.common.db import Database
-from services.payment.channel import protocol as p
-from services.payment.channel.signing import load_or_create_keys, signed
-from services.topology import CHANNEL_NAME, Shop
 
 T = TypeVar("T")
 

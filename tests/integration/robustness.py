@@ -6,8 +6,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from atx.shop.topology import CHANNEL_NAME, Shop
 from atx.shop.v1 import order_pb2, payment_channel_pb2, payment_pb2
-from services.topology import CHANNEL_NAME, Shop
 from tests.integration import harness as h
 
 __all__ = [

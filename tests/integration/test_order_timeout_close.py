@@ -20,12 +20,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from atx.errors import AtxError
+from atx.hooks.outbox import STATE_DONE
+from atx.shop.order.jobs import ORDER_TIMEOUT_CLOSE_JOB
+from atx.shop.payment.channel import protocol as p
+from atx.shop.payment.channel.signing import load_or_create_keys, signed
+from atx.shop.topology import CHANNEL_NAME, Shop
 from atx.shop.v1 import order_pb2, payment_pb2
-from hooks.outbox import STATE_DONE
-from services.order.jobs import ORDER_TIMEOUT_CLOSE_JOB
-from services.payment.channel import protocol as p
-from services.payment.channel.signing import load_or_create_keys, signed
-from services.topology import CHANNEL_NAME, Shop
 from tests.integration import harness as h
 from tests.integration import robustness as r
 from tests.integration.conftest import ShopFactory

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-import services.payment.channel.errors  # noqa: F401  (registers the token error codes)
+import atx.shop.payment.channel.errors  # noqa: F401  (registers the token error codes)
 from atx.errors import AtxError
 from atx.shop.v1 import order_pb2
 from tests.integration import harness as h
@@ -71,7 +71,7 @@ def test_redis_submission_tokens(shop_factory: ShopFactory, redis_url: str) -> N
 
     # Deterministic concurrent duplicate: a first submission still in flight
     # (begun, not finished) makes the duplicate be refused, and the refusal says so.
-    from services.payment.channel.tokens import SubmissionTokens, fingerprint
+    from atx.shop.payment.channel.tokens import SubmissionTokens, fingerprint
 
     in_flight = token()
     tokens = SubmissionTokens(redis_url)

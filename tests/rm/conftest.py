@@ -14,10 +14,10 @@ from typing import Any
 import pymysql
 import pytest
 
-import rm
+import atx.rm as rm
 from atx.dsn import parse_mysql_url
+from atx.rm.tc_client import TCClient
 from atx.status import GlobalStatus
-from rm.tc_client import TCClient
 
 
 @pytest.fixture

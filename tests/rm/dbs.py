@@ -12,9 +12,9 @@ import pymysql
 import pytest
 
 from atx.dsn import parse_mysql_url
-from rm.sql.dialect import Dialect
-from rm.sql.executor import ExecutionResult, StatementExecutor
-from rm.undo.log import UndoLogManager
+from atx.rm.sql.dialect import Dialect
+from atx.rm.sql.executor import ExecutionResult, StatementExecutor
+from atx.rm.undo.log import UndoLogManager
 
 
 @dataclass

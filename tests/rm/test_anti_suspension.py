@@ -11,9 +11,9 @@ from __future__ import annotations
 import pymysql
 import pytest
 
-import rm
-import rm.proxy.connection as proxy_connection
-from rm.tc_client import TCClient
+import atx.rm as rm
+import atx.rm.proxy.connection as proxy_connection
+from atx.rm.tc_client import TCClient
 from tests.rm.conftest import Database, wait_final
 
 

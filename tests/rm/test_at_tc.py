@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-import rm
+import atx.rm as rm
+from atx.rm.tc_client import TCClient
 from atx.status import GlobalStatus
-from rm.tc_client import TCClient
 from tests.rm.conftest import Database, wait_final, wait_until
 
 
@@ -242,7 +242,7 @@ def test_timeout_at_commit_rolls_back(db: Database, tc: TCClient) -> None:
 
 
 def test_nested_required_joins_and_hooks_fire_once(db: Database, tc: TCClient) -> None:
-    from hooks.hook import TransactionHookBase, register_hook
+    from atx.hooks.hook import TransactionHookBase, register_hook
 
     db.setup_accounts(2)
     conn = db.connect()

@@ -18,9 +18,9 @@ from collections import Counter
 import grpc
 import pytest
 
-import rm
+import atx.rm as rm
+from atx.rm.tc_client import TCClient
 from atx.v1 import admin_pb2, admin_pb2_grpc
-from rm.tc_client import TCClient
 from tests.rm.conftest import Database, wait_until
 
 THREADS = 8

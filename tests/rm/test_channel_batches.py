@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from atx.rm.channel import _STOP, _Stream
 from atx.v1 import resource_manager_pb2 as rm_pb2
-from rm.channel import _STOP, _Stream
 
 
 class _Owner:

@@ -8,7 +8,7 @@ import pymysql
 import pytest
 
 from atx.dsn import parse_mysql_url
-from rm import cli
+from atx.rm import cli
 
 
 def _run(argv: list[str]) -> int:

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-import rm
-from rm.context import LockRetryPolicy, bind_global_lock, current_lock_retry_policy
+import atx.rm as rm
+from atx.rm.context import LockRetryPolicy, bind_global_lock, current_lock_retry_policy
 
 
 def test_outside_a_transaction() -> None:

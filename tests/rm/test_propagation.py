@@ -16,9 +16,9 @@ from typing import Any
 import grpc
 import pytest
 
-import rm
+import atx.rm as rm
+from atx.rm.tc_client import TCClient
 from atx.testing import free_port
-from rm.tc_client import TCClient
 from tests.rm.conftest import Database, DatabaseFactory, wait_final
 
 METHOD = "/atx.test.Hop/Call"

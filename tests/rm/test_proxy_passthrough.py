@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import rm
-from rm.context import _active, bind_global_lock, unbind_xid
+import atx.rm as rm
+from atx.rm.context import _active, bind_global_lock, unbind_xid
 
 
 @pytest.fixture

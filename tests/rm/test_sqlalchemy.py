@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy
 from sqlalchemy import text
 
-import rm
-from rm.tc_client import TCClient
+import atx.rm as rm
+from atx.rm.tc_client import TCClient
 from tests.rm.conftest import Database, wait_final
 
 

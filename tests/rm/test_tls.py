@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import rm
+import atx.rm as rm
 from atx.errors import UnavailableError
 from atx.status import GlobalStatus
 from atx.testing import ManagedProcess, free_port, self_signed_cert, start_process

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-import rm
+import atx.rm as rm
+from atx.hooks.hook import TransactionHookBase, register_hook
+from atx.rm.tc_client import TCClient
 from atx.status import GlobalStatus
 from atx.testing import free_port
-from hooks.hook import TransactionHookBase, register_hook
-from rm.tc_client import TCClient
 from tests.rm.conftest import Database, wait_final, wait_until
 
 

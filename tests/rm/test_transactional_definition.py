@@ -10,8 +10,8 @@ import inspect
 
 import pytest
 
-import rm
-from rm.transactional import Propagation, _Action, decide
+import atx.rm as rm
+from atx.rm.transactional import Propagation, _Action, decide
 
 
 def test_bare_and_with_arguments() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 import pytest
 
-import services.common.errors  # noqa: F401  (registers the shop's error codes)
+import atx.shop.common.errors  # noqa: F401  (registers the shop's error codes)
 from atx.errors import InvalidArgumentError, NotFoundError, UnavailableError, from_rpc_error
 from atx.shop.v1 import chain_pb2, chain_pb2_grpc
 
@@ -52,7 +52,7 @@ def test_chain_mint_is_idempotent_and_can_be_down(
 
 
 def test_database_urls_are_checked() -> None:
-    from services.common.db import Database
+    from atx.shop.common.db import Database
 
     with pytest.raises(InvalidArgumentError, match="postgres://x"):
         Database("postgres://x", "r")

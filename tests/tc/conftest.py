@@ -13,12 +13,12 @@ from typing import Any
 import grpc
 import pytest
 
+from atx.tc.config import TCConfig
+from atx.tc.server import TCServer
 from atx.testing import free_port
 from atx.v1 import admin_pb2_grpc
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc
 from atx.v1 import transaction_manager_pb2_grpc as tm_grpc
-from tc.config import TCConfig
-from tc.server import TCServer
 
 
 @dataclass

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from atx.tc.store.base import LockFilter, create_store
 from atx.testing import ManagedProcess, free_port
-from tc.store.base import LockFilter, create_store
 
 __all__ = ["FAST_FLAGS", "TCStarter", "locks_left", "shared_store_url", "start_tc"]
 

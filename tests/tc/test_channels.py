@@ -7,9 +7,9 @@ from typing import Any
 
 from atx.status import BranchStatus
 from atx.status import GlobalStatus as G
+from atx.tc.errors import BranchDispatchError, NoChannelError
 from atx.testing import wait_until
 from atx.v1 import resource_manager_pb2 as rm_pb2
-from tc.errors import BranchDispatchError, NoChannelError
 from tests.tc.conftest import RunningTC
 from tests.tc.helpers import begin, commit, locks, register, rollback, session
 from tests.tc.rm_peer import ScriptedRM

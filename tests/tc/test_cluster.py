@@ -114,7 +114,7 @@ def test_killed_node_phase_two_is_finished_by_the_other(
 _CONTENDER = textwrap.dedent(
     """
     import json, random, sys, time
-    from tc.store.base import create_store
+    from atx.tc.store.base import create_store
     url, owner, out, stop_at = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     store = create_store(url)
     held = []

@@ -6,10 +6,10 @@ import pytest
 
 from atx.errors import IllegalStatusError, InvalidArgumentError
 from atx.status import GlobalStatus as G
-from tc.lock_keys import parse_lock_keys
-from tc.session import TRANSITIONS, check_transition
-from tc.store.base import RowLock
-from tc.xid import make_xid, parse_xid
+from atx.tc.lock_keys import row_locks
+from atx.tc.session import TRANSITIONS, check_transition
+from atx.tc.store.base import RowLock
+from atx.tc.xid import make_xid, parse_xid
 
 
 def test_xid_round_trip() -> None:
@@ -27,10 +27,10 @@ def test_bad_xids(bad: str) -> None:
 
 
 def test_lock_keys() -> None:
-    rows = parse_lock_keys("db", "t:1,2;u:a_b;t:2;")
+    rows = row_locks("db", "t:1,2;u:a_b;t:2;")
     assert rows == [RowLock("db", "t", "1"), RowLock("db", "t", "2"), RowLock("db", "u", "a_b")]
     assert rows[0].row_key == "db^^^t^^^1"
-    assert parse_lock_keys("db", "") == []
+    assert row_locks("db", "") == []
 
 
 def test_state_machine() -> None:

@@ -27,10 +27,10 @@ is in Redis or the database):
 * Order submission: SubmissionTokens(redis_url): issue / begin / complete / fail.
 """
 
-from services.common.jobs import JobRun, JobRunner
-from services.payment.channel.breaker import BreakerConfig, BreakerState, ChannelBreaker
-from services.payment.channel.client import ChannelClient, PrecreateResult, RefundResult, TradeInfo
-from services.payment.channel.errors import (
+from atx.shop.common.jobs import JobRun, JobRunner
+from atx.shop.payment.channel.breaker import BreakerConfig, BreakerState, ChannelBreaker
+from atx.shop.payment.channel.client import ChannelClient, PrecreateResult, RefundResult, TradeInfo
+from atx.shop.payment.channel.errors import (
     AmountMismatchError,
     ChannelRejectedError,
     ChannelUnavailableError,
@@ -46,17 +46,17 @@ from services.payment.channel.errors import (
     UnknownChannelError,
     UnknownJobError,
 )
-from services.payment.channel.jobs import RedisJobLock
-from services.payment.channel.notification import Notification, verify_notification
-from services.payment.channel.protocol import channel_expire_ms
-from services.payment.channel.recovery import (
+from atx.shop.payment.channel.jobs import RedisJobLock
+from atx.shop.payment.channel.notification import Notification, verify_notification
+from atx.shop.payment.channel.protocol import channel_expire_ms
+from atx.shop.payment.channel.recovery import (
     PaymentActions,
     PayOrderRef,
     PayOrderRepository,
     close_expired,
     compensate,
 )
-from services.payment.channel.refunds import (
+from atx.shop.payment.channel.refunds import (
     DoublePaymentResolution,
     Payment,
     choose_kept,
@@ -64,8 +64,8 @@ from services.payment.channel.refunds import (
     refund_payment,
     resolve_double_payment,
 )
-from services.payment.channel.replay import ReplayGuard
-from services.payment.channel.signing import (
+from atx.shop.payment.channel.replay import ReplayGuard
+from atx.shop.payment.channel.signing import (
     ChannelKeys,
     EncryptedResource,
     canonical,
@@ -78,9 +78,9 @@ from services.payment.channel.signing import (
     signed,
     verify,
 )
-from services.payment.channel.simulator import ChannelSimulator, SimulatorConfig
-from services.payment.channel.simulator_server import SimulatorServer, serve_simulator
-from services.payment.channel.tokens import Replay, SubmissionTokens, fingerprint
+from atx.shop.payment.channel.simulator import ChannelSimulator, SimulatorConfig
+from atx.shop.payment.channel.simulator_server import SimulatorServer, serve_simulator
+from atx.shop.payment.channel.tokens import Replay, SubmissionTokens, fingerprint
 
 __all__ = [
     "AmountMismatchError",

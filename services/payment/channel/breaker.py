@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from atx.errors import InvalidArgumentError
-from services.payment.channel.redis_store import RedisKeys, connect
+from atx.shop.payment.channel.redis_store import RedisKeys, connect
 
 __all__ = ["BreakerConfig", "BreakerState", "ChannelBreaker"]
 

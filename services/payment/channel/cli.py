@@ -1,7 +1,7 @@
 """``atx service channel``: run the payment-channel simulator as a process.
 
 services/cli.py wires it: ``add_arguments(subparser)`` then ``run(args)``.
-``python -m services.payment.channel.cli ...`` runs it directly.
+``python -m atx.shop.payment.channel.cli ...`` runs it directly.
 """
 
 from __future__ import annotations
@@ -54,14 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from services.payment.channel.protocol import (
+    from atx.shop.payment.channel.protocol import (
         ALIPAY_NOTIFY_SCHEDULE_MS,
         DEFAULT_APP_ID,
         DEFAULT_SELLER_ID,
     )
-    from services.payment.channel.signing import default_keys_dir
-    from services.payment.channel.simulator import SimulatorConfig
-    from services.payment.channel.simulator_server import serve_simulator
+    from atx.shop.payment.channel.signing import default_keys_dir
+    from atx.shop.payment.channel.simulator import SimulatorConfig
+    from atx.shop.payment.channel.simulator_server import serve_simulator
 
     config = SimulatorConfig(
         name=args.name,

@@ -17,19 +17,19 @@ from typing import Any
 import grpc
 
 from atx.errors import AtxError, from_rpc_error
-from atx.shop.v1 import payment_channel_pb2 as ch_pb2
-from atx.shop.v1 import payment_channel_pb2_grpc as ch_grpc
-from services.payment.channel import protocol as p
-from services.payment.channel.breaker import ChannelBreaker
-from services.payment.channel.errors import (
+from atx.shop.payment.channel import protocol as p
+from atx.shop.payment.channel.breaker import ChannelBreaker
+from atx.shop.payment.channel.errors import (
     ChannelRejectedError,
     ChannelUnavailableError,
     SignatureError,
     TradeNotFoundError,
     TradeStatusError,
 )
-from services.payment.channel.notification import Notification, verify_notification
-from services.payment.channel.signing import DEFAULT_WINDOW_S, ChannelKeys, signed, verify
+from atx.shop.payment.channel.notification import Notification, verify_notification
+from atx.shop.payment.channel.signing import DEFAULT_WINDOW_S, ChannelKeys, signed, verify
+from atx.shop.v1 import payment_channel_pb2 as ch_pb2
+from atx.shop.v1 import payment_channel_pb2_grpc as ch_grpc
 
 __all__ = ["ChannelClient", "PrecreateResult", "RefundResult", "TradeInfo"]
 

@@ -16,7 +16,7 @@ from atx.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-from services.common.errors import UnknownJobError  # the job runner's, shared with orders
+from atx.shop.common.errors import UnknownJobError  # the job runner's, shared with orders
 
 __all__ = [
     "AmountMismatchError",

@@ -6,7 +6,7 @@ compare-and-set, so only the holder extends or frees it.
 
 from __future__ import annotations
 
-from services.payment.channel.redis_store import RedisKeys, connect
+from atx.shop.payment.channel.redis_store import RedisKeys, connect
 
 __all__ = ["RedisJobLock"]
 

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from atx.errors import AtxError, InvalidArgumentError
-from services.payment.channel import protocol as p
-from services.payment.channel.errors import (
+from atx.shop.payment.channel import protocol as p
+from atx.shop.payment.channel.errors import (
     AmountMismatchError,
     SignatureError,
     UnknownAppError,
 )
-from services.payment.channel.signing import (
+from atx.shop.payment.channel.signing import (
     DEFAULT_WINDOW_S,
     EncryptedResource,
     check_timestamp,

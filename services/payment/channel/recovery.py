@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from atx.errors import AtxError
-from services.payment.channel import protocol as p
-from services.payment.channel.client import ChannelClient, RefundResult, TradeInfo
-from services.payment.channel.errors import TradeNotFoundError, TradeStatusError
-from services.payment.channel.refunds import refund_payment
+from atx.shop.payment.channel import protocol as p
+from atx.shop.payment.channel.client import ChannelClient, RefundResult, TradeInfo
+from atx.shop.payment.channel.errors import TradeNotFoundError, TradeStatusError
+from atx.shop.payment.channel.refunds import refund_payment
 
 __all__ = [
     "PayOrderRef",

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from services.payment.channel.client import ChannelClient, RefundResult
-from services.payment.channel.errors import UnknownChannelError
+from atx.shop.payment.channel.client import ChannelClient, RefundResult
+from atx.shop.payment.channel.errors import UnknownChannelError
 
 __all__ = [
     "DoublePaymentResolution",

@@ -8,7 +8,7 @@ still be accepted when the channel retries it with the same id.
 
 from __future__ import annotations
 
-from services.payment.channel.redis_store import RedisKeys, connect
+from atx.shop.payment.channel.redis_store import RedisKeys, connect
 
 __all__ = ["ReplayGuard"]
 

@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from atx.errors import InvalidArgumentError
-from services.payment.channel.errors import DecryptionError, StaleTimestampError
-from services.payment.channel.protocol import parse_time
+from atx.shop.payment.channel.errors import DecryptionError, StaleTimestampError
+from atx.shop.payment.channel.protocol import parse_time
 
 __all__ = [
     "SIGN_TYPE",

@@ -23,13 +23,13 @@ from typing import Any
 import grpc
 
 from atx.errors import AtxError, IllegalStatusError, map_errors
+from atx.shop.payment.channel import protocol as p
+from atx.shop.payment.channel.errors import ChannelUnavailableError, TradeNotFoundError
+from atx.shop.payment.channel.signing import ChannelKeys, encrypt_field, signed, verify
 from atx.shop.v1 import payment_channel_pb2 as ch_pb2
 from atx.shop.v1 import payment_channel_pb2_grpc as ch_grpc
 from atx.shop.v1 import payment_pb2 as pay_pb2
 from atx.shop.v1 import payment_pb2_grpc as pay_grpc
-from services.payment.channel import protocol as p
-from services.payment.channel.errors import ChannelUnavailableError, TradeNotFoundError
-from services.payment.channel.signing import ChannelKeys, encrypt_field, signed, verify
 
 __all__ = ["ChannelSimulator", "SimulatorConfig"]
 

@@ -11,10 +11,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from atx.shop.payment.channel.signing import load_or_create_keys
+from atx.shop.payment.channel.simulator import ChannelSimulator, SimulatorConfig
 from atx.shop.v1 import payment_channel_pb2 as ch_pb2
 from atx.shop.v1 import payment_channel_pb2_grpc as ch_grpc
-from services.payment.channel.signing import load_or_create_keys
-from services.payment.channel.simulator import ChannelSimulator, SimulatorConfig
 
 __all__ = ["SimulatorServer", "serve_simulator"]
 

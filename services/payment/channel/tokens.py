@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from atx.errors import AtxError, RemoteError, error_class
-from services.payment.channel.errors import (
+from atx.shop.payment.channel.errors import (
     DuplicateSubmissionInProgressError,
     IdempotencyMismatchError,
     SubmissionTokenNotFoundError,
 )
-from services.payment.channel.redis_store import RedisKeys, connect
+from atx.shop.payment.channel.redis_store import RedisKeys, connect
 
 __all__ = ["Replay", "SubmissionTokens", "fingerprint"]
 

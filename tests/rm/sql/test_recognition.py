@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from rm.sql.dialect import Dialect
-from rm.sql.executor import LockKey, StatementExecutor, format_lock_keys
-from rm.sql.parser import parse
-from rm.sql.recognizer import ParamStyle, SQLType, ValueKind
+from atx.rm.sql.dialect import Dialect
+from atx.rm.sql.executor import LockKey, StatementExecutor, format_lock_keys
+from atx.rm.sql.parser import parse
+from atx.rm.sql.recognizer import ParamStyle, SQLType, ValueKind
 from tests.rm.dbs import DB
 
 

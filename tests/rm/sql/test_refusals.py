@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from rm.errors import UnsupportedSQLError
-from rm.sql.dialect import Dialect
-from rm.sql.executor import StatementExecutor, StatementKind
+from atx.rm.errors import UnsupportedSQLError
+from atx.rm.sql.dialect import Dialect
+from atx.rm.sql.executor import StatementExecutor, StatementKind
 from tests.rm.dbs import DB, mysql_db, sqlite_db
 
 REFUSED = [

@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-import rm
+import atx.rm as rm
+from atx.rm import cli
+from atx.rm.errors import InvalidConfigurationError
+from atx.rm.resource import unregister_resource
+from atx.rm.sql.dialect import Dialect
+from atx.rm.tc_client import TCClient
+from atx.rm.undo import PurgeResult, TCFinishedCheck, purge_undo_log
+from atx.rm.undo.log import LOG_STATUS_GLOBAL_FINISHED, LOG_STATUS_NORMAL, UndoLogManager
 from atx.status import GlobalStatus
 from atx.testing import free_port, wait_until
-from rm import cli
-from rm.errors import InvalidConfigurationError
-from rm.resource import unregister_resource
-from rm.sql.dialect import Dialect
-from rm.tc_client import TCClient
-from rm.undo import PurgeResult, TCFinishedCheck, purge_undo_log
-from rm.undo.log import LOG_STATUS_GLOBAL_FINISHED, LOG_STATUS_NORMAL, UndoLogManager
 from tests.rm.conftest import Database
 
 OLD = dt.timedelta(days=8)

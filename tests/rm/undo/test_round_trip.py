@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rm.errors import DirtyWriteError
-from rm.sql.dialect import Dialect
+from atx.rm.errors import DirtyWriteError
+from atx.rm.sql.dialect import Dialect
 from tests.rm.dbs import DB, sqlite_db
 
 ITEMS_DDL = {
@@ -204,7 +204,7 @@ def test_undo_is_idempotent_and_delete_removes_rows(data_db: DB) -> None:
     assert db.rows("items") == after_first
     assert sorted((r[2], r[5]) for r in db.undo_rows()) == [("x:1", 1), ("x:2", 0)]
     conn = db.connect()
-    from rm.undo.log import UndoLogManager
+    from atx.rm.undo.log import UndoLogManager
 
     assert UndoLogManager(db.dialect).delete(conn, [("x:2", 2), ("x:9", 9)]) == 1
     conn.close()

@@ -5,9 +5,9 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rm.sql.recognizer import SQLType
-from rm.undo.images import SQLUndoLog, TableImage
-from rm.undo.serialize import decode, encode
+from atx.rm.sql.recognizer import SQLType
+from atx.rm.undo.images import SQLUndoLog, TableImage
+from atx.rm.undo.serialize import decode, encode
 
 values = st.one_of(
     st.none(), st.booleans(), st.integers(), st.text(), st.binary(),

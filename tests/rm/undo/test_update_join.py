@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import rm
-from rm.errors import DirtyWriteError
-from rm.sql.executor import ExecutionResult, format_lock_keys
-from rm.tc_client import TCClient
+import atx.rm as rm
+from atx.rm.errors import DirtyWriteError
+from atx.rm.sql.executor import ExecutionResult, format_lock_keys
+from atx.rm.tc_client import TCClient
 from tests.conftest import MariaDBFactory
 from tests.rm.conftest import Database, wait_final, wait_until
 from tests.rm.dbs import DB

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from services.common.db import Database
-from services.common.jobs import DbJobLock, JobRunner, build_runner
-from services.order.jobs import ORDER_TIMEOUT_CLOSE_JOB
-from services.order.service import SCHEMA
+from atx.shop.common.db import Database
+from atx.shop.common.jobs import DbJobLock, JobRunner, build_runner
+from atx.shop.order.jobs import ORDER_TIMEOUT_CLOSE_JOB
+from atx.shop.order.service import SCHEMA
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from services.common.db import Database
-from services.common.jobs import DbJobLock, JobRunner
-from services.payment.guards import DbReplayGuard, build_guards
-from services.payment.schema import SCHEMA
-from services.payment.settings import PaymentSettings
+from atx.shop.common.db import Database
+from atx.shop.common.jobs import DbJobLock, JobRunner
+from atx.shop.payment.guards import DbReplayGuard, build_guards
+from atx.shop.payment.schema import SCHEMA
+from atx.shop.payment.settings import PaymentSettings
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])

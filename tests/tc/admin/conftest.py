@@ -11,12 +11,12 @@ import grpc
 import pytest
 
 from atx.status import GlobalStatus
+from atx.tc.admin.client import AdminClient
 from atx.testing import ManagedProcess
 from atx.v1 import resource_manager_pb2 as rm_pb2
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc
 from atx.v1 import transaction_manager_pb2 as tm_pb2
 from atx.v1 import transaction_manager_pb2_grpc as tm_grpc
-from tc.admin.client import AdminClient
 
 ADMIN_TOKEN = "secret"
 FAST = [

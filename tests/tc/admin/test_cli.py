@@ -132,8 +132,8 @@ def test_failures_exit_non_zero_with_one_line(sqlite_tc: AdminTC) -> None:
 
 
 def test_deferred_list_and_retry(tmp_path: Path) -> None:
-    from hooks.service import add_deferred_call_service
-    from hooks.store import OutboxStore
+    from atx.hooks.service import add_deferred_call_service
+    from atx.hooks.store import OutboxStore
 
     path = tmp_path / "outbox.db"
     store = OutboxStore(lambda: sqlite3.connect(path))

@@ -13,10 +13,8 @@ from atx.errors import (
     UnauthenticatedError,
 )
 from atx.status import BranchStatus, GlobalStatus
-from atx.testing import wait_until
-from atx.v1 import admin_pb2
-from tc.admin.client import AdminClient
-from tc.admin.errors import (
+from atx.tc.admin.client import AdminClient
+from atx.tc.admin.errors import (
     ConfirmationRequiredError,
     DeleteRefusedError,
     InvalidFilterError,
@@ -26,6 +24,8 @@ from tc.admin.errors import (
     RollbackRefusedError,
     StopRetryRefusedError,
 )
+from atx.testing import wait_until
+from atx.v1 import admin_pb2
 from tests.tc.admin.conftest import AdminTC
 from tests.tc.rm_peer import ScriptedRM, succeed
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from atx.tc.admin.client import AdminClient
 from atx.testing import free_port, self_signed_cert, start_process
-from tc.admin.client import AdminClient
 from tests.tc.admin.conftest import ADMIN_TOKEN
 
 
@@ -67,7 +67,7 @@ def test_bad_ca_paths_fail_clearly(tls_tc: tuple[str, Path], tmp_path: Path) -> 
 
 
 def test_admin_client_and_console_take_tls_ca(tls_tc: tuple[str, Path]) -> None:
-    from tc.admin.console import ConsoleServer
+    from atx.tc.admin.console import ConsoleServer
 
     address, ca = tls_tc
     with AdminClient(address, ADMIN_TOKEN, tls_ca=str(ca)) as client:

@@ -21,8 +21,7 @@ from atx.errors import (
     LockConflictError,
 )
 from atx.status import BranchStatus, BranchType, GlobalStatus
-from atx.testing import wait_until
-from tc.store.base import (
+from atx.tc.store.base import (
     AuditRecord,
     BranchRecord,
     GlobalRecord,
@@ -32,6 +31,7 @@ from tc.store.base import (
     SessionStore,
     create_store,
 )
+from atx.testing import wait_until
 
 StoreMaker = Callable[..., SessionStore]
 G = GlobalStatus

@@ -17,8 +17,8 @@ import redis
 
 from atx.dsn import parse_redis_url
 from atx.status import GlobalStatus as G
-from tc.store.base import GlobalRecord, GlobalSessionFilter, LockFilter, RowLock
-from tc.store.redis import RedisSessionStore
+from atx.tc.store.base import GlobalRecord, GlobalSessionFilter, LockFilter, RowLock
+from atx.tc.store.redis import RedisSessionStore
 from tests.tc.store.test_contract import new_branch
 
 _SESSIONS = 2000

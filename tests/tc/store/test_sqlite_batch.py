@@ -9,12 +9,12 @@ import pytest
 
 from atx.errors import GlobalTransactionNotFoundError, LockConflictError
 from atx.status import GlobalStatus as G
-from tc.config import TCConfig
-from tc.coordinator import TransactionCoordinator
-from tc.runner import StoreRunner
-from tc.session import COMMIT_PHASE_TWO
-from tc.store.base import GlobalRecord, GlobalSessionFilter, LockFilter, RowLock
-from tc.store.sqlite import SQLiteStore
+from atx.tc.config import TCConfig
+from atx.tc.coordinator import TransactionCoordinator
+from atx.tc.runner import StoreRunner
+from atx.tc.session import COMMIT_PHASE_TWO
+from atx.tc.store.base import GlobalRecord, GlobalSessionFilter, LockFilter, RowLock
+from atx.tc.store.sqlite import SQLiteStore
 from tests.tc.store.test_contract import new_branch
 
 

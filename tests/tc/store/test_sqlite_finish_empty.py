@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from atx.status import GlobalStatus as G
-from tc.store.base import GlobalRecord, RowLock
-from tc.store.sqlite import SQLiteStore
+from atx.tc.store.base import GlobalRecord, RowLock
+from atx.tc.store.sqlite import SQLiteStore
 from tests.tc.store.test_contract import new_branch
 
 

@@ -12,9 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from atx.shop.v1 import payment_pb2 as pay_pb2
-from atx.shop.v1 import payment_pb2_grpc as pay_grpc
-from services.payment.channel import (
+from atx.shop.payment.channel import (
     ChannelClient,
     ChannelKeys,
     SimulatorConfig,
@@ -22,6 +20,8 @@ from services.payment.channel import (
     load_or_create_keys,
     serve_simulator,
 )
+from atx.shop.v1 import payment_pb2 as pay_pb2
+from atx.shop.v1 import payment_pb2_grpc as pay_grpc
 
 #: Alipay's schedule (4m, 10m, 10m, 1h, 2h, 6h, 15h) compressed about 24000x.
 FAST_SCHEDULE_MS = (100, 150, 150, 200, 250, 300, 400)

@@ -10,8 +10,8 @@ import os
 import sys
 import time
 
-from services.payment.channel import JobRunner, RedisJobLock
-from services.payment.channel.redis_store import connect
+from atx.shop.payment.channel import JobRunner, RedisJobLock
+from atx.shop.payment.channel.redis_store import connect
 
 
 def main(redis_url: str, seconds: float) -> int:

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.payment.channel import PayOrderRef, RefundResult, TradeInfo
+from atx.shop.payment.channel import PayOrderRef, RefundResult, TradeInfo
 
 SCHEMA = """
 CREATE TABLE pay_orders (pay_order_id TEXT PRIMARY KEY, order_id TEXT, channel TEXT,

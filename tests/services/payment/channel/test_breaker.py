@@ -9,7 +9,7 @@ import time
 import pytest
 
 from atx.errors import InvalidArgumentError
-from services.payment.channel import (
+from atx.shop.payment.channel import (
     BreakerConfig,
     BreakerState,
     ChannelBreaker,

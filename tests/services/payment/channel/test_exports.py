@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import services.payment.channel as channel
+import atx.shop.payment.channel as channel
 from atx.errors import AtxError, error_class
-from services.payment.channel import errors
+from atx.shop.payment.channel import errors
 
 
 def test_public_names_are_exported() -> None:

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from services.payment.channel import JobRunner, RedisJobLock, UnknownJobError
-from services.payment.channel.redis_store import connect
+from atx.shop.payment.channel import JobRunner, RedisJobLock, UnknownJobError
+from atx.shop.payment.channel.redis_store import connect
 
 
 def test_two_processes_never_overlap_a_job(redis_url: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.payment.channel import (
+from atx.shop.payment.channel import (
     ChannelClient,
     ChannelUnavailableError,
     JobRunner,
@@ -21,7 +21,7 @@ from services.payment.channel import (
     refund_number,
     resolve_double_payment,
 )
-from services.payment.channel.protocol import now_ms
+from atx.shop.payment.channel.protocol import now_ms
 from tests.services.payment.channel.conftest import SimulatorFactory, Sink
 from tests.services.payment.channel.payments_store import SqlitePayments
 

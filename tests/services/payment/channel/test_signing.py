@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from services.payment.channel import (
+from atx.shop.payment.channel import (
     AmountMismatchError,
     ChannelClient,
     ChannelKeys,
@@ -30,7 +30,7 @@ from services.payment.channel import (
     signed,
     verify,
 )
-from services.payment.channel.protocol import format_time, now_ms
+from atx.shop.payment.channel.protocol import format_time, now_ms
 
 
 def _notification(keys: ChannelKeys, **changes: str) -> dict[str, str]:
@@ -164,8 +164,8 @@ def test_verify_notification(keys: ChannelKeys) -> None:
 
 def test_amounts_and_deadlines() -> None:
     from atx.errors import InvalidArgumentError
-    from services.payment.channel import channel_expire_ms
-    from services.payment.channel.protocol import format_amount, parse_amount, parse_time
+    from atx.shop.payment.channel import channel_expire_ms
+    from atx.shop.payment.channel.protocol import format_amount, parse_amount, parse_time
 
     assert format_amount(8888) == "88.88" and format_amount(5) == "0.05"
     assert parse_amount("88.88") == 8888 and parse_amount("1") == 100

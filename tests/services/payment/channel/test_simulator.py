@@ -11,9 +11,7 @@ import grpc
 import pytest
 
 from atx.errors import IllegalStatusError, from_rpc_error
-from atx.shop.v1 import payment_channel_pb2 as ch_pb2
-from atx.shop.v1 import payment_channel_pb2_grpc as ch_grpc
-from services.payment.channel import (
+from atx.shop.payment.channel import (
     ChannelClient,
     ChannelKeys,
     ChannelRejectedError,
@@ -25,7 +23,9 @@ from services.payment.channel import (
     load_or_create_keys,
     signed,
 )
-from services.payment.channel.protocol import now_ms
+from atx.shop.payment.channel.protocol import now_ms
+from atx.shop.v1 import payment_channel_pb2 as ch_pb2
+from atx.shop.v1 import payment_channel_pb2_grpc as ch_grpc
 from tests.conftest import ProcessStarter
 from tests.services.payment.channel.conftest import FAST_SCHEDULE_MS, SimulatorFactory, Sink
 
@@ -179,7 +179,7 @@ def test_simulator_as_a_process(
     sink: Sink,
     tmp_path: Path,
 ) -> None:
-    argv = [sys.executable, "-m", "services.payment.channel.cli", "--port", str(port)]
+    argv = [sys.executable, "-m", "atx.shop.payment.channel.cli", "--port", str(port)]
     argv += ["--keys-dir", str(keys_dir), "--db", str(tmp_path / "proc.db")]
     argv += ["--notify-schedule-ms", "50,50,50"]
     start_server(argv, port=port)

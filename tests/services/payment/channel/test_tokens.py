@@ -8,7 +8,7 @@ import time
 import pytest
 
 from atx.errors import NotFoundError
-from services.payment.channel import (
+from atx.shop.payment.channel import (
     DuplicateSubmissionInProgressError,
     IdempotencyMismatchError,
     SubmissionTokenNotFoundError,
