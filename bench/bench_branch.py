@@ -155,7 +155,7 @@ class Bench:
             except GlobalTransactionNotFoundError:
                 break
             time.sleep(0.002)
-        channel = rm.ensure_channel()
+        channel = rm.ensure_runtime()
         assert channel is not None
         channel.drain(10)
 
@@ -213,7 +213,7 @@ def main() -> None:
     results: dict[str, list[Timing]] = {k: [] for k in kinds}
     with scratch_database(ROWS) as url, tc_process() as tc, echo_process() as echo:
         rm.configure(tc_addresses=[tc.address], application_id="bench")
-        channel = rm.ensure_channel()
+        channel = rm.ensure_runtime()
         assert channel is not None and channel.wait_connected(10)
         bench = Bench(url, echo.address)
         for kind in kinds:  # warm-up: caches, connections, the TC's first transaction

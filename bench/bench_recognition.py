@@ -9,8 +9,8 @@ import timeit
 
 import sqlglot
 
-from atx.rm.sql.dialect import Dialect
-from atx.rm.sql.executor import StatementExecutor
+from atx.dialect import Dialect
+from atx.rm.exec import StatementExecutor
 
 SQL = "UPDATE account SET balance = balance - %s WHERE id = %s AND balance >= %s"
 

@@ -9,13 +9,6 @@
 """
 
 from atx.hooks.dispatcher import Decision, Dispatcher, DispatcherConfig, tc_status
-from atx.hooks.hook import (
-    TransactionHook,
-    TransactionHookBase,
-    hook_scope,
-    register_hook,
-    registered_hooks,
-)
 from atx.hooks.outbox import (
     OUTBOX_TABLE,
     STATE_DEAD,
@@ -28,6 +21,13 @@ from atx.hooks.outbox import (
 from atx.hooks.service import DeferredCallServicer, add_deferred_call_service
 from atx.hooks.store import OutboxRow, OutboxStore
 from atx.hooks.targets import TargetRegistry, default_registry, register_target
+from atx.rm.tm.hooks import (
+    TransactionHook,
+    TransactionHookBase,
+    hook_scope,
+    register_hook,
+    registered_hooks,
+)
 
 __all__ = [
     "OUTBOX_TABLE",

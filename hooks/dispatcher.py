@@ -43,10 +43,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from atx.clock import now_ms
 from atx.errors import GlobalTransactionNotFoundError
-from atx.hooks.outbox import now_ms, on_deferred
+from atx.hooks.outbox import on_deferred
 from atx.hooks.store import OutboxRow, OutboxStore
 from atx.hooks.targets import TargetRegistry, default_registry
+from atx.rm.tc_client import get_tc_client
 from atx.status import GlobalStatus
 
 __all__ = [
@@ -94,8 +96,6 @@ class Decision:
 
 def tc_status(xid: str) -> GlobalStatus:
     """Ask the configured TC (rm's client) for ``xid``'s global status."""
-    from atx.rm.tc_client import get_tc_client
-
     return get_tc_client().get_status(xid)
 
 

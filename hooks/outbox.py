@@ -29,15 +29,16 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from atx.clock import now_ms
+from atx.dialect import Column, Dialect, Index, TableSpec
 from atx.errors import InvalidArgumentError
-from atx.hooks.hook import (
+from atx.rm.context import current_xid
+from atx.rm.tm.hooks import (
     NoTransactionForHookError,
     TransactionHookBase,
     register_hook,
@@ -45,15 +46,14 @@ from atx.hooks.hook import (
 )
 
 __all__ = [
+    "OUTBOX_SPEC",
     "OUTBOX_TABLE",
     "STATE_DEAD",
     "STATE_DONE",
     "STATE_PENDING",
     "after_commit",
     "defer",
-    "dialect_of",
     "ensure_outbox_table",
-    "now_ms",
     "on_deferred",
 ]
 
@@ -64,78 +64,34 @@ STATE_PENDING = "PENDING"
 STATE_DONE = "DONE"
 STATE_DEAD = "DEAD"
 
-_MYSQL_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {OUTBOX_TABLE} ("
-    " id VARCHAR(64) NOT NULL PRIMARY KEY,"
-    " xid VARCHAR(128) NOT NULL,"
-    " target VARCHAR(128) NOT NULL,"
-    " payload TEXT NOT NULL,"
-    " request_id VARCHAR(255) NOT NULL,"
-    " state VARCHAR(16) NOT NULL,"
-    " attempts INT NOT NULL DEFAULT 0,"
-    " next_attempt_at BIGINT NOT NULL,"
-    " last_error TEXT,"
-    " created_at BIGINT NOT NULL,"
-    " updated_at BIGINT NOT NULL,"
-    " KEY idx_atx_outbox_due (state, next_attempt_at)"
-    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+#: The transactional outbox: one row per deferred call, written in the caller's
+#: local transaction; the dispatcher finds due rows by (state, next_attempt_at).
+OUTBOX_SPEC = TableSpec(
+    OUTBOX_TABLE,
+    (
+        Column("id", "varchar(64)"),
+        Column("xid", "varchar(128)"),
+        Column("target", "varchar(128)"),
+        Column("payload", "text"),
+        Column("request_id", "varchar(255)"),
+        Column("state", "varchar(16)"),
+        Column("attempts", "int", default="0"),
+        Column("next_attempt_at", "bigint"),
+        Column("last_error", "text", nullable=True),
+        Column("created_at", "bigint"),
+        Column("updated_at", "bigint"),
+    ),
+    primary_key=("id",),
+    indexes=(Index("idx_{table}_due", ("state", "next_attempt_at")),),
 )
-_SQLITE_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {OUTBOX_TABLE} ("
-    " id VARCHAR(64) NOT NULL PRIMARY KEY,"
-    " xid VARCHAR(128) NOT NULL,"
-    " target VARCHAR(128) NOT NULL,"
-    " payload TEXT NOT NULL,"
-    " request_id VARCHAR(255) NOT NULL,"
-    " state VARCHAR(16) NOT NULL,"
-    " attempts INT NOT NULL DEFAULT 0,"
-    " next_attempt_at BIGINT NOT NULL,"
-    " last_error TEXT,"
-    " created_at BIGINT NOT NULL,"
-    " updated_at BIGINT NOT NULL)"
-)
-_SQLITE_INDEX = (
-    f"CREATE INDEX IF NOT EXISTS idx_atx_outbox_due ON {OUTBOX_TABLE} (state, next_attempt_at)"
-)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def dialect_of(connection: Any) -> str:
-    """``"sqlite"`` or ``"mysql"`` for a raw DB-API connection or an rm proxy of one."""
-    if isinstance(connection, sqlite3.Connection):
-        return "sqlite"
-    for attr in ("dialect", "resource"):
-        value = getattr(connection, attr, None)
-        if attr == "resource" and value is not None:
-            value = getattr(value, "dialect", None)
-        if value is not None:
-            name = str(getattr(value, "value", value)).lower()
-            if "sqlite" in name:
-                return "sqlite"
-            if "mysql" in name:
-                return "mysql"
-    module = type(connection).__module__
-    if "pymysql" in module:
-        return "mysql"
-    for attr in ("raw", "_raw", "target", "_connection", "connection"):
-        inner = getattr(connection, attr, None)
-        if inner is not None and inner is not connection and not callable(inner):
-            return dialect_of(inner)
-    raise InvalidArgumentError(f"cannot tell the SQL dialect of connection {connection!r}")
 
 
 def ensure_outbox_table(raw_connection: Any) -> None:
     """Create ``atx_outbox`` if it is missing (DDL: use a raw connection, not a proxy)."""
     cursor = raw_connection.cursor()
     try:
-        if dialect_of(raw_connection) == "mysql":
-            cursor.execute(_MYSQL_DDL)
-        else:
-            cursor.execute(_SQLITE_DDL)
-            cursor.execute(_SQLITE_INDEX)
+        for statement in Dialect.of(raw_connection).create_table(OUTBOX_SPEC):
+            cursor.execute(statement)
     finally:
         cursor.close()
     raw_connection.commit()
@@ -163,12 +119,6 @@ def _next_request_id(xid: str, target: str) -> str:
                 _sequences.pop(next(iter(_sequences)))
             counter = _sequences[xid] = itertools.count(1)
         return f"{xid}:{target}:{next(counter)}"
-
-
-def _current_xid() -> str:
-    from atx.rm.context import current_xid
-
-    return current_xid() or ""
 
 
 def defer(
@@ -205,14 +155,13 @@ def defer(
         raise InvalidArgumentError(
             f"payload for {target!r} is not JSON-serialisable: {error}", target=target
         ) from None
-    xid = _current_xid()
+    xid = current_xid() or ""
     rid = request_id or _next_request_id(xid or uuid.uuid4().hex, target)
     stamp = now_ms()
-    mark = "%s" if dialect_of(connection) == "mysql" else "?"
     sql = (
         f"INSERT INTO {OUTBOX_TABLE} (id, xid, target, payload, request_id, state, attempts,"
         f" next_attempt_at, last_error, created_at, updated_at)"
-        f" VALUES ({', '.join([mark] * 11)})"
+        f" VALUES ({Dialect.of(connection).marks(11)})"
     )
     params = (uuid.uuid4().hex, xid, target, body, rid, STATE_PENDING, 0, stamp, "", stamp, stamp)
     cursor = connection.cursor()

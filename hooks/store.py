@@ -11,14 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from atx.clock import now_ms
+from atx.dialect import Dialect
 from atx.hooks.outbox import (
     OUTBOX_TABLE,
     STATE_DEAD,
     STATE_DONE,
     STATE_PENDING,
-    dialect_of,
     ensure_outbox_table,
-    now_ms,
 )
 
 __all__ = ["OutboxRow", "OutboxStore"]
@@ -68,10 +68,10 @@ class OutboxStore:
         self._connect = connect
         probe = connect()
         try:
-            self.dialect = dialect_of(probe)
+            self.dialect = Dialect.of(probe)
         finally:
             probe.close()
-        self._mark = "%s" if self.dialect == "mysql" else "?"
+        self._mark = self.dialect.placeholder
 
     def _sql(self, text: str) -> str:
         return text.replace("?", self._mark)

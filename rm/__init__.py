@@ -15,7 +15,7 @@ Make a PyMySQL or sqlite3 program transactional across databases::
         payment_stub.Pay(...)  # the XID travels with XidClientInterceptor
 """
 
-from atx.rm.channel import ensure_channel, get_channel, shutdown
+from atx.dialect import Dialect
 from atx.rm.config import Config, configure, get_config
 from atx.rm.context import (
     LockRetryPolicy,
@@ -46,12 +46,11 @@ from atx.rm.interceptors import (
     XidClientInterceptor,
     XidServerInterceptor,
 )
-from atx.rm.proxy.connection import ConnectionProxy, connect_mysql, connect_sqlite, wrap
-from atx.rm.proxy.cursor import CursorProxy
+from atx.rm.proxy import ConnectionProxy, CursorProxy, connect_mysql, connect_sqlite, wrap
 from atx.rm.resource import Resource, get_resource, register_resource
-from atx.rm.sql.dialect import Dialect
+from atx.rm.runtime import RMRuntime, ensure_runtime, get_runtime, shutdown
 from atx.rm.tc_client import TCClient, get_tc_client
-from atx.rm.transactional import (
+from atx.rm.tm import (
     Propagation,
     TransactionDefinition,
     TransactionScope,
@@ -77,6 +76,7 @@ __all__ = [
     "Propagation",
     "PropagationError",
     "RMError",
+    "RMRuntime",
     "Resource",
     "TCClient",
     "TransactionDefinition",
@@ -92,10 +92,10 @@ __all__ = [
     "connect_sqlite",
     "current_xid",
     "definition_of",
-    "ensure_channel",
-    "get_channel",
+    "ensure_runtime",
     "get_config",
     "get_resource",
+    "get_runtime",
     "get_tc_client",
     "global_lock",
     "global_lock_scope",

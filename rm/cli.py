@@ -1,6 +1,6 @@
 """``atx rm init --dsn URL``: create the undo_log table in a database.
 
-``atx rm purge --dsn URL``: delete old undo-log rows (see :mod:`rm.undo.retention`).
+``atx rm purge --dsn URL``: delete old undo-log rows (see :mod:`atx.rm.phase_two.retention`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from atx.rm.sql.dialect import Dialect
+    from atx.dialect import Dialect
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _dialect_of(dsn: str) -> Dialect:
-    from atx.rm.sql.dialect import Dialect
+    from atx.dialect import Dialect
 
     return Dialect.SQLITE if dsn.startswith("sqlite:") else Dialect.MYSQL
 
@@ -95,8 +95,8 @@ def _purge(args: argparse.Namespace) -> int:
 
     from atx.rm.config import MAX_UNDO_LOG_SAVE_DAYS, get_config, validate_tc_addresses
     from atx.rm.errors import InvalidConfigurationError
+    from atx.rm.phase_two.retention import TCFinishedCheck, purge_undo_log
     from atx.rm.tc_client import TCClient
-    from atx.rm.undo.retention import TCFinishedCheck, purge_undo_log
 
     if not 0 < args.older_than <= MAX_UNDO_LOG_SAVE_DAYS:  # also refuses nan
         sys.stderr.write(f"--older-than must be in (0, {MAX_UNDO_LOG_SAVE_DAYS:g}] days\n")

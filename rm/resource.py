@@ -2,7 +2,7 @@
 
 A resource has an id, a dialect, a factory of raw DB-API connections (used
 for phase-two rollback and undo-log deletion), its statement executor and its
-undo log manager. Registering one makes the channel announce it to the TC.
+undo log manager. Registering one makes the runtime announce it to every TC.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from atx.dialect import Dialect
 from atx.rm.errors import InvalidConfigurationError, ResourceNotFoundError
-from atx.rm.sql.dialect import Dialect
-from atx.rm.sql.executor import StatementExecutor
+from atx.rm.exec.executor import StatementExecutor
 from atx.rm.undo.log import UndoLogManager
 
 __all__ = [
@@ -117,6 +117,6 @@ def registered_resources() -> list[Resource]:
 
 
 def on_resource_registered(listener: Callable[[Resource], None]) -> None:
-    """Call ``listener`` for each newly registered resource (the channel announces it)."""
+    """Call ``listener`` for each newly registered resource (the runtime announces it)."""
     with _lock:
         _listeners.append(listener)

@@ -20,7 +20,7 @@ PINNED = {
         "TransactionRolledBackError", "TransactionScope", "TransactionTimeoutError",
         "UnsupportedSQLError", "XidClientInterceptor", "XidServerInterceptor", "bind_xid",
         "configure", "connect_mysql", "connect_sqlite", "current_xid", "definition_of",
-        "ensure_channel", "get_channel", "get_config", "get_resource", "get_tc_client",
+        "ensure_runtime", "get_config", "get_resource", "get_runtime", "get_tc_client", "RMRuntime",
         "global_lock", "global_lock_scope", "global_transaction", "global_transactional",
         "in_global_lock", "in_global_transaction", "register_resource", "require_xid",
         "shutdown", "unbind_xid", "wrap",

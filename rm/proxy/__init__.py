@@ -1,6 +1,7 @@
 """PEP 249 proxies over PyMySQL and sqlite3 connections."""
 
-from atx.rm.proxy.connection import ConnectionProxy, connect_mysql, connect_sqlite, wrap
+from atx.rm.proxy.connect import connect_mysql, connect_sqlite, wrap
+from atx.rm.proxy.connection import ConnectionProxy
 from atx.rm.proxy.cursor import CursorProxy
 
 __all__ = ["ConnectionProxy", "CursorProxy", "connect_mysql", "connect_sqlite", "wrap"]

@@ -2,9 +2,9 @@
 
 Outside a global transaction or ``@global_lock`` scope a statement costs one
 contextvar read, then goes straight to the driver's cursor; the fetch methods
-are the driver's own. Inside one, DML
-and SELECT ... FOR UPDATE go through the resource's StatementExecutor, which
-takes the images; the connection proxy collects them for its branch.
+are the driver's own. Inside one, DML and SELECT ... FOR UPDATE go through the
+resource's StatementExecutor, which takes the images, and what they did goes
+to the connection's :class:`~atx.rm.branch.Branch`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from atx.rm.context import _xid, scope_active
+from atx.dialect import Dialect
+from atx.rm.branch import Branch
+from atx.rm.context import current_xid, scope_active
 from atx.rm.errors import DDLInGlobalTransactionError
 from atx.rm.proxy.delegate import delegating_subclass
-from atx.rm.sql.dialect import Dialect
-from atx.rm.sql.executor import StatementKind
-
-if TYPE_CHECKING:
-    from atx.rm.proxy.connection import ConnectionProxy
+from atx.rm.types.sql import StatementKind
 
 __all__ = ["CursorProxy"]
 
@@ -32,6 +30,7 @@ class CursorProxy:
     """
 
     __slots__ = (
+        "_branch",
         "_connection",
         "_raw",
         "_rowcount",
@@ -40,13 +39,16 @@ class CursorProxy:
         "fetchone",
     )
 
-    def __new__(cls, connection: ConnectionProxy, raw: Any) -> CursorProxy:
+    def __new__(cls, connection: Any, raw: Any, branch: Branch | None = None) -> CursorProxy:
         if not cls.__dict__.get("_delegating"):  # subclasses of the proxy too
             cls = delegating_subclass(cls, raw)
         return object.__new__(cls)
 
-    def __init__(self, connection: ConnectionProxy, raw: Any) -> None:
+    def __init__(self, connection: Any, raw: Any, branch: Branch | None = None) -> None:
+        # ``connection``: the ConnectionProxy that made it (PEP 249's cursor.connection),
+        # whose branch its statements join.
         self._connection = connection
+        self._branch: Branch = connection.branch if branch is None else branch
         self._raw = raw
         self._rowcount: int | None = None
         # The driver's own bound methods: a fetch through the proxy runs no proxy code.
@@ -60,7 +62,7 @@ class CursorProxy:
         return self._raw
 
     @property
-    def connection(self) -> ConnectionProxy:
+    def connection(self) -> Any:
         return self._connection
 
     @property
@@ -88,39 +90,38 @@ class CursorProxy:
         return self if result is self._raw else result
 
     def _execute_in_scope(self, sql: str, params: Any, *, many: bool) -> Any:
-        connection = self._connection
-        resource = connection.resource
+        branch = self._branch
+        resource = branch.resource
         executor = resource.executor
         kind = executor.classify(sql)
-        xid = _xid.get()
+        xid = current_xid()
+        raw = self._raw
         if kind is StatementKind.OTHER or (kind is StatementKind.DDL and xid is None):
             self._rowcount = None
             if many:
-                result = self._raw.executemany(sql, params)
+                result = raw.executemany(sql, params)
             else:
-                result = (
-                    self._raw.execute(sql) if params is None else self._raw.execute(sql, params)
-                )
-            return self if result is self._raw else result
+                result = raw.execute(sql) if params is None else raw.execute(sql, params)
+            return self if result is raw else result
         if kind is StatementKind.DDL:
             raise DDLInGlobalTransactionError(sql)
-        statement_autocommit = connection._begin_statement(xid)
+        statement_autocommit = branch.begin_statement(xid)
         try:
             if many:
-                outcome = executor.executemany(self._raw, sql, params)
+                outcome = executor.executemany(raw, sql, params)
             else:
-                outcome = executor.execute(self._raw, sql, params)
+                outcome = executor.execute(raw, sql, params)
             self._rowcount = outcome.rowcount
             if kind is StatementKind.SELECT_FOR_UPDATE:
-                connection._check_select_for_update(xid, outcome.lock_keys)
+                branch.check_lockable(outcome.lock_keys)
             else:
-                connection._add_to_branch(outcome)
+                branch.record(outcome)
         except BaseException:
             if statement_autocommit:
-                connection.rollback()
+                branch.rollback()
             raise
         if statement_autocommit:
-            connection.commit()
+            branch.commit()
         if resource.dialect is Dialect.SQLITE:
             return self
         return outcome.rowcount

@@ -15,9 +15,9 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from atx.rm.sql.dialect import Dialect
+from atx.dialect import Dialect
 from atx.rm.sql.placeholders import MARKER_PREFIX, Normalized, normalize, render
-from atx.rm.sql.recognizer import (
+from atx.rm.types.sql import (
     InsertValue,
     ParamSQL,
     SQLRecognition,

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from atx.rm.sql.dialect import Dialect
-from atx.rm.sql.recognizer import ParamSQL, ParamStyle
+from atx.dialect import Dialect
+from atx.rm.types.sql import ParamSQL, ParamStyle
 
 __all__ = ["MARKER_PREFIX", "Normalized", "normalize", "render"]
 

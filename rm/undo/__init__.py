@@ -1,50 +1,25 @@
-"""Undo images, their serialisation, the undo_log table and its retention (names load lazily)."""
+"""The undo log: serialise a branch's undo items, keep them in ``undo_log``, replay them.
 
-from __future__ import annotations
+:mod:`.serialize` encodes the images; :mod:`.log` writes, reads and deletes the
+rows (:class:`UndoLogManager`); :mod:`.apply` restores a before image after
+the dirty-write check.
+"""
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from atx.rm.undo.images import Field, RowImage, SQLUndoLog, TableImage
-    from atx.rm.undo.log import UndoLogManager
-    from atx.rm.undo.retention import (
-        IsFinished,
-        PurgeResult,
-        TCFinishedCheck,
-        purge_registered_resources,
-        purge_undo_log,
-    )
-
-_EXPORTS = {
-    "Field": "atx.rm.undo.images",
-    "RowImage": "atx.rm.undo.images",
-    "SQLUndoLog": "atx.rm.undo.images",
-    "TableImage": "atx.rm.undo.images",
-    "UndoLogManager": "atx.rm.undo.log",
-    "IsFinished": "atx.rm.undo.retention",
-    "PurgeResult": "atx.rm.undo.retention",
-    "TCFinishedCheck": "atx.rm.undo.retention",
-    "purge_registered_resources": "atx.rm.undo.retention",
-    "purge_undo_log": "atx.rm.undo.retention",
-}
+from atx.rm.undo.apply import apply_undo
+from atx.rm.undo.log import (
+    LOG_STATUS_GLOBAL_FINISHED,
+    LOG_STATUS_NORMAL,
+    UNDO_LOG_TABLE,
+    UndoLogManager,
+)
+from atx.rm.undo.serialize import decode, encode
 
 __all__ = [
-    "Field",
-    "IsFinished",
-    "PurgeResult",
-    "RowImage",
-    "SQLUndoLog",
-    "TCFinishedCheck",
-    "TableImage",
+    "LOG_STATUS_GLOBAL_FINISHED",
+    "LOG_STATUS_NORMAL",
+    "UNDO_LOG_TABLE",
     "UndoLogManager",
-    "purge_registered_resources",
-    "purge_undo_log",
+    "apply_undo",
+    "decode",
+    "encode",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rm.undo' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)

@@ -6,12 +6,14 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from atx.dialect import Dialect
+from atx.lock_keys import pk_string
+from atx.rm.db.metadata import read_table_meta
+from atx.rm.db.reads import select_by_pks
 from atx.rm.errors import DirtyWriteError
-from atx.rm.sql.dialect import Dialect
-from atx.rm.sql.images import pk_condition, select_by_pks, table_ident
-from atx.rm.sql.metadata import read_table_meta
-from atx.rm.sql.recognizer import SQLType
-from atx.rm.undo.images import SQLUndoLog, TableImage, pk_string
+from atx.rm.sql.builder import delete_by_pks_sql, insert_sql, pk_condition, update_by_pk_sql
+from atx.rm.types.image import SQLUndoLog, TableImage
+from atx.rm.types.sql import SQLType
 
 __all__ = ["apply_undo", "canonical", "rows_equal"]
 
@@ -87,14 +89,12 @@ def _delete(
     cursor: Any, dialect: Dialect, table: str, pk_columns: tuple[str, ...], pks: list[Any]
 ) -> None:
     condition, params = pk_condition(dialect, pk_columns, pks)
-    cursor.execute(f"DELETE FROM {table_ident(dialect, table)} WHERE {condition}", params)
+    cursor.execute(delete_by_pks_sql(dialect, table, condition), params)
 
 
 def _insert(cursor: Any, dialect: Dialect, image: TableImage, generated: frozenset[str]) -> None:
     keep = [i for i, c in enumerate(image.columns) if c not in generated]
-    cols = ", ".join(dialect.ident(image.columns[i]) for i in keep)
-    marks = ", ".join([dialect.placeholder] * len(keep))
-    sql = f"INSERT INTO {table_ident(dialect, image.table)} ({cols}) VALUES ({marks})"
+    sql = insert_sql(dialect, image.table, [image.columns[i] for i in keep])
     cursor.executemany(sql, [tuple(row[i] for i in keep) for row in image.rows])
 
 
@@ -103,8 +103,5 @@ def _update(cursor: Any, dialect: Dialect, image: TableImage, generated: frozens
     keep = [i for i, c in enumerate(image.columns) if c not in pk and c not in generated]
     if not keep:
         return
-    ph = dialect.placeholder
-    sets = ", ".join(f"{dialect.ident(image.columns[i])} = {ph}" for i in keep)
-    where = " AND ".join(f"{dialect.ident(c)} = {ph}" for c in image.pk_columns)
-    sql = f"UPDATE {table_ident(dialect, image.table)} SET {sets} WHERE {where}"
+    sql = update_by_pk_sql(dialect, image.table, [image.columns[i] for i in keep], image.pk_columns)
     cursor.executemany(sql, [tuple(row[i] for i in keep) + image.pk_of(row) for row in image.rows])

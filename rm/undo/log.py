@@ -6,13 +6,12 @@ import datetime as dt
 import logging
 from typing import Any
 
-from atx.rm.sql.dialect import Dialect
-from atx.rm.sql.images import table_ident
+from atx.dialect import Column, Dialect, Index, TableSpec
+from atx.rm.types.image import SQLUndoLog
 from atx.rm.undo.apply import apply_undo
-from atx.rm.undo.images import SQLUndoLog
 from atx.rm.undo.serialize import DEFAULT_COMPRESS_THRESHOLD, decode, encode
 
-__all__ = ["LOG_STATUS_GLOBAL_FINISHED", "LOG_STATUS_NORMAL", "UndoLogManager"]
+__all__ = ["LOG_STATUS_GLOBAL_FINISHED", "LOG_STATUS_NORMAL", "UNDO_LOG_TABLE", "UndoLogManager"]
 
 logger = logging.getLogger(__name__)
 
@@ -21,35 +20,26 @@ LOG_STATUS_NORMAL = 0
 LOG_STATUS_GLOBAL_FINISHED = 1
 DELETE_BATCH = 100
 
-_MYSQL_DDL = """CREATE TABLE IF NOT EXISTS {table} (
-  `id` BIGINT NOT NULL AUTO_INCREMENT,
-  `branch_id` BIGINT NOT NULL,
-  `xid` VARCHAR(128) NOT NULL,
-  `context` VARCHAR(128) NOT NULL,
-  `rollback_info` LONGBLOB NOT NULL,
-  `log_status` INT NOT NULL,
-  `log_created` DATETIME(6) NOT NULL,
-  `log_modified` DATETIME(6) NOT NULL,
-  PRIMARY KEY (`id`),
-  UNIQUE KEY `ux_undo_log` (`xid`, `branch_id`),
-  KEY `ix_log_created` (`log_created`)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"""
-
-_SQLITE_DDL = [
-    """CREATE TABLE IF NOT EXISTS {table} (
-  "id" INTEGER PRIMARY KEY AUTOINCREMENT,
-  "branch_id" INTEGER NOT NULL,
-  "xid" VARCHAR(128) NOT NULL,
-  "context" VARCHAR(128) NOT NULL,
-  "rollback_info" BLOB NOT NULL,
-  "log_status" INTEGER NOT NULL,
-  "log_created" TEXT NOT NULL,
-  "log_modified" TEXT NOT NULL
-)""",
-    'CREATE UNIQUE INDEX IF NOT EXISTS "ux_{name}" ON {table} ("xid", "branch_id")',
-    # The retention purge finds old rows by creation time (Seata's ix_log_created).
-    'CREATE INDEX IF NOT EXISTS "ix_{name}_log_created" ON {table} ("log_created")',
-]
+#: Seata's undo_log schema (the unique key stops a branch's undo row being written
+#: after a rollback left its placeholder; the retention purge finds rows by age).
+UNDO_LOG_TABLE = TableSpec(
+    "undo_log",
+    (
+        Column("id", "id"),
+        Column("branch_id", "bigint"),
+        Column("xid", "varchar(128)"),
+        Column("context", "varchar(128)"),
+        Column("rollback_info", "blob"),
+        Column("log_status", "int"),
+        Column("log_created", "datetime"),
+        Column("log_modified", "datetime"),
+    ),
+    primary_key=("id",),
+    indexes=(
+        Index("ux_{table}", ("xid", "branch_id"), unique=True),
+        Index("ix_{table}_log_created", ("log_created",)),
+    ),
+)
 
 
 def _now() -> str:
@@ -68,7 +58,7 @@ class UndoLogManager:
         self.dialect = dialect
         self.table = table
         self.compress_threshold = compress_threshold
-        self._ident = table_ident(dialect, table)
+        self._ident = dialect.table_ident(table)
         ph = dialect.placeholder
         self._insert_sql = (
             f"INSERT INTO {self._ident} (branch_id, xid, context, rollback_info, log_status,"
@@ -83,10 +73,7 @@ class UndoLogManager:
 
     def create_table_sql(self) -> list[str]:
         """The DDL creating the table (idempotent: IF NOT EXISTS)."""
-        if self.dialect is Dialect.MYSQL:
-            return [_MYSQL_DDL.format(table=self._ident)]
-        name = self.table.rpartition(".")[2]
-        return [s.format(table=self._ident, name=name) for s in _SQLITE_DDL]
+        return self.dialect.create_table(UNDO_LOG_TABLE.renamed(self.table))
 
     def ensure_table(self, connection: Any) -> None:
         cursor = self.dialect.plain_cursor(connection)

@@ -18,8 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 from atx.rm.errors import UndoLogError
-from atx.rm.sql.recognizer import SQLType
-from atx.rm.undo.images import SQLUndoLog, TableImage
+from atx.rm.types.image import SQLUndoLog, TableImage
+from atx.rm.types.sql import SQLType
 
 __all__ = ["DEFAULT_COMPRESS_THRESHOLD", "decode", "decode_value", "encode", "encode_value"]
 

@@ -11,9 +11,10 @@ from typing import Any
 import pymysql
 import pytest
 
+from atx.dialect import Dialect
 from atx.dsn import parse_mysql_url
-from atx.rm.sql.dialect import Dialect
-from atx.rm.sql.executor import ExecutionResult, StatementExecutor
+from atx.rm.exec import StatementExecutor
+from atx.rm.types import ExecutionResult
 from atx.rm.undo.log import UndoLogManager
 
 

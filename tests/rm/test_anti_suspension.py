@@ -12,7 +12,7 @@ import pymysql
 import pytest
 
 import atx.rm as rm
-import atx.rm.proxy.connection as proxy_connection
+import atx.rm.branch as branch_module
 from atx.rm.tc_client import TCClient
 from tests.rm.conftest import Database, wait_final
 
@@ -33,10 +33,10 @@ def test_late_local_commit_fails_after_rollback(
     db = Database("mariadb", mariadb_url, "maria-suspend")
     db.setup_accounts(1)
     conn = db.connect()
-    channel = rm.ensure_channel()
+    channel = rm.ensure_runtime()
     assert channel is not None and channel.wait_connected(10)
     racing = RollbackRacesRegistration.from_config(rm.get_config())
-    monkeypatch.setattr(proxy_connection, "get_tc_client", lambda: racing)
+    monkeypatch.setattr(branch_module, "get_tc_client", lambda: racing)
     xid = ""
     with pytest.raises(pymysql.err.IntegrityError), rm.global_transaction("suspended") as tx:
         xid = tx.xid or ""

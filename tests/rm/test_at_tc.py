@@ -19,7 +19,7 @@ class Boom(Exception):
 
 
 def _attached() -> None:
-    channel = rm.ensure_channel()
+    channel = rm.ensure_runtime()
     assert channel is not None and channel.wait_connected(10)
 
 
@@ -242,7 +242,7 @@ def test_timeout_at_commit_rolls_back(db: Database, tc: TCClient) -> None:
 
 
 def test_nested_required_joins_and_hooks_fire_once(db: Database, tc: TCClient) -> None:
-    from atx.hooks.hook import TransactionHookBase, register_hook
+    from atx.hooks import TransactionHookBase, register_hook
 
     db.setup_accounts(2)
     conn = db.connect()

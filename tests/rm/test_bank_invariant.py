@@ -40,7 +40,7 @@ def test_bank_invariant(mariadb_factory: object, tc_address: str, tc: TCClient) 
     dbs = [Database("mariadb", mariadb_factory(), f"bank-{i}") for i in range(3)]  # type: ignore[operator]
     for db in dbs:
         db.setup_accounts(ACCOUNTS, START)
-    channel = rm.ensure_channel()
+    channel = rm.ensure_runtime()
     assert channel is not None and channel.wait_connected(10)
 
     log_lock = threading.Lock()

@@ -132,7 +132,7 @@ def chain(
     last_address, stop_last = starters[second_kind](last)
     first = Hop(dbs[1], last_address)
     first_address, stop_first = starters[first_kind](first)
-    channel = rm.ensure_channel()
+    channel = rm.ensure_runtime()
     assert channel is not None and channel.wait_connected(10)
     yield first_address, [first, last], dbs
     stop_first()

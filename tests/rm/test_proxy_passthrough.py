@@ -66,7 +66,7 @@ def test_pass_through_returns_the_proxy_and_fetches(proxy: rm.ConnectionProxy) -
     assert cursor.executemany("UPDATE t SET v = ? WHERE id = 1", [(5,), (6,)]) is cursor
     assert cursor.rowcount == 2
     proxy.commit()
-    assert proxy._branch is None
+    assert not proxy.branch.active
 
 
 def test_cursor_made_outside_is_checked_inside(proxy: rm.ConnectionProxy) -> None:
@@ -75,10 +75,10 @@ def test_cursor_made_outside_is_checked_inside(proxy: rm.ConnectionProxy) -> Non
         cursor.execute("CREATE TABLE u (id INTEGER PRIMARY KEY)")
     with bind_global_lock():
         cursor.execute("UPDATE t SET v = v + 1 WHERE id = ?", (2,))
-        assert proxy._branch is not None and proxy._branch.lock_keys
+        assert proxy.branch.active and proxy.branch.lock_keys
     proxy.rollback()
     cursor.execute("UPDATE t SET v = v + 1 WHERE id = ?", (2,))
-    assert proxy._branch is None
+    assert not proxy.branch.active
     proxy.rollback()
 
 

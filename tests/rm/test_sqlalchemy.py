@@ -22,7 +22,7 @@ def test_sqlalchemy_engine_over_the_proxy(mariadb_url: str, tc: TCClient) -> Non
         "mysql+pymysql://",
         creator=lambda: rm.connect_mysql(mariadb_url, resource_id=db.resource_id),
     )
-    channel = rm.ensure_channel()
+    channel = rm.ensure_runtime()
     assert channel is not None and channel.wait_connected(10)
 
     # Outside a global transaction: plain pass-through.

@@ -48,7 +48,7 @@ def test_commit_and_rollback_over_tls(tls_tc: tuple[str, Path], tmp_path: Path) 
     db = Database("sqlite", str(tmp_path / "db.sqlite"), f"sqlite-{uuid.uuid4().hex[:8]}")
     db.setup_accounts(2)
     conn = db.connect()
-    channel = rm.ensure_channel()
+    channel = rm.ensure_runtime()
     assert channel is not None and channel.wait_connected(20), "Attach over TLS"
     tc = rm.get_tc_client()
 
@@ -85,7 +85,7 @@ def test_wrong_ca_or_plaintext_fails_typed(tls_tc: tuple[str, Path], tmp_path: P
             pass
         message = str(failed.value)
         assert address in message and f"({mode})" in message, message
-        channel = rm.ensure_channel()
+        channel = rm.ensure_runtime()
         assert channel is None or not channel.wait_connected(0.5)
 
 

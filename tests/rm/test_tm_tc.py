@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import atx.rm as rm
-from atx.hooks.hook import TransactionHookBase, register_hook
+from atx.hooks import TransactionHookBase, register_hook
 from atx.rm.tc_client import TCClient
 from atx.status import GlobalStatus
 from atx.testing import free_port
@@ -171,7 +171,7 @@ def test_channel_reattaches_after_tc_restart(
     rm.configure(tc_addresses=[tc_process.address], application_id="restart")
     try:
         conn = sqlite_db.connect()
-        channel = rm.ensure_channel()
+        channel = rm.ensure_runtime()
         assert channel is not None and channel.wait_connected(10)
         tc_process.restart()
         wait_until(lambda: channel.wait_connected(0.1), what="re-attached")

@@ -11,7 +11,7 @@ import inspect
 import pytest
 
 import atx.rm as rm
-from atx.rm.transactional import Propagation, _Action, decide
+from atx.rm.tm.scope import Propagation, _Action, decide
 
 
 def test_bare_and_with_arguments() -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from atx.rm.sql.dialect import Dialect
-from atx.rm.sql.executor import LockKey, StatementExecutor, format_lock_keys
+from atx.dialect import Dialect
+from atx.lock_keys import LockKey, format_lock_keys
+from atx.rm.exec import StatementExecutor
 from atx.rm.sql.parser import parse
-from atx.rm.sql.recognizer import ParamStyle, SQLType, ValueKind
+from atx.rm.types.sql import ParamStyle, SQLType, ValueKind
 from tests.rm.dbs import DB
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from atx.dialect import Dialect
 from atx.rm.errors import UnsupportedSQLError
-from atx.rm.sql.dialect import Dialect
-from atx.rm.sql.executor import StatementExecutor, StatementKind
+from atx.rm.exec import StatementExecutor
+from atx.rm.types import StatementKind
 from tests.rm.dbs import DB, mysql_db, sqlite_db
 
 REFUSED = [

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 import atx.rm as rm
+from atx.dialect import Dialect
 from atx.rm import cli
 from atx.rm.errors import InvalidConfigurationError
+from atx.rm.phase_two import PurgeResult, TCFinishedCheck, purge_undo_log
 from atx.rm.resource import unregister_resource
-from atx.rm.sql.dialect import Dialect
 from atx.rm.tc_client import TCClient
-from atx.rm.undo import PurgeResult, TCFinishedCheck, purge_undo_log
 from atx.rm.undo.log import LOG_STATUS_GLOBAL_FINISHED, LOG_STATUS_NORMAL, UndoLogManager
 from atx.status import GlobalStatus
 from atx.testing import free_port, wait_until
@@ -129,7 +129,7 @@ def test_rows_of_a_failed_rollback_stay(db: Database, tc: TCClient) -> None:
     """RollbackFailed is final, but an operator can retry it: that needs the undo row."""
     db.setup_accounts(1)
     conn = db.connect()
-    channel = rm.ensure_channel()
+    channel = rm.ensure_runtime()
     assert channel is not None and channel.wait_connected(10)
     xid = ""
     with pytest.raises(ZeroDivisionError), rm.global_transaction("dirty") as tx:
@@ -258,7 +258,7 @@ def test_save_days_zero_disables_the_job(
 
 def test_close_does_not_wait_for_the_period(tc_address: str, retention: dict[str, Any]) -> None:
     rm.configure(**retention, undo_log_delete_period=3600)
-    channel = rm.ensure_channel()
+    channel = rm.ensure_runtime()
     assert channel is not None
     started = time.monotonic()
     rm.shutdown()

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from atx.dialect import Dialect
 from atx.rm.errors import DirtyWriteError
-from atx.rm.sql.dialect import Dialect
 from tests.rm.dbs import DB, sqlite_db
 
 ITEMS_DDL = {

@@ -5,8 +5,8 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atx.rm.sql.recognizer import SQLType
-from atx.rm.undo.images import SQLUndoLog, TableImage
+from atx.rm.types import SQLUndoLog, TableImage
+from atx.rm.types.sql import SQLType
 from atx.rm.undo.serialize import decode, encode
 
 values = st.one_of(

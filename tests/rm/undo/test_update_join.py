@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 import atx.rm as rm
 from atx.rm.errors import DirtyWriteError
-from atx.rm.sql.executor import ExecutionResult, format_lock_keys
 from atx.rm.tc_client import TCClient
+from atx.rm.types import ExecutionResult, format_lock_keys
 from tests.conftest import MariaDBFactory
 from tests.rm.conftest import Database, wait_final, wait_until
 from tests.rm.dbs import DB
@@ -326,7 +326,7 @@ JOIN_UPDATE = (
 
 
 def _attached() -> None:
-    channel = rm.ensure_channel()
+    channel = rm.ensure_runtime()
     assert channel is not None and channel.wait_connected(10)
 
 

@@ -11,7 +11,7 @@ exception in any ``before_*`` other than ``before_commit`` propagates; an
 exception in ``after_*`` is logged and swallowed, because the outcome is
 already decided.
 
-This module imports nothing from ``rm`` so that any package can build on it.
+It lives with the TM, which fires the hooks; ``atx.hooks`` (the outbox) builds on it.
 """
 
 from __future__ import annotations

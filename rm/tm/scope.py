@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-from atx.hooks.hook import hook_scope
 from atx.rm.context import (
     DEFAULT_LOCK_RETRY_INTERVAL,
     DEFAULT_LOCK_RETRY_TIMES,
@@ -38,7 +37,8 @@ from atx.rm.errors import (
     NotInGlobalTransactionError,
     PropagationError,
 )
-from atx.rm.transaction import GlobalTransaction
+from atx.rm.tm.global_transaction import GlobalTransaction
+from atx.rm.tm.hooks import hook_scope
 
 __all__ = [
     "DEFAULT_TIMEOUT",

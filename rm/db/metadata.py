@@ -3,46 +3,15 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
+from atx.dialect import Dialect
 from atx.rm.errors import TableMetaError
-from atx.rm.sql.dialect import Dialect
+from atx.rm.types.meta import TableMeta
 
-__all__ = ["TableMeta", "read_table_meta"]
+__all__ = ["read_table_meta"]
 
 _GENERATED = re.compile(r"\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b", re.I)
-
-
-@dataclass(frozen=True)
-class TableMeta:
-    """What the executors need to know about one table."""
-
-    name: str
-    columns: tuple[str, ...]  # in table order, as the database spells them
-    pk_columns: tuple[str, ...]  # in key order
-    column_types: dict[str, str]
-    auto_increment: str | None = None  # the column the database fills in
-    unique_keys: tuple[tuple[str, ...], ...] = ()  # the primary key first, then unique indexes
-    generated: frozenset[str] = frozenset()  # computed columns: read, never written
-    #: The table's one name for global lock keys: as the database stores it, without the
-    #: schema when that is the connection's own. ``name`` is as the statement wrote it
-    #: (``shop.t``, ``T``), which images and undo SQL keep, since the statement's own
-    #: clauses may refer to it; two spellings of one table must still share lock keys.
-    lock_name: str = ""
-
-    @property
-    def key_name(self) -> str:
-        """The table part of this table's lock keys."""
-        return self.lock_name or self.name
-
-    def column(self, name: str) -> str | None:
-        """The column's real spelling (MySQL and SQLite column names ignore case)."""
-        lowered = name.lower()
-        for column in self.columns:
-            if column.lower() == lowered:
-                return column
-        return None
 
 
 def _split(table: str) -> tuple[str | None, str]:

@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass, field
 
 from atx.errors import AtxError
-from atx.hooks.hook import fire_after, fire_before
 from atx.rm.errors import TransactionRolledBackError, TransactionTimeoutError
 from atx.rm.tc_client import TCClient, get_tc_client
+from atx.rm.tm.hooks import fire_after, fire_before
 from atx.status import GlobalStatus
 
 __all__ = ["GlobalTransaction"]

@@ -1,4 +1,4 @@
-"""Before and after images of the rows one statement touches."""
+"""Before and after images of the rows one statement touches, and what a statement did."""
 
 from __future__ import annotations
 
@@ -6,20 +6,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from atx.rm.sql.recognizer import SQLType
+from atx.lock_keys import LockKey
+from atx.rm.types.sql import SQLType
 
-__all__ = ["Field", "RowImage", "SQLUndoLog", "TableImage", "pk_string"]
-
-
-def _pk_part(value: Any) -> str:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    return str(value)
-
-
-def pk_string(values: tuple[Any, ...]) -> str:
-    """A row's primary key as a lock-key string: composite keys joined with ``_``."""
-    return "_".join(_pk_part(v) for v in values)
+__all__ = ["ExecutionResult", "Field", "RowImage", "SQLUndoLog", "TableImage"]
 
 
 @dataclass(frozen=True)
@@ -97,3 +87,14 @@ class SQLUndoLog:
     table: str
     before: TableImage
     after: TableImage
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """What one execute/executemany did: its row count, and for a branch its undo
+    items and the rows it locks."""
+
+    rowcount: int
+    lastrowid: int | None
+    undo_items: list[SQLUndoLog] = field(default_factory=list)
+    lock_keys: list[LockKey] = field(default_factory=list)

@@ -25,6 +25,7 @@ from typing import Any
 
 import grpc
 
+from atx.dialect import Dialect
 from atx.errors import (
     AtxError,
     DeadlineExceededError,
@@ -33,15 +34,16 @@ from atx.errors import (
 )
 from atx.rm.errors import InvalidConfigurationError
 from atx.rm.resource import registered_resources
-from atx.rm.sql.dialect import Dialect
-from atx.rm.sql.images import pk_condition, table_ident
+from atx.rm.sql.builder import pk_condition
 from atx.rm.tc_client import TCClient
 from atx.rm.undo.log import DELETE_BATCH, LOG_STATUS_GLOBAL_FINISHED, LOG_STATUS_NORMAL
 from atx.status import GlobalStatus
 
 __all__ = [
+    "FIRST_PURGE_DELAY",
     "IsFinished",
     "PurgeResult",
+    "RetentionJob",
     "TCFinishedCheck",
     "purge_registered_resources",
     "purge_undo_log",
@@ -124,7 +126,7 @@ class _Table:
     def __init__(self, connection: Any, dialect: Dialect, table: str) -> None:
         self.connection = connection
         self.dialect = dialect
-        self.ident = table_ident(dialect, table)
+        self.ident = dialect.table_ident(table)
         ph = dialect.placeholder
         self._page_sql = (
             f"SELECT id, xid, branch_id, log_created FROM {self.ident}"
@@ -269,3 +271,43 @@ def purge_registered_resources(
             result.normal_kept_unknown,
         )
     return results
+
+
+#: The first purge runs this soon (or after one period, if shorter): a process
+#: restarted more often than the period would otherwise never purge.
+FIRST_PURGE_DELAY = 300.0
+
+
+class RetentionJob:
+    """A thread that purges old undo rows of every registered resource each period."""
+
+    def __init__(
+        self,
+        client: Callable[[], TCClient],
+        save_days: float,
+        period: float,
+        stopping: threading.Event,
+    ) -> None:
+        self._client = client
+        self._older_than = dt.timedelta(days=save_days)
+        self._period = period
+        self._stopping = stopping
+        self._thread = threading.Thread(target=self._run, name="atx-rm-undo-retention", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        delay = min(self._period, FIRST_PURGE_DELAY)
+        # An Event wait, not sleep: stopping ends the wait at once.
+        while not self._stopping.wait(delay):
+            delay = self._period
+            try:
+                check = TCFinishedCheck(self._client())
+                purge_registered_resources(self._older_than, check, self._stopping)
+            except Exception:
+                logger.exception("undo log purge failed, next try in %g s", self._period)
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)

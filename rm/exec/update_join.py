@@ -9,16 +9,15 @@ the statement only reads are neither imaged nor locked.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
+from atx.rm.db.reads import select_by_pks, select_join_image
 from atx.rm.errors import UnsupportedSQLError
-from atx.rm.sql.dialect import Dialect
-from atx.rm.sql.images import select_by_pks, select_join_image, table_ident
-from atx.rm.sql.metadata import TableMeta
-from atx.rm.sql.recognizer import SQLRecognition, SQLType, UpdateTarget
-from atx.rm.undo.images import SQLUndoLog, TableImage
+from atx.rm.exec.statement import Statement, lock_keys_of, refuse_pk_update
+from atx.rm.types.image import ExecutionResult, SQLUndoLog, TableImage
+from atx.rm.types.meta import TableMeta
+from atx.rm.types.sql import SQLRecognition, SQLType, UpdateTarget
 
-__all__ = ["update_join"]
+__all__ = ["execute"]
 
 
 def _targets(rec: SQLRecognition, table_meta: Callable[[str], TableMeta]) -> list[UpdateTarget]:
@@ -57,51 +56,42 @@ def _plan(
             raise UnsupportedSQLError(
                 f"DML on table {target.table!r} without a primary key", rec.sql
             )
-        pk_lower = {c.lower() for c in meta.pk_columns}
-        for column in target.columns:
-            if column.lower() in pk_lower:
-                raise UnsupportedSQLError(
-                    f"UPDATE of primary key column {column!r} of {target.table!r}", rec.sql
-                )
+        refuse_pk_update(target.columns, meta, rec.sql, of=f" of {target.table!r}")
         plan.append((target, meta))
     return plan
 
 
-def update_join(
-    aux: Any,
-    dialect: Dialect,
-    rec: SQLRecognition,
-    params: Any,
-    table_meta: Callable[[str], TableMeta],
-    run: Callable[[], None],
-) -> list[SQLUndoLog]:
-    """Image every assigned table around ``run`` (the caller's statement).
-
-    Returns one undo item per assigned table that matched rows.
-    """
+def execute(st: Statement) -> ExecutionResult:
+    """Image every assigned table around the caller's statement: one undo item per
+    assigned table that matched rows."""
+    rec, dialect = st.rec, st.dialect
     if rec.from_clause is None or not (rec.update_targets or rec.unqualified_columns):
         raise UnsupportedSQLError("multi-table UPDATE without a table", rec.sql)
-    plan = _plan(rec, table_meta)
+    plan = _plan(rec, st.table_meta)
     source = rec.from_clause
     tail = "" if rec.where is None else "WHERE " + rec.where.text
     refs = source.refs + (rec.where.refs if rec.where is not None else ())
-    values = [params[ref] for ref in refs]
+    values = [st.params[ref] for ref in refs]
     befores: list[TableImage] = []
     for target, meta in plan:
         if target.alias:
             qualifier = dialect.ident(target.alias)
         else:
-            qualifier = table_ident(dialect, target.table)
+            qualifier = dialect.table_ident(target.table)
         image = select_join_image(
-            aux, dialect, meta.name, meta.columns, meta.pk_columns,
+            st.aux, dialect, meta.name, meta.columns, meta.pk_columns,
             qualifier, source.text, tail, values,
         )  # fmt: skip
         befores.append(image)
-    run()
+    st.run()
     items: list[SQLUndoLog] = []
+    keys = []
     for (_, meta), before in zip(plan, befores, strict=True):
         if not before:
             continue
-        after = select_by_pks(aux, dialect, meta.name, meta.columns, meta.pk_columns, before.pks())
+        after = select_by_pks(
+            st.aux, dialect, meta.name, meta.columns, meta.pk_columns, before.pks()
+        )
         items.append(SQLUndoLog(SQLType.UPDATE, meta.name, before, after))
-    return items
+        keys.extend(lock_keys_of(after, meta))
+    return st.result(items, keys)

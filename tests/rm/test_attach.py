@@ -8,24 +8,24 @@ every AT test here).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
-from atx.rm.channel import _STOP, _Stream
+from atx.rm.attach import STOP, AttachStream, Reply, register_message
+from atx.rm.config import Config
 from atx.v1 import resource_manager_pb2 as rm_pb2
 
 
-class _Owner:
-    """The two things a stream asks its RMChannel while sending."""
+def _resource_ids() -> frozenset[str]:
+    return frozenset({"db1"})
 
-    @staticmethod
-    def resource_ids() -> frozenset[str]:
-        return frozenset({"db1"})
 
-    @staticmethod
-    def register_message(resource_ids: frozenset[str]) -> rm_pb2.AttachRequest:
-        register = rm_pb2.RegisterResources(resource_ids=sorted(resource_ids))
-        return rm_pb2.AttachRequest(register=register)
+class _NoInbound:
+    def on_commit(self, reply: Reply, command: rm_pb2.BranchCommand) -> None:
+        raise AssertionError("no command is sent in these tests")
+
+    on_rollback = on_commit
 
 
 def _result(n: int) -> rm_pb2.AttachRequest:
@@ -35,13 +35,14 @@ def _result(n: int) -> rm_pb2.AttachRequest:
 
 
 def _sent(batch_results: bool, queued: list[Any]) -> list[rm_pb2.AttachRequest]:
-    stream = _Stream(_Owner(), "127.0.0.1:1")  # type: ignore[arg-type]
+    config = Config(tc_addresses=("127.0.0.1:1",))
+    stream = AttachStream("127.0.0.1:1", config, threading.Event(), _resource_ids, _NoInbound())
     stream.batch_results = batch_results
-    stream.announced = _Owner.resource_ids()
-    for item in [*queued, _STOP]:
+    stream.announced = _resource_ids()
+    for item in [*queued, STOP]:
         stream.outbox.put(item)
     requests: Iterator[rm_pb2.AttachRequest] = stream._requests(
-        _Owner.register_message(frozenset())
+        register_message(config, frozenset())
     )
     next(requests)  # the RegisterResources
     return list(requests)

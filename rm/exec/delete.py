@@ -1,0 +1,25 @@
+"""DELETE: before image under the statement's own WHERE (FOR UPDATE); the after image is empty."""
+
+from __future__ import annotations
+
+from atx.rm.db.reads import select_image
+from atx.rm.exec.statement import Statement, lock_keys_of
+from atx.rm.types.image import ExecutionResult, SQLUndoLog, TableImage
+from atx.rm.types.sql import SQLType
+
+__all__ = ["execute"]
+
+
+def execute(st: Statement) -> ExecutionResult:
+    meta, rec = st.meta, st.rec
+    tail, values = st.tail()
+    before = select_image(
+        st.aux, st.dialect, meta.name, meta.columns, meta.pk_columns, tail, values,
+        alias=rec.alias, for_update=True,
+    )  # fmt: skip
+    st.run()
+    if not before:
+        return st.result()
+    after = TableImage.empty(meta.name, meta.columns, meta.pk_columns)
+    item = SQLUndoLog(SQLType.DELETE, meta.name, before, after)
+    return st.result([item], lock_keys_of(before, meta))

@@ -1,0 +1,112 @@
+"""INSERT: the statement, then the after image of the inserted rows by primary key.
+
+Primary keys come from the statement's values, or from the database for its
+auto-increment column (MySQL reports the first generated id of a statement,
+SQLite the last; consecutive ids are assumed, stepped by MySQL's
+``auto_increment_increment``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from atx.dialect import Dialect
+from atx.rm.db.reads import select_by_pks
+from atx.rm.errors import RMError, UnsupportedSQLError
+from atx.rm.exec.statement import Statement, lock_keys_of
+from atx.rm.types.image import ExecutionResult, SQLUndoLog, TableImage
+from atx.rm.types.meta import TableMeta
+from atx.rm.types.sql import SQLRecognition, SQLType, ValueKind
+
+__all__ = ["execute", "insert_columns"]
+
+
+def execute(st: Statement) -> ExecutionResult:
+    meta, rec = st.meta, st.rec
+    rows = _row_pks(st.dialect, meta, rec, st.params)
+    generated = sum(1 for _, gen in rows if gen)
+    if st.dialect is Dialect.SQLITE and 0 < generated < len(rows):
+        raise UnsupportedSQLError(
+            "multi-row INSERT mixing explicit and generated primary keys", rec.sql
+        )
+    step = st.tables.autoinc_step(st.aux) if generated else 1
+    st.run()
+    pks = [pk for pk, _ in rows]
+    if generated:
+        pks = _fill_generated(st.dialect, meta, rows, st.cursor.lastrowid, generated, step)
+    after = select_by_pks(st.aux, st.dialect, meta.name, meta.columns, meta.pk_columns, pks)
+    if len(after) != len(set(pks)):
+        raise RMError(
+            f"cannot find the rows just inserted into {meta.name!r}"
+            " (generated keys not consecutive?)",
+            table=meta.name,
+        )
+    before = TableImage.empty(meta.name, meta.columns, meta.pk_columns)
+    item = SQLUndoLog(SQLType.INSERT, meta.name, before, after)
+    return st.result([item], lock_keys_of(after, meta))
+
+
+def insert_columns(meta: TableMeta, rec: SQLRecognition) -> tuple[str, ...]:
+    """The columns the INSERT's values go to, as the table spells them."""
+    if not rec.columns:
+        return tuple(c for c in meta.columns if c not in meta.generated)
+    columns = []
+    for name in rec.columns:
+        real = meta.column(name)
+        if real is None:
+            raise RMError(f"unknown column {name!r} in table {meta.name!r}", column=name)
+        columns.append(real)
+    return tuple(columns)
+
+
+def _row_pks(
+    dialect: Dialect, meta: TableMeta, rec: SQLRecognition, params: Any
+) -> list[tuple[tuple[Any, ...], bool]]:
+    """Each row's primary key and whether the database generates its auto column."""
+    columns = insert_columns(meta, rec)
+    out: list[tuple[tuple[Any, ...], bool]] = []
+    for row in rec.insert_rows:
+        if len(row) != len(columns):
+            raise UnsupportedSQLError("INSERT with a column/value count mismatch", rec.sql)
+        by_column = dict(zip(columns, row, strict=True))
+        pk: list[Any] = []
+        generated = False
+        for column in meta.pk_columns:
+            value = by_column.get(column)
+            if value is not None and value.kind is ValueKind.EXPRESSION:
+                raise UnsupportedSQLError(
+                    f"INSERT with a computed primary key value ({column})", rec.sql
+                )
+            resolved = None if value is None else value.resolve(params)
+            zero_is_auto = dialect is Dialect.MYSQL and resolved == 0
+            if resolved is None or (zero_is_auto and column == meta.auto_increment):
+                if column != meta.auto_increment:
+                    raise UnsupportedSQLError(
+                        f"INSERT without a value for primary key column {column!r}", rec.sql
+                    )
+                generated = True
+            pk.append(resolved)
+        out.append((tuple(pk), generated))
+    return out
+
+
+def _fill_generated(
+    dialect: Dialect,
+    meta: TableMeta,
+    rows: list[tuple[tuple[Any, ...], bool]],
+    lastrowid: int | None,
+    generated: int,
+    step: int,
+) -> list[tuple[Any, ...]]:
+    if not lastrowid:
+        raise RMError(f"no generated key reported for the insert into {meta.name!r}")
+    # MySQL reports the first generated id of the statement, SQLite the last.
+    first = lastrowid if dialect is Dialect.MYSQL else lastrowid - (generated - 1) * step
+    index = meta.pk_columns.index(meta.auto_increment or "")
+    ids = iter(range(first, first + generated * step, step))
+    out: list[tuple[Any, ...]] = []
+    for pk, gen in rows:
+        if gen:
+            pk = (*pk[:index], next(ids), *pk[index + 1 :])
+        out.append(pk)
+    return out

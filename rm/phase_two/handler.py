@@ -1,0 +1,95 @@
+"""Phase two as the TC asks it of this RM: BranchCommit and BranchRollback.
+
+* ``branch_commit`` is answered PHASE_TWO_COMMITTED at once; the undo rows are
+  deleted in the background (:class:`~atx.rm.phase_two.undo_deleter.UndoDeleter`).
+* ``branch_rollback`` replays the undo log on a fresh raw connection in a small
+  thread pool: PHASE_TWO_ROLLBACKED, or ROLLBACK_FAILED_UNRETRYABLE on a dirty
+  write, or ROLLBACK_FAILED_RETRYABLE on any other error (the TC retries).
+
+Both are idempotent: a deleted undo row deletes nothing, and a rolled-back
+branch has no undo row left (undo then leaves the anti-suspension placeholder).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from atx.rm.attach import Reply
+from atx.rm.errors import DirtyWriteError
+from atx.rm.phase_two.undo_deleter import UndoDeleter
+from atx.rm.resource import get_resource
+from atx.status import BranchStatus
+from atx.v1 import resource_manager_pb2 as rm_pb2
+
+__all__ = ["PhaseTwoHandler", "result_message"]
+
+logger = logging.getLogger(__name__)
+
+
+def result_message(
+    command: rm_pb2.BranchCommand, status: BranchStatus, message: str = ""
+) -> rm_pb2.AttachRequest:
+    return rm_pb2.AttachRequest(
+        branch_result=rm_pb2.BranchResult(
+            request_id=command.request_id,
+            xid=command.xid,
+            branch_id=command.branch_id,
+            status=int(status),  # type: ignore[arg-type]
+            message=message,
+        )
+    )
+
+
+class PhaseTwoHandler:
+    """The RM's inbound side: applies phase two to the registered resources."""
+
+    def __init__(self, deleter: UndoDeleter, rollback_workers: int = 4) -> None:
+        self.deleter = deleter
+        self._pool = ThreadPoolExecutor(
+            max_workers=rollback_workers, thread_name_prefix="atx-rm-rollback"
+        )
+
+    def on_commit(self, reply: Reply, command: rm_pb2.BranchCommand) -> None:
+        self.deleter.add(command.resource_id, command.xid, command.branch_id)
+        reply(result_message(command, BranchStatus.PHASE_TWO_COMMITTED))
+
+    def on_rollback(self, reply: Reply, command: rm_pb2.BranchCommand) -> None:
+        self._pool.submit(self._rollback, reply, command)
+
+    def _rollback(self, reply: Reply, command: rm_pb2.BranchCommand) -> None:
+        xid, branch_id = command.xid, command.branch_id
+        try:
+            resource = get_resource(command.resource_id)
+            connection = resource.raw_connection()
+            try:
+                resource.undo.undo(connection, xid, branch_id)
+            finally:
+                connection.close()
+        except DirtyWriteError as error:
+            logger.error(
+                "branch %s of %s cannot be rolled back: %s",
+                branch_id,
+                xid,
+                error,
+                extra={"xid": xid},
+            )
+            status = BranchStatus.PHASE_TWO_ROLLBACK_FAILED_UNRETRYABLE
+            reply(result_message(command, status, str(error)))
+            return
+        except Exception as error:
+            logger.warning(
+                "rollback of branch %s of %s failed, the TC will retry: %s",
+                branch_id,
+                xid,
+                error,
+                extra={"xid": xid},
+            )
+            status = BranchStatus.PHASE_TWO_ROLLBACK_FAILED_RETRYABLE
+            reply(result_message(command, status, str(error)))
+            return
+        logger.info("branch %s of %s rolled back", branch_id, xid, extra={"xid": xid})
+        reply(result_message(command, BranchStatus.PHASE_TWO_ROLLBACKED))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
