@@ -45,7 +45,7 @@ def wait_for_serving(
 ) -> None:
     """Block until the gRPC health check at ``address`` answers SERVING
     (over TLS trusting the CA bundle ``tls_ca`` when set)."""
-    from atx.channels import open_channel
+    from atx.grpc_channels import open_channel
 
     deadline = time.monotonic() + timeout
     last_error = "no answer"

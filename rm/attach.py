@@ -17,8 +17,8 @@ from typing import Protocol
 
 import grpc
 
-from atx.channels import open_channel
 from atx.clock import now_ms
+from atx.grpc_channels import open_channel
 from atx.metadata import bearer
 from atx.rm.config import Config
 from atx.v1 import resource_manager_pb2 as rm_pb2

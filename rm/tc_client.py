@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import grpc
 
 from atx import errors
-from atx.channels import open_channel
+from atx.grpc_channels import open_channel
 from atx.metadata import bearer
 from atx.rm.config import Config, get_config, on_reconfigure
 from atx.status import BranchStatus, BranchType, GlobalStatus

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from atx.clock import now_ms
 from atx.errors import (
     BranchNotFoundError,
     GlobalTransactionNotFoundError,
@@ -21,15 +22,15 @@ from atx.errors import (
 )
 from atx.status import BranchStatus, BranchType
 from atx.status import GlobalStatus as G
-from atx.tc.channels import ChannelRegistry
 from atx.tc.config import TCConfig
 from atx.tc.errors import InvalidTimeoutError
 from atx.tc.lock_keys import row_locks
 from atx.tc.metrics import TCMetrics
-from atx.tc.phase_two import PhaseTwo, now_ms
+from atx.tc.phase_two import PhaseTwo
 from atx.tc.runner import StoreRunner
 from atx.tc.session import COMMIT_PHASE_TWO, ROLLBACK_PHASE_TWO
 from atx.tc.store.base import BranchRecord, GlobalRecord, RowLock, SessionStore
+from atx.tc.streams import StreamRegistry
 from atx.tc.xid import make_xid, parse_xid
 
 __all__ = ["TransactionCoordinator"]
@@ -63,16 +64,16 @@ class TransactionCoordinator:
         self,
         config: TCConfig,
         store: SessionStore,
-        channels: ChannelRegistry | None = None,
+        streams: StreamRegistry | None = None,
         metrics: TCMetrics | None = None,
         runner: StoreRunner | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.run = runner or StoreRunner(store)
-        self.channels = channels or ChannelRegistry(config.node_id, config.heartbeat_interval_ms)
+        self.streams = streams or StreamRegistry(config.node_id, config.heartbeat_interval_ms)
         self.metrics = metrics or TCMetrics()
-        self.phase_two = PhaseTwo(config, self.run, self.channels, self.metrics)
+        self.phase_two = PhaseTwo(config, self.run, self.streams, self.metrics)
         #: The store's one-step "commit an empty session", when it has one (SQLite).
         self._finish_if_empty: Callable[[str, G, G], bool] | None = getattr(
             store, "finish_if_empty", None

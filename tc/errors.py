@@ -11,7 +11,7 @@ __all__ = [
     "InvalidLockKeysError",
     "InvalidTimeoutError",
     "InvalidXidError",
-    "NoChannelError",
+    "NoRMAttachedError",
     "TCError",
 ]
 
@@ -41,10 +41,10 @@ class InvalidTimeoutError(InvalidArgumentError):
         )
 
 
-class NoChannelError(UnavailableError):
-    """No live RM channel serves the branch's resource: phase two waits."""
+class NoRMAttachedError(UnavailableError):
+    """No live RM Attach stream serves the branch's resource: phase two waits."""
 
-    code = "NO_RM_CHANNEL"
+    code = "NO_RM_ATTACHED"
 
     def __init__(self, resource_id: str) -> None:
         super().__init__(

@@ -13,9 +13,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from atx.clock import now_ms
 from atx.status import GlobalStatus as G
 from atx.tc.coordinator import TransactionCoordinator
-from atx.tc.phase_two import now_ms
 from atx.tc.session import COMMIT_PHASE_TWO, ROLLBACK_PHASE_TWO
 from atx.tc.store.base import GlobalRecord
 
@@ -37,7 +37,7 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._ignore_due = True  # the first pass is recovery
         self._stopping = False
-        coordinator.channels.on_attach(lambda _channel: self.wake())
+        coordinator.streams.on_attach(lambda _stream: self.wake())
 
     def wake(self) -> None:
         """Run the jobs now, ignoring retry backoff (an RM may have come back)."""
@@ -66,8 +66,8 @@ class JobRunner:
                 await self.run_once(ignore_due)
             except Exception:
                 logger.exception("background jobs failed; retrying in %.1f s", interval)
-            self.tc.channels.reap()
-            self.tc.metrics.rm_channels.set(len(self.tc.channels.channels))
+            self.tc.streams.reap()
+            self.tc.metrics.rm_streams.set(len(self.tc.streams.streams))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()

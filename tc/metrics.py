@@ -50,7 +50,7 @@ class TCMetrics:
             "Global sessions not finished, as seen by this node",
             registry=r,
         )
-        self.rm_channels = Gauge("atx_tc_rm_channels", "Attached RM channels", registry=r)
+        self.rm_streams = Gauge("atx_tc_rm_streams", "Attach streams of RMs", registry=r)
         self._server: Any = None
 
     def serve(self, port: int, host: str = "0.0.0.0") -> None:

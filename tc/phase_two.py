@@ -15,9 +15,9 @@ import logging
 import time
 from collections.abc import Sequence
 
+from atx.clock import now_ms
 from atx.status import BranchStatus as B
 from atx.status import GlobalStatus as G
-from atx.tc.channels import ChannelRegistry, DispatchFailure, result_status
 from atx.tc.config import TCConfig
 from atx.tc.metrics import TCMetrics
 from atx.tc.runner import StoreRunner
@@ -29,9 +29,10 @@ from atx.tc.session import (
     rollback_retry_status,
 )
 from atx.tc.store.base import BranchRecord, GlobalRecord
+from atx.tc.streams import DispatchFailure, StreamRegistry, result_status
 from atx.v1 import resource_manager_pb2 as rm_pb2
 
-__all__ = ["PhaseTwo", "now_ms"]
+__all__ = ["PhaseTwo"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,22 +40,18 @@ _SKIP_COMMIT = frozenset({B.PHASE_TWO_COMMITTED, B.PHASE_ONE_FAILED})
 _SKIP_ROLLBACK = frozenset({B.PHASE_TWO_ROLLBACKED, B.PHASE_ONE_FAILED})
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class PhaseTwo:
     def __init__(
         self,
         config: TCConfig,
         run: StoreRunner,
-        channels: ChannelRegistry,
+        streams: StreamRegistry,
         metrics: TCMetrics,
     ) -> None:
         self.config = config
         self.run = run
         self.store = run.store
-        self.channels = channels
+        self.streams = streams
         self.metrics = metrics
         #: Sessions this node is driving now; the jobs skip them.
         self.busy: set[str] = set()
@@ -89,7 +86,7 @@ class PhaseTwo:
     ) -> list[tuple[B, str]]:
         """Each branch's phase-two outcome: its status and the RM's message."""
         started = time.perf_counter()
-        outcomes = await self.channels.dispatch_many(
+        outcomes = await self.streams.dispatch_many(
             [(self._command(branch), branch.client_id) for branch in branches],
             rollback=rollback,
             timeout_s=self.config.branch_timeout_ms / 1000,

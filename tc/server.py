@@ -20,13 +20,13 @@ from grpc_reflection.v1alpha import reflection
 from atx.dsn import redact_url
 from atx.tc.admin import AdminServicer
 from atx.tc.auth import TokenAuthInterceptor
-from atx.tc.channels import ChannelRegistry
 from atx.tc.config import TCConfig
 from atx.tc.coordinator import TransactionCoordinator
 from atx.tc.jobs import JobRunner
 from atx.tc.metrics import TCMetrics
 from atx.tc.servicers import ResourceManagerServicer, TransactionManagerServicer
 from atx.tc.store.base import SessionStore, create_store
+from atx.tc.streams import StreamRegistry
 from atx.v1 import admin_pb2, admin_pb2_grpc
 from atx.v1 import resource_manager_pb2 as rm_pb2
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc
@@ -77,8 +77,8 @@ class TCServer:
 
         store = self._store or create_store(config.store_url, config.history_size)
         self._store = store
-        channels = ChannelRegistry(config.node_id, config.heartbeat_interval_ms)
-        tc = TransactionCoordinator(config, store, channels, self.metrics)
+        streams = StreamRegistry(config.node_id, config.heartbeat_interval_ms)
+        tc = TransactionCoordinator(config, store, streams, self.metrics)
         self.tc = tc
         tm_grpc.add_TransactionManagerServiceServicer_to_server(
             TransactionManagerServicer(tc), server
@@ -107,7 +107,7 @@ class TCServer:
             config.port = self.port  # XIDs name the real port
         if not config.node_id:
             config.node_id = f"{config.advertise_host}:{self.port}"
-        channels.node_id = config.node_id
+        streams.node_id = config.node_id
         await server.start()
         self.server = server
         if config.metrics_port:
@@ -139,7 +139,7 @@ class TCServer:
             # Attach streams never end by themselves: end them once the calls in
             # flight (which may be waiting for an RM) and background phase two are done.
             await self.tc.drain(grace)
-            self.tc.channels.close_all()
+            self.tc.streams.close_all()
         await stopping
         if self.tc is not None:
             self.tc.run.close()

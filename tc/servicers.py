@@ -129,5 +129,5 @@ class ResourceManagerServicer(rm_grpc.ResourceManagerServiceServicer):
         return rm_pb2.LockQueryResponse(lockable=holder is None, holder_xid=holder or "")
 
     async def Attach(self, request_iterator: Any, context: Context) -> Any:
-        async for message in self.tc.channels.serve(request_iterator, context.peer()):
+        async for message in self.tc.streams.serve(request_iterator, context.peer()):
             yield message

@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 
+from atx.clock import now_ms
 from atx.errors import InvalidArgumentError, map_errors
 from atx.shop.common.db import Database
 from atx.shop.common.errors import ChainUnavailableError
@@ -75,7 +76,7 @@ class ChainServicer(pb_grpc.ChainServiceServicer):
                         request.collectible_id,
                         token_id,
                         tx_hash,
-                        int(time.time() * 1000),
+                        now_ms(),
                     ),
                 )
                 connection.commit()

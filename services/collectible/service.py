@@ -9,12 +9,12 @@ buyers can never drive stock below zero, whatever the interleaving.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from typing import Any
 
 import grpc
 
+from atx.clock import now_ms
 from atx.errors import InvalidArgumentError, NotFoundError, map_errors
 from atx.shop.common.db import Database, execute
 from atx.shop.common.errors import InvalidStateError, SoldOutError
@@ -59,10 +59,6 @@ _RES_STATE = {
 }
 _HOLD_STATE = {"MINTING": pb.HOLDING_STATE_MINTING, "MINTED": pb.HOLDING_STATE_MINTED}
 _HOLDING_COLS = "holding_id, user_id, collectible_id, order_id, state, token_id, chain_tx_hash"
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
 
 
 def _collectible(row: tuple[Any, ...]) -> pb.Collectible:
@@ -191,7 +187,7 @@ class CollectibleServicer(pb_grpc.CollectibleServiceServicer):
                     request.user_id,
                     request.quantity,
                     "RESERVED",
-                    _now(),
+                    now_ms(),
                 ),
             ).close()
         return pb.ReserveStockResponse(
@@ -221,7 +217,7 @@ class CollectibleServicer(pb_grpc.CollectibleServiceServicer):
                 connection,
                 self.db,
                 "UPDATE reservations SET state = ?, updated_at = ? WHERE order_id = ?",
-                ("RELEASED", _now(), request.order_id),
+                ("RELEASED", now_ms(), request.order_id),
             ).close()
             execute(
                 connection,
@@ -246,7 +242,7 @@ class CollectibleServicer(pb_grpc.CollectibleServiceServicer):
                     connection,
                     self.db,
                     "UPDATE reservations SET state = ?, updated_at = ? WHERE order_id = ?",
-                    ("CONVERTED", _now(), request.order_id),
+                    ("CONVERTED", now_ms(), request.order_id),
                 ).close()
                 for hid in ids:
                     execute(
@@ -254,7 +250,7 @@ class CollectibleServicer(pb_grpc.CollectibleServiceServicer):
                         self.db,
                         f"INSERT INTO holdings ({_HOLDING_COLS}, created_at)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (hid, row[2], row[1], request.order_id, "MINTING", "", "", _now()),
+                        (hid, row[2], row[1], request.order_id, "MINTING", "", "", now_ms()),
                     ).close()
             elif row[4] != "CONVERTED":
                 raise InvalidStateError("reservation", request.order_id, row[4], "convert")

@@ -22,12 +22,12 @@ import logging
 import random
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from atx.clock import now_ms
 from atx.shop.common.db import Database, execute
 from atx.shop.common.errors import UnknownJobError
 
@@ -175,10 +175,6 @@ class JobRunner:
 # --- the lock as a database row ---------------------------------------------------
 
 
-def _now() -> int:
-    return int(time.time() * 1000)
-
-
 def lock_table_schema(table: str) -> str:
     if not re.fullmatch(r"[a-z_]+", table):
         raise ValueError(f"bad lock table name {table!r}")
@@ -210,7 +206,7 @@ class DbJobLock:
             # Another process may insert it first.
             with contextlib.suppress(Exception):
                 self._update(f"INSERT INTO {self.table} VALUES (?, ?, ?)", (name, "", 0))
-        now = _now()
+        now = now_ms()
         return (
             self._update(
                 f"UPDATE {self.table} SET owner = ?, expires_at = ?"
@@ -224,7 +220,7 @@ class DbJobLock:
         return (
             self._update(
                 f"UPDATE {self.table} SET expires_at = ? WHERE name = ? AND owner = ?",
-                (_now() + ttl_ms, name, token),
+                (now_ms() + ttl_ms, name, token),
             )
             == 1
         )

@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from atx.channels import open_channel
+from atx.grpc_channels import open_channel
 from atx.shop.common.propagation import client_interceptor, server_interceptor
 
 __all__ = ["ServiceRuntime", "client_channel", "start_server"]

@@ -21,9 +21,9 @@ raced is fulfilled. If the payment service cannot be asked, nothing is closed.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
+from atx.clock import now_ms
 from atx.errors import AtxError
 from atx.shop.common.db import Database
 from atx.shop.common.rpc import call
@@ -64,7 +64,7 @@ class OrderTimeoutClose:
         return any(pay.state not in _FINISHED for pay in reply.pay_orders)
 
     def __call__(self) -> int:
-        now = int(time.time() * 1000)
+        now = now_ms()
         rows = self.db.query(
             "SELECT order_id FROM orders WHERE state = ? AND expire_at <= ?"
             f" ORDER BY expire_at LIMIT {int(self.batch)}",

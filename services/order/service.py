@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import grpc
 
 import atx.rm as rm
+from atx.clock import now_ms
 from atx.errors import AtxError, InvalidArgumentError, NotFoundError, map_errors
 from atx.shop.common.db import Database, execute
 from atx.shop.common.errors import InvalidStateError, SubmitTokenError
@@ -72,10 +72,6 @@ _COLS = (
     "order_id, user_id, collectible_id, quantity, amount, state, pay_order_id,"
     " created_at, expire_at"
 )
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
 
 
 def _order(row: tuple[Any, ...]) -> pb.Order:
@@ -144,7 +140,7 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
                 connection,
                 self.db,
                 "INSERT INTO submit_tokens VALUES (?, ?, ?, ?, ?, ?)",
-                (token, request.user_id, "ISSUED", "", "", _now()),
+                (token, request.user_id, "ISSUED", "", "", now_ms()),
             ).close()
         return pb.IssueSubmitTokenResponse(submit_token=token)
 
@@ -232,7 +228,7 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
     def _create(
         self, request: pb.CreateOrderRequest, order_id: str, price: int
     ) -> pb.CreateOrderResponse:
-        now = _now()
+        now = now_ms()
         with rm.global_transaction("create_order", timeout=self.tx_timeout) as tx:
             xid = tx.xid or ""
             self._last_xid.xid = xid
@@ -296,7 +292,7 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
                 connection,
                 self.db,
                 "UPDATE orders SET state = ?, pay_order_id = ?, updated_at = ? WHERE order_id = ?",
-                ("PAID", request.pay_order_id, _now(), request.order_id),
+                ("PAID", request.pay_order_id, now_ms(), request.order_id),
             ).close()
         return pb.MarkPaidResponse(order=_order((*row[:5], "PAID", request.pay_order_id, *row[7:])))
 
@@ -313,7 +309,7 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
                     connection,
                     self.db,
                     "UPDATE orders SET state = ?, updated_at = ? WHERE order_id = ?",
-                    ("COMPLETED", _now(), request.order_id),
+                    ("COMPLETED", now_ms(), request.order_id),
                 ).close()
             elif row[5] != "COMPLETED":
                 raise InvalidStateError("order", request.order_id, row[5], "complete")
@@ -340,7 +336,7 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
                     connection,
                     self.db,
                     "UPDATE orders SET state = ?, updated_at = ? WHERE order_id = ?",
-                    ("CLOSED", _now(), order_id),
+                    ("CLOSED", now_ms(), order_id),
                 ).close()
             call(
                 self.collectibles.ReleaseReservation,

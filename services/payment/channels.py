@@ -12,7 +12,7 @@ from typing import Any
 
 from atx.errors import InvalidArgumentError, NotFoundError
 
-__all__ = ["ChannelRegistry", "parse_channel_spec"]
+__all__ = ["StreamRegistry", "parse_channel_spec"]
 
 
 def parse_channel_spec(spec: str) -> tuple[str, str]:
@@ -22,7 +22,7 @@ def parse_channel_spec(spec: str) -> tuple[str, str]:
     return name, address
 
 
-class ChannelRegistry:
+class StreamRegistry:
     """Channel clients by name, built lazily from ``name=address`` specs."""
 
     def __init__(

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from atx.clock import now_ms
 from atx.shop.common.db import Database, execute
 from atx.shop.common.jobs import DbJobLock, JobBody, JobRunner, lock_table_schema
 from atx.shop.payment.channel.breaker import ChannelBreaker
@@ -47,10 +48,6 @@ class Replay(Protocol):
     def remember(self, channel: str, notify_id: str) -> bool: ...
 
 
-def _now() -> int:
-    return int(time.time() * 1000)
-
-
 class DbReplayGuard:
     """Notification ids in ``pay_notifications`` (the success processing records paid ones)."""
 
@@ -71,7 +68,7 @@ class DbReplayGuard:
                     connection,
                     self.db,
                     "INSERT INTO pay_notifications VALUES (?, ?, ?, ?, ?)",
-                    (notify_id, channel, "", "", _now()),
+                    (notify_id, channel, "", "", now_ms()),
                 ).close()
         except Exception:  # a concurrent insert of the same id: already remembered
             return False
@@ -103,9 +100,9 @@ class Guards:
         """``body`` that records its run interval (and holds the lock ``hold_s``)."""
 
         def run() -> int:
-            started = _now()
+            started = now_ms()
             processed = body()
-            remaining = hold_s - (_now() - started) / 1000
+            remaining = hold_s - (now_ms() - started) / 1000
             if remaining > 0:
                 time.sleep(remaining)
             with db.transaction(proxy=False) as connection:
@@ -113,7 +110,7 @@ class Guards:
                     connection,
                     db,
                     "INSERT INTO pay_job_runs VALUES (?, ?, ?, ?, ?, ?)",
-                    (uuid.uuid4().hex, name, self.owner, started, _now(), processed),
+                    (uuid.uuid4().hex, name, self.owner, started, now_ms(), processed),
                 ).close()
             return processed
 

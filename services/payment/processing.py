@@ -23,11 +23,11 @@ about it: committed (or forgotten while the row still says SUCCESS) means
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import atx.rm as rm
+from atx.clock import now_ms
 from atx.errors import GlobalTransactionNotFoundError, NotFoundError
 from atx.hooks.dispatcher import COMMITTED_STATUSES as _COMMITTED
 from atx.hooks.outbox import defer
@@ -94,7 +94,7 @@ class SuccessProcessor:
                         trade_no,
                         paid_ms,
                         xid,
-                        int(time.time() * 1000),
+                        now_ms(),
                         pay_order_id,
                         "PENDING",
                         "ABANDONED",
@@ -119,7 +119,7 @@ class SuccessProcessor:
                         connection,
                         self.db,
                         "INSERT INTO pay_notifications VALUES (?, ?, ?, ?, ?)",
-                        (notify_id, row[3], pay_order_id, status, int(time.time() * 1000)),
+                        (notify_id, row[3], pay_order_id, status, now_ms()),
                     ).close()
                 order = call(
                     self.orders.GetOrder, order_pb2.GetOrderRequest(order_id=str(row[0]))

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import atx.rm as rm
+from atx.clock import now_ms
 from atx.errors import NotFoundError
 from atx.shop.common.db import Database, execute
 from atx.shop.common.errors import InvalidStateError, SettlementInProgressError
@@ -33,7 +33,7 @@ from atx.shop.common.server import client_channel
 from atx.shop.payment.channel.client import RefundResult, TradeInfo
 from atx.shop.payment.channel.recovery import PayOrderRef, reconcile
 from atx.shop.payment.channel.refunds import refund_number, refund_payment
-from atx.shop.payment.channels import ChannelRegistry
+from atx.shop.payment.channels import StreamRegistry
 from atx.shop.payment.processing import SuccessProcessor
 from atx.shop.v1 import order_pb2, order_pb2_grpc
 
@@ -43,10 +43,6 @@ logger = logging.getLogger(__name__)
 
 _OPEN = ("PENDING", "ABANDONED")
 _REF_COLUMNS = "pay_order_id, order_id, channel, amount, created_at, expire_at"
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
 
 
 class Outcome(enum.StrEnum):
@@ -89,7 +85,7 @@ class Fulfilment:
         self,
         db: Database,
         processor: SuccessProcessor,
-        channels: ChannelRegistry,
+        channels: StreamRegistry,
         order_address: str,
         tx_timeout: float = 30.0,
     ) -> None:
@@ -177,8 +173,8 @@ class Fulfilment:
                         amount,
                         reason[:200],
                         "PENDING",
-                        _now(),
-                        _now(),
+                        now_ms(),
+                        now_ms(),
                     ),
                 ).close()
         result = refund_payment(self.channels.get(channel), pay_order_id, pay_order_id, amount)
@@ -188,7 +184,7 @@ class Fulfilment:
                 connection,
                 self.db,
                 "UPDATE pay_refunds SET state = ?, updated_at = ? WHERE refund_no = ?",
-                ("DONE", _now(), number),
+                ("DONE", now_ms(), number),
             ).close()
         return result
 
@@ -202,7 +198,7 @@ class Fulfilment:
                 self.db,
                 "UPDATE pay_orders SET state = ?, channel_trade_no = ?, paid_at = ?,"
                 " updated_at = ? WHERE pay_order_id = ? AND state IN (?, ?, ?)",
-                ("REFUNDED", trade_no, paid_ms, _now(), pay_order_id, *_OPEN, "CLOSED"),
+                ("REFUNDED", trade_no, paid_ms, now_ms(), pay_order_id, *_OPEN, "CLOSED"),
             )
             updated = cursor.rowcount
             cursor.close()
@@ -224,7 +220,7 @@ class Fulfilment:
                 pay_order.amount,
             )
             return True
-        self.fulfil(pay_order.pay_order_id, trade.trade_no, trade.paid_time_ms or _now())
+        self.fulfil(pay_order.pay_order_id, trade.trade_no, trade.paid_time_ms or now_ms())
         return True  # settled, or refunded here
 
     def close(self, pay_order: PayOrderRef) -> None:
@@ -238,7 +234,7 @@ class Fulfilment:
                     self.db,
                     "UPDATE pay_orders SET state = ?, updated_at = ? WHERE pay_order_id = ?"
                     " AND state IN (?, ?)",
-                    ("CLOSED", _now(), pay_order.pay_order_id, *_OPEN),
+                    ("CLOSED", now_ms(), pay_order.pay_order_id, *_OPEN),
                 )
                 updated = cursor.rowcount
                 cursor.close()

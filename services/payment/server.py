@@ -13,7 +13,7 @@ from atx.hooks.targets import TargetRegistry
 from atx.shop.common.db import Database
 from atx.shop.common.server import ServiceRuntime, start_server
 from atx.shop.payment.channel.recovery import close_expired, compensate
-from atx.shop.payment.channels import ChannelRegistry
+from atx.shop.payment.channels import StreamRegistry
 from atx.shop.payment.guards import build_guards
 from atx.shop.payment.processing import MINT_TARGET, SuccessProcessor
 from atx.shop.payment.recovery import Fulfilment, PayOrderStore
@@ -56,7 +56,7 @@ def serve(
     registry.register(MINT_TARGET, processor.mint)
     dispatcher = Dispatcher(store, registry=registry, config=dispatcher_config, name="payment")
     guards = build_guards(settings, db)
-    channel_registry = ChannelRegistry(
+    channel_registry = StreamRegistry(
         channels, keys_dir, breaker=guards.breaker, timeout_s=settings.channel_timeout_s
     )
     fulfilment = Fulfilment(db, processor, channel_registry, order_address)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import uuid
 from typing import Any
 
 import grpc
 
+from atx.clock import now_ms
 from atx.errors import AtxError, InvalidArgumentError, NotFoundError, map_errors
 from atx.shop.common.db import Database, execute
 from atx.shop.common.errors import InvalidStateError
@@ -28,7 +28,7 @@ from atx.shop.common.rpc import call
 from atx.shop.common.server import client_channel
 from atx.shop.payment.channel import protocol as p
 from atx.shop.payment.channel.errors import ChannelUnavailableError
-from atx.shop.payment.channels import ChannelRegistry
+from atx.shop.payment.channels import StreamRegistry
 from atx.shop.payment.guards import Guards
 from atx.shop.payment.processing import SuccessProcessor
 from atx.shop.payment.recovery import Fulfilment
@@ -51,10 +51,6 @@ _STATE = {
     "REFUNDED": pb.PAY_ORDER_STATE_REFUNDED,
     "ABANDONED": pb.PAY_ORDER_STATE_ABANDONED,
 }
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
 
 
 def crash_point(point: str) -> None:
@@ -85,7 +81,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
     def __init__(
         self,
         db: Database,
-        channels: ChannelRegistry,
+        channels: StreamRegistry,
         processor: SuccessProcessor,
         order_address: str,
         notify_address: str,
@@ -185,7 +181,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                 connection,
                 self.db,
                 "UPDATE pay_orders SET pay_url = ?, updated_at = ? WHERE pay_order_id = ?",
-                (result.qr_code, _now(), pay_order_id),
+                (result.qr_code, now_ms(), pay_order_id),
             ).close()
         return pb.CreatePayOrderResponse(pay_order=_pay_order(self.get(pay_order_id)))
 
@@ -198,7 +194,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             raise InvalidStateError(
                 "order", order.order_id, order_pb2.OrderState.Name(order.state), "pay"
             )
-        now = _now()
+        now = now_ms()
         # Deadlines: channel < pay order <= order. The order's own timeout job
         # then never meets a pay order that could still be paid (docs/payment.md).
         expire_at = now + int(self.pay_ttl * 1000)
@@ -248,7 +244,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         if row[5] in ("PENDING", "ABANDONED"):
             trade = self.channels.get(row[3]).query(row[0])
             if trade.paid and trade.total_amount == row[4]:
-                self.fulfilment.fulfil(row[0], trade.trade_no, trade.paid_time_ms or _now())
+                self.fulfilment.fulfil(row[0], trade.trade_no, trade.paid_time_ms or now_ms())
         return pb.QueryPayOrderResponse(
             pay_order=self.committed_view(self.get(request.pay_order_id))
         )
@@ -280,7 +276,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                 outcome = self.fulfilment.fulfil(
                     note.out_trade_no,
                     note.trade_no,
-                    note.gmt_payment_ms or _now(),
+                    note.gmt_payment_ms or now_ms(),
                     notify_id=note.notify_id,
                     status=note.trade_status,
                 )
@@ -321,7 +317,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                 self.db,
                 "UPDATE pay_orders SET state = ?, updated_at = ? WHERE pay_order_id = ?"
                 " AND state = ?",
-                ("ABANDONED", _now(), request.pay_order_id, "PENDING"),
+                ("ABANDONED", now_ms(), request.pay_order_id, "PENDING"),
             ).close()
         row = self.get(request.pay_order_id)
         if self.guards.breaker is not None:

@@ -8,10 +8,10 @@ coordinator, reached through the small :class:`PhaseTwoDriver` protocol.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
+from atx.clock import now_ms
 from atx.errors import AtxError, GlobalTransactionNotFoundError
 from atx.status import GlobalStatus as G
 from atx.tc.admin.errors import (
@@ -69,10 +69,6 @@ class PhaseTwoDriver(Protocol):
         ...
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class AdminActions:
     """The admin operations over a store and a coordinator."""
 
@@ -81,7 +77,7 @@ class AdminActions:
         store: SessionStore,
         driver: PhaseTwoDriver,
         runner: StoreRunner | None = None,
-        clock: Callable[[], int] = _now_ms,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self.store = store
         self.driver = driver

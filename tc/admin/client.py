@@ -9,8 +9,8 @@ from typing import Any, Self, TypeVar
 
 import grpc
 
-from atx.channels import open_channel
 from atx.errors import AtxError, UnavailableError, from_rpc_error
+from atx.grpc_channels import open_channel
 from atx.metadata import bearer
 from atx.v1 import admin_pb2, admin_pb2_grpc, deferred_call_pb2, deferred_call_pb2_grpc
 

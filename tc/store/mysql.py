@@ -43,6 +43,8 @@ import pymysql
 from pymysql.constants import CLIENT
 from pymysql.cursors import Cursor
 
+from atx.clock import now_ms
+from atx.dialect import Dialect
 from atx.dsn import parse_mysql_url
 from atx.errors import (
     GlobalTransactionNotFoundError,
@@ -70,7 +72,7 @@ from atx.tc.store.sql_common import (
     GLOBAL_COLS,
     LOCK_COLS,
     PageQuery,
-    SqlDialect,
+    StoreSql,
     audit_record,
     audit_values,
     branch_record,
@@ -97,7 +99,7 @@ _POOL_IDLE = 16
 _CONFLICT_CODES = frozenset({1213, 1205})  # deadlock, lock wait timeout: rerun
 _RETRY_CODES = frozenset({2003, 2006, 2013, 2014, 2055, 1927, 4031}) | _CONFLICT_CODES
 
-_SQL = SqlDialect(mark="%s", global_table="global_table", history_table="global_history")
+_SQL = StoreSql(Dialect.MYSQL, global_table="global_table", history_table="global_history")
 
 _GLOBAL_DEF = """
     xid VARCHAR(128) NOT NULL, transaction_id BIGINT NOT NULL, status TINYINT NOT NULL,
@@ -137,10 +139,6 @@ _SCHEMA = (
     {_TABLE_OPTIONS}""",
     "INSERT IGNORE INTO id_sequence (name, value) VALUES ('id', 0)",
 )
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _rollback(conn: pymysql.connections.Connection[Cursor]) -> None:
@@ -330,7 +328,7 @@ class MySQLSessionStore:
         if not expected:
             return None
         sets = ["status=%s", "modified_time_ms=%s"]
-        args: list[Any] = [int(new), _now_ms()]
+        args: list[Any] = [int(new), now_ms()]
         if next_retry_ms is not None:
             sets.append("next_retry_ms=%s")
             args.append(next_retry_ms)
@@ -365,7 +363,7 @@ class MySQLSessionStore:
         next_retry_ms: int | None = None,
         retry_count: int | None = None,
     ) -> GlobalRecord | None:
-        sql, args = _SQL.update_global(_now_ms(), retry_stopped, next_retry_ms, retry_count)
+        sql, args = _SQL.update_global(now_ms(), retry_stopped, next_retry_ms, retry_count)
 
         def update(cur: Cursor) -> GlobalRecord | None:
             if not cur.execute(sql, (*args, xid)):
@@ -411,7 +409,7 @@ class MySQLSessionStore:
                 return
             values = list(row)
             values[2] = int(final_status)
-            values[7] = _now_ms()
+            values[7] = now_ms()
             for branch in branches:
                 branch.status = history_branch_status(final_status, branch.status)
             blob = branches_json(branches)
@@ -487,7 +485,7 @@ class MySQLSessionStore:
                         fresh.append(key)
                     elif holder != xid:
                         self._conflict(cur, holder, key)
-            now = _now_ms()
+            now = now_ms()
             for start in range(0, len(fresh), 500):
                 chunk = fresh[start : start + 500]
                 values = [lock_values(branch, unique[key], now) for key in chunk]
@@ -518,7 +516,7 @@ class MySQLSessionStore:
                 cur.execute(
                     "UPDATE branch_table SET status=%s, modified_time_ms=%s "
                     "WHERE xid=%s AND branch_id=%s",
-                    (int(status), _now_ms(), xid, branch_id),
+                    (int(status), now_ms(), xid, branch_id),
                 )
             )
 
@@ -563,7 +561,7 @@ class MySQLSessionStore:
         def take(cur: Cursor) -> bool:
             cur.execute("SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)")
             clock = cur.fetchone()
-            now = int(clock[0]) if clock else _now_ms()
+            now = int(clock[0]) if clock else now_ms()
             cur.execute(
                 "SELECT owner, expire_ms FROM distributed_lock WHERE name=%s FOR UPDATE", (name,)
             )
@@ -595,7 +593,7 @@ class MySQLSessionStore:
 
     # --- audit ----------------------------------------------------------------
     def append_audit(self, record: AuditRecord) -> AuditRecord:
-        stored = dataclasses.replace(record, time_ms=record.time_ms or _now_ms())
+        stored = dataclasses.replace(record, time_ms=record.time_ms or now_ms())
 
         def append(cur: Cursor) -> int:
             cur.execute(f"{AUDIT_INSERT} (%s,%s,%s,%s,%s,%s)", audit_values(stored))

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -38,6 +37,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from atx.clock import now_ms
 from atx.dsn import parse_redis_url
 from atx.errors import (
     GlobalTransactionNotFoundError,
@@ -281,10 +281,6 @@ return 0
 """
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _pairs(flat: list[str] | dict[str, str]) -> dict[str, str]:
     if isinstance(flat, dict):
         return flat
@@ -452,7 +448,7 @@ class RedisSessionStore:
             ",".join(str(int(s)) for s in expected) or "-",
             int(new),
             "1" if release_locks else "0",
-            _now_ms(),
+            now_ms(),
             "" if next_retry_ms is None else next_retry_ms,
             "" if retry_count is None else retry_count,
         ]
@@ -469,7 +465,7 @@ class RedisSessionStore:
         next_retry_ms: int | None = None,
         retry_count: int | None = None,
     ) -> GlobalRecord | None:
-        args: list[Any] = [self._p, xid, _now_ms()]
+        args: list[Any] = [self._p, xid, now_ms()]
         if retry_stopped is not None:
             args += ["retry_stopped", "1" if retry_stopped else "0"]
         if next_retry_ms is not None:
@@ -518,7 +514,7 @@ class RedisSessionStore:
 
     def finish_global(self, xid: str, final_status: GlobalStatus) -> None:
         committed = final_status == GlobalStatus.COMMITTED
-        args: list[str | int] = [self._p, xid, int(final_status), _now_ms(), self._history_size]
+        args: list[str | int] = [self._p, xid, int(final_status), now_ms(), self._history_size]
         args.append(int(BranchStatus.PHASE_TWO_COMMITTED) if committed else "skip")
         args.append(int(BranchStatus.PHASE_ONE_FAILED))
         self._finish_global(args=args)
@@ -539,7 +535,7 @@ class RedisSessionStore:
             branch.branch_id,
             _branch_json(branch),
             branch.transaction_id,
-            _now_ms(),
+            now_ms(),
         ]
         for row in {r.row_key: r for r in rows}.values():
             args += [row.row_key, row.resource_id, row.table_name, row.pk]
@@ -555,7 +551,7 @@ class RedisSessionStore:
         raise lock_conflict(result[1], result[2], GlobalStatus(int(result[3])))
 
     def update_branch_status(self, xid: str, branch_id: int, status: BranchStatus) -> bool:
-        args: list[str | int] = [self._p, xid, branch_id, int(status), _now_ms()]
+        args: list[str | int] = [self._p, xid, branch_id, int(status), now_ms()]
         return bool(self._update_branch(args=args))
 
     def release_locks(self, xid: str, branch_id: int | None = None) -> int:
@@ -587,7 +583,7 @@ class RedisSessionStore:
         entry_id = int(self._redis.incr(p + "audit:seq"))
         stored = AuditRecord(
             id=entry_id,
-            time_ms=record.time_ms or _now_ms(),
+            time_ms=record.time_ms or now_ms(),
             operator=record.operator,
             action=record.action,
             xid=record.xid,

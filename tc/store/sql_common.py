@@ -1,8 +1,8 @@
 """What the two SQL stores (SQLite, MySQL) share: column lists, row
 conversion, the listing queries with their filters and offset page tokens.
 
-The stores differ in placeholder style (``?`` or ``%s``) and table names;
-a :class:`SqlDialect` carries both, so one builder serves either store.
+The stores differ in dialect (placeholder style) and table names; a
+:class:`StoreSql` carries both, so one builder serves either store.
 Each store still runs the statements itself (its own connection handling).
 """
 
@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from atx.dialect import Dialect
 from atx.status import BranchStatus, BranchType, GlobalStatus
 from atx.tc.store.base import (
     AuditRecord,
@@ -35,7 +36,7 @@ __all__ = [
     "GLOBAL_COLS",
     "LOCK_COLS",
     "PageQuery",
-    "SqlDialect",
+    "StoreSql",
     "audit_record",
     "audit_values",
     "branch_record",
@@ -199,15 +200,19 @@ class PageQuery:
 
 
 @dataclass(frozen=True)
-class SqlDialect:
-    """Placeholder style and table names of one SQL store."""
+class StoreSql:
+    """The listing queries of one SQL store: its dialect and its table names."""
 
-    mark: str
+    dialect: Dialect
     global_table: str
     history_table: str
 
+    @property
+    def mark(self) -> str:
+        return self.dialect.placeholder
+
     def marks(self, n: int) -> str:
-        return ",".join([self.mark] * n)
+        return self.dialect.marks(n)
 
     def _paged(
         self,

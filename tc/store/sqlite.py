@@ -17,13 +17,14 @@ import dataclasses
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from atx.clock import now_ms
+from atx.dialect import Dialect
 from atx.errors import GlobalTransactionNotFoundError, IllegalStatusError, InvalidArgumentError
 from atx.status import BranchStatus, GlobalStatus
 from atx.tc.store.base import (
@@ -44,7 +45,7 @@ from atx.tc.store.sql_common import (
     GLOBAL_COLS,
     LOCK_COLS,
     PageQuery,
-    SqlDialect,
+    StoreSql,
     audit_record,
     audit_values,
     branch_record,
@@ -61,7 +62,7 @@ __all__ = ["SQLiteStore", "sqlite_path_from_url"]
 T = TypeVar("T")
 
 _ID_BLOCK = 100
-_SQL = SqlDialect(mark="?", global_table="global_session", history_table="history")
+_SQL = StoreSql(Dialect.SQLITE, global_table="global_session", history_table="history")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS id_sequence (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -126,10 +127,6 @@ _FINISH_EMPTY_SQL = (
 
 
 _LOCK_INSERT = f"INSERT OR IGNORE INTO lock_table ({LOCK_COLS}) VALUES (?,?,?,?,?,?,?,?)"
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def sqlite_path_from_url(url: str) -> tuple[str, dict[str, str]]:
@@ -290,7 +287,7 @@ class SQLiteStore:
         next_retry_ms: int | None = None,
         retry_count: int | None = None,
     ) -> GlobalRecord | None:
-        args: list[Any] = [int(new), _now_ms()]
+        args: list[Any] = [int(new), now_ms()]
         if next_retry_ms is not None:
             args.append(next_retry_ms)
         if retry_count is not None:
@@ -324,7 +321,7 @@ class SQLiteStore:
         next_retry_ms: int | None = None,
         retry_count: int | None = None,
     ) -> GlobalRecord | None:
-        sql, args = _SQL.update_global(_now_ms(), retry_stopped, next_retry_ms, retry_count)
+        sql, args = _SQL.update_global(now_ms(), retry_stopped, next_retry_ms, retry_count)
         with self._lock:
             row = self._conn.execute(f"{sql} RETURNING {GLOBAL_COLS}", (*args, xid)).fetchone()
         return None if row is None else global_record(row)
@@ -348,7 +345,7 @@ class SQLiteStore:
     def finish_global(self, xid: str, final_status: GlobalStatus) -> None:
         with self._tx() as db:
             committed = int(final_status == GlobalStatus.COMMITTED)
-            copied = db.execute(_FINISH_SQL, (int(final_status), _now_ms(), committed, xid, xid))
+            copied = db.execute(_FINISH_SQL, (int(final_status), now_ms(), committed, xid, xid))
             if copied.rowcount == 0:
                 return
             db.execute("DELETE FROM global_session WHERE xid=?", (xid,))
@@ -364,7 +361,7 @@ class SQLiteStore:
         The fast path of an empty transaction's Commit (SQLite only)."""
         with self._tx() as db:
             copied = db.execute(
-                _FINISH_EMPTY_SQL, (int(final_status), _now_ms(), xid, int(expected), xid)
+                _FINISH_EMPTY_SQL, (int(final_status), now_ms(), xid, int(expected), xid)
             )
             if copied.rowcount == 0:
                 return False
@@ -395,7 +392,7 @@ class SQLiteStore:
 
     # --- branches and locks -------------------------------------------------
     def register_branch(self, branch: BranchRecord, rows: Sequence[RowLock]) -> None:
-        now = _now_ms()
+        now = now_ms()
         with self._tx() as db:
             found = db.execute(
                 "SELECT status FROM global_session WHERE xid=?", (branch.xid,)
@@ -445,7 +442,7 @@ class SQLiteStore:
             cursor = self._conn.execute(
                 "UPDATE branch_session SET status=?, modified_time_ms=? "
                 "WHERE xid=? AND branch_id=?",
-                (int(status), _now_ms(), xid, branch_id),
+                (int(status), now_ms(), xid, branch_id),
             )
         return cursor.rowcount > 0
 
@@ -479,7 +476,7 @@ class SQLiteStore:
 
     # --- cluster --------------------------------------------------------------
     def try_job_lock(self, name: str, owner: str, ttl_ms: int) -> bool:
-        now = _now_ms()
+        now = now_ms()
         with self._lock:
             cursor = self._conn.execute(
                 "INSERT INTO job_lock (name, owner, expires_ms) VALUES (?,?,?) "

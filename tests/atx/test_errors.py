@@ -15,7 +15,8 @@ import pytest
 import atx.errors as errors
 from atx.errors import AtxError, from_rpc_error, map_errors
 
-PACKAGES = ("atx",)  # atx.tc, atx.rm, atx.hooks and atx.shop are inside it
+# Each installed package on its own: atx.tc, atx.rm, ... live in folders of their own.
+PACKAGES = ("atx", "atx.tc", "atx.rm", "atx.hooks", "atx.shop")
 
 
 def _import_error_modules() -> None:

@@ -165,7 +165,7 @@ def test_dead_rm_is_dropped_and_another_serves(tc_factory: TCFactory) -> None:
         register(tc, xid, "db1", "t:1", client_id="mute")
         # Silent for > 3 intervals: dropped, so the branch goes to the live RM.
         wait_until(
-            lambda: len(tc.server.tc.channels.channels) == 1 if tc.server.tc else False,
+            lambda: len(tc.server.tc.streams.streams) == 1 if tc.server.tc else False,
             what="the silent RM dropped",
         )
         assert rollback(tc, xid) == G.ROLLBACKED

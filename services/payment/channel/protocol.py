@@ -5,7 +5,6 @@ so a real adapter later changes one module.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -30,7 +29,6 @@ __all__ = [
     "channel_expire_ms",
     "format_amount",
     "format_time",
-    "now_ms",
     "parse_amount",
     "parse_time",
 ]
@@ -54,10 +52,6 @@ NOTIFY_ACK = "success"
 
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _CENT = Decimal("0.01")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def format_amount(minor: int) -> str:

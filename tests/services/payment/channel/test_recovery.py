@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from atx.clock import now_ms
 from atx.shop.payment.channel import (
     ChannelClient,
     ChannelUnavailableError,
@@ -21,7 +22,6 @@ from atx.shop.payment.channel import (
     refund_number,
     resolve_double_payment,
 )
-from atx.shop.payment.channel.protocol import now_ms
 from tests.services.payment.channel.conftest import SimulatorFactory, Sink
 from tests.services.payment.channel.payments_store import SqlitePayments
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from atx.clock import now_ms
 from atx.shop.payment.channel import (
     AmountMismatchError,
     ChannelClient,
@@ -30,7 +31,7 @@ from atx.shop.payment.channel import (
     signed,
     verify,
 )
-from atx.shop.payment.channel.protocol import format_time, now_ms
+from atx.shop.payment.channel.protocol import format_time
 
 
 def _notification(keys: ChannelKeys, **changes: str) -> dict[str, str]:

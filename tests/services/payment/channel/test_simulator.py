@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from atx.clock import now_ms
 from atx.errors import IllegalStatusError, from_rpc_error
 from atx.shop.payment.channel import (
     ChannelClient,
@@ -23,7 +24,6 @@ from atx.shop.payment.channel import (
     load_or_create_keys,
     signed,
 )
-from atx.shop.payment.channel.protocol import now_ms
 from atx.shop.v1 import payment_channel_pb2 as ch_pb2
 from atx.shop.v1 import payment_channel_pb2_grpc as ch_grpc
 from tests.conftest import ProcessStarter

@@ -1,4 +1,4 @@
-"""RM channels: resources registered later on an open Attach stream; batched commands."""
+"""Attach streams of RMs: resources registered later on an open Attach stream; batched commands."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from atx.status import BranchStatus
 from atx.status import GlobalStatus as G
-from atx.tc.errors import BranchDispatchError, NoChannelError
+from atx.tc.errors import BranchDispatchError, NoRMAttachedError
 from atx.testing import wait_until
 from atx.v1 import resource_manager_pb2 as rm_pb2
 from tests.tc.conftest import RunningTC
@@ -89,7 +89,7 @@ def test_an_rm_without_batches_gets_one_command_per_message(tc: RunningTC) -> No
 
 
 async def _dispatch(tc: RunningTC, commands: list[tuple[str, int]], timeout_s: float) -> list[Any]:
-    registry = tc.server.tc.channels  # type: ignore[union-attr]
+    registry = tc.server.tc.streams  # type: ignore[union-attr]
     batch = [
         (rm_pb2.BranchCommand(xid=f"127.0.0.1:1:{n}", branch_id=n, resource_id=r), "")
         for r, n in commands
@@ -108,10 +108,10 @@ def test_one_dispatch_answers_each_command_on_its_own(tc: RunningTC) -> None:
         assert time.monotonic() - started >= 0.5
         assert [o.branch_id for o in (outcomes[0], outcomes[3])] == [1, 4]
         assert {o.status for o in (outcomes[0], outcomes[3])} == {BranchStatus.PHASE_TWO_COMMITTED}
-        assert isinstance(outcomes[1], NoChannelError) and "db2" in outcomes[1].message
+        assert isinstance(outcomes[1], NoRMAttachedError) and "db2" in outcomes[1].message
         assert isinstance(outcomes[2], BranchDispatchError)
         assert "RM silent did not answer branch 3" in outcomes[2].message
-        channels = tc.server.tc.channels.channels  # type: ignore[union-attr]
+        channels = tc.server.tc.streams.streams  # type: ignore[union-attr]
         assert all(not c.pending for c in channels)  # nothing left waiting
 
         # Everything answered: no wait for the timeout.

@@ -1,4 +1,4 @@
-"""RM channels: the server side of the ``Attach`` stream.
+"""Attach streams of RMs: the server side of the ``Attach`` RPC.
 
 An RM opens the stream, names itself and its resources, and then receives
 BranchCommit/BranchRollback commands, answering each with a BranchResult
@@ -6,11 +6,11 @@ carrying the same request id. Commands queued for one RM while the stream
 was busy go out together in one BranchCommandBatch (when the RM said it
 understands them): under load a stream message then carries many commands,
 which is what makes phase two cheap (Seata merges messages the same way).
-A later RegisterResources on the same stream adds resources to the channel
+A later RegisterResources on the same stream adds resources to the stream
 (answered with Registered again), so an RM need not reconnect to serve a new
-resource. The registry picks, for a branch, the channel of the client that
-registered it when live, else any live channel serving the branch's
-resource. Channels silent for three heartbeat intervals are dropped.
+resource. The registry picks, for a branch, the stream of the client that
+registered it when live, else any live stream serving the branch's
+resource. Streams silent for three heartbeat intervals are dropped.
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from atx.status import BranchStatus
-from atx.tc.errors import BranchDispatchError, NoChannelError
+from atx.tc.errors import BranchDispatchError, NoRMAttachedError
 from atx.v1 import resource_manager_pb2 as rm_pb2
 
-__all__ = ["ChannelRegistry", "DispatchFailure", "RmChannel"]
+__all__ = ["DispatchFailure", "RmStream", "StreamRegistry"]
 
 logger = logging.getLogger(__name__)
 
 _CLOSED = object()
 #: What stands in for a command's answer when there is none.
-DispatchFailure = NoChannelError | BranchDispatchError
+DispatchFailure = NoRMAttachedError | BranchDispatchError
 #: Commands per BranchCommandBatch at most: bounds one message's size and the RM's burst.
 _MAX_BATCH = 256
 
@@ -61,7 +61,7 @@ class _Waiter:
 
 
 @dataclass(eq=False)
-class RmChannel:
+class RmStream:
     client_id: str
     application_id: str
     resource_ids: frozenset[str]
@@ -85,51 +85,51 @@ class RmChannel:
         self.pending.clear()
 
 
-class ChannelRegistry:
-    """Live RM channels by resource id."""
+class StreamRegistry:
+    """Live RM streams by resource id."""
 
     def __init__(self, node_id: str, heartbeat_interval_ms: int) -> None:
         self.node_id = node_id
         self.heartbeat_interval_ms = heartbeat_interval_ms
-        self._by_resource: dict[str, list[RmChannel]] = {}
+        self._by_resource: dict[str, list[RmStream]] = {}
         self._ids = itertools.count(1)
-        self._listeners: list[Callable[[RmChannel], None]] = []
+        self._listeners: list[Callable[[RmStream], None]] = []
         self._closing = False
 
-    def on_attach(self, listener: Callable[[RmChannel], None]) -> None:
+    def on_attach(self, listener: Callable[[RmStream], None]) -> None:
         """Call ``listener`` whenever an RM attaches (phase two may resume)."""
         self._listeners.append(listener)
 
     @property
-    def channels(self) -> list[RmChannel]:
+    def streams(self) -> list[RmStream]:
         return list({id(c): c for cs in self._by_resource.values() for c in cs}.values())
 
-    def _add(self, channel: RmChannel) -> None:
-        for resource in channel.resource_ids:
-            self._by_resource.setdefault(resource, []).append(channel)
+    def _add(self, stream: RmStream) -> None:
+        for resource in stream.resource_ids:
+            self._by_resource.setdefault(resource, []).append(stream)
         logger.info(
             "RM %s attached from %s for %s",
-            channel.client_id,
-            channel.peer,
-            sorted(channel.resource_ids),
+            stream.client_id,
+            stream.peer,
+            sorted(stream.resource_ids),
         )
         for listener in self._listeners:
-            listener(channel)
+            listener(stream)
 
-    def _extend(self, channel: RmChannel, register: rm_pb2.RegisterResources) -> None:
+    def _extend(self, stream: RmStream, register: rm_pb2.RegisterResources) -> None:
         """A later RegisterResources on an open stream: serve its new resources too."""
-        if channel.closed:
+        if stream.closed:
             return
-        channel.outbox.put_nowait(self._registered())
-        added = set(register.resource_ids) - channel.resource_ids
+        stream.outbox.put_nowait(self._registered())
+        added = set(register.resource_ids) - stream.resource_ids
         if not added:
             return
-        channel.resource_ids = channel.resource_ids | added
+        stream.resource_ids = stream.resource_ids | added
         for resource in added:
-            self._by_resource.setdefault(resource, []).append(channel)
-        logger.info("RM %s now also serves %s", channel.client_id, sorted(added))
+            self._by_resource.setdefault(resource, []).append(stream)
+        logger.info("RM %s now also serves %s", stream.client_id, sorted(added))
         for listener in self._listeners:
-            listener(channel)  # sessions waiting for these resources may resume
+            listener(stream)  # sessions waiting for these resources may resume
 
     def _registered(self) -> rm_pb2.AttachResponse:
         return rm_pb2.AttachResponse(
@@ -140,23 +140,23 @@ class ChannelRegistry:
             )
         )
 
-    def _remove(self, channel: RmChannel) -> None:
-        channel.close()
-        for resource in channel.resource_ids:
+    def _remove(self, stream: RmStream) -> None:
+        stream.close()
+        for resource in stream.resource_ids:
             live = self._by_resource.get(resource, [])
-            if channel in live:
-                live.remove(channel)
+            if stream in live:
+                live.remove(stream)
             if not live:
                 self._by_resource.pop(resource, None)
-        logger.info("RM %s detached", channel.client_id)
+        logger.info("RM %s detached", stream.client_id)
 
-    def choose(self, resource_id: str, client_id: str) -> RmChannel:
+    def choose(self, resource_id: str, client_id: str) -> RmStream:
         live = [c for c in self._by_resource.get(resource_id, []) if not c.closed]
         if not live:
-            raise NoChannelError(resource_id)
-        for channel in live:
-            if channel.client_id == client_id:
-                return channel
+            raise NoRMAttachedError(resource_id)
+        for stream in live:
+            if stream.client_id == client_id:
+                return stream
         return random.choice(live)
 
     async def dispatch(
@@ -169,8 +169,8 @@ class ChannelRegistry:
     ) -> rm_pb2.BranchResult:
         """Send one phase-two command and await its result.
 
-        Raises NoChannelError without a live channel, BranchDispatchError when
-        the channel closes or the RM does not answer in time.
+        Raises NoRMAttachedError without a live stream, BranchDispatchError when
+        the stream closes or the RM does not answer in time.
         """
         (outcome,) = await self.dispatch_many(
             [(command, client_id)], rollback=rollback, timeout_s=timeout_s
@@ -188,21 +188,21 @@ class ChannelRegistry:
     ) -> list[rm_pb2.BranchResult | DispatchFailure]:
         """Send phase-two commands (each with the client id that registered its
         branch) and await every answer: per command its BranchResult, or the
-        NoChannelError / BranchDispatchError that stands in for it. Commands for
+        NoRMAttachedError / BranchDispatchError that stands in for it. Commands for
         one RM queued together go out as one BranchCommandBatch."""
         waiter = _Waiter(len(commands))
-        sent: list[tuple[int, RmChannel, str]] = []
+        sent: list[tuple[int, RmStream, str]] = []
         for index, (command, client_id) in enumerate(commands):
             try:
-                channel = self.choose(command.resource_id, client_id)
-            except NoChannelError as error:
+                stream = self.choose(command.resource_id, client_id)
+            except NoRMAttachedError as error:
                 waiter.deliver(index, error)
                 continue
             request_id = f"{self.node_id}-{next(self._ids)}"
             command.request_id = request_id
-            channel.pending[request_id] = (waiter, index)
-            sent.append((index, channel, request_id))
-            channel.outbox.put_nowait(
+            stream.pending[request_id] = (waiter, index)
+            sent.append((index, stream, request_id))
+            stream.outbox.put_nowait(
                 rm_pb2.AttachResponse(branch_rollback=command)
                 if rollback
                 else rm_pb2.AttachResponse(branch_commit=command)
@@ -211,20 +211,20 @@ class ChannelRegistry:
             async with asyncio.timeout(timeout_s):
                 await waiter.future
         except TimeoutError:
-            for index, channel, _request_id in sent:
+            for index, stream, _request_id in sent:
                 command = commands[index][0]
                 waiter.deliver(
                     index,
                     BranchDispatchError(
-                        f"RM {channel.client_id} did not answer branch {command.branch_id} "
+                        f"RM {stream.client_id} did not answer branch {command.branch_id} "
                         f"of {command.xid} within {timeout_s:.1f} s",
                         xid=command.xid,
                         branch_id=command.branch_id,
                     ),
                 )
         finally:
-            for _index, channel, request_id in sent:
-                channel.pending.pop(request_id, None)
+            for _index, stream, request_id in sent:
+                stream.pending.pop(request_id, None)
         lost = BranchDispatchError("phase-two dispatch ended without an answer")
         return [lost if outcome is None else outcome for outcome in waiter.outcomes]
 
@@ -242,7 +242,7 @@ class ChannelRegistry:
             logger.warning("Attach from %s did not start with RegisterResources", peer)
             return
         register = first.register
-        channel = RmChannel(
+        stream = RmStream(
             client_id=register.client_id or peer,
             application_id=register.application_id,
             resource_ids=frozenset(register.resource_ids),
@@ -252,19 +252,19 @@ class ChannelRegistry:
         if self._closing:
             yield self._registered()
             return
-        # Registered goes out first through the outbox, and the channel is live
+        # Registered goes out first through the outbox, and the stream is live
         # before the RM reads it: an RM told it is attached can be sent commands.
-        channel.outbox.put_nowait(self._registered())
-        self._add(channel)
-        reader = asyncio.create_task(self._read(channel, iterator))
+        stream.outbox.put_nowait(self._registered())
+        self._add(stream)
+        reader = asyncio.create_task(self._read(stream, iterator))
         try:
             while True:
-                message = await channel.outbox.get()
+                message = await stream.outbox.get()
                 if message is _CLOSED:
                     break
                 assert isinstance(message, rm_pb2.AttachResponse)
-                if channel.batches and not channel.outbox.empty():
-                    for batched in _coalesce(message, channel.outbox):
+                if stream.batches and not stream.outbox.empty():
+                    for batched in _coalesce(message, stream.outbox):
                         if not isinstance(batched, rm_pb2.AttachResponse):
                             return  # the close marker
                         yield batched
@@ -272,48 +272,46 @@ class ChannelRegistry:
                     yield message
         finally:
             reader.cancel()
-            self._remove(channel)
+            self._remove(stream)
 
-    async def _read(
-        self, channel: RmChannel, iterator: AsyncIterator[rm_pb2.AttachRequest]
-    ) -> None:
+    async def _read(self, stream: RmStream, iterator: AsyncIterator[rm_pb2.AttachRequest]) -> None:
         try:
             async for request in iterator:
-                channel.last_seen = time.monotonic()
+                stream.last_seen = time.monotonic()
                 kind = request.WhichOneof("kind")
                 if kind == "branch_result":
-                    _resolve(channel, request.branch_result)
+                    _resolve(stream, request.branch_result)
                 elif kind == "branch_results":
                     for result in request.branch_results.results:
-                        _resolve(channel, result)
+                        _resolve(stream, result)
                 elif kind == "register":
-                    self._extend(channel, request.register)
+                    self._extend(stream, request.register)
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            logger.info("Attach stream of RM %s ended: %s", channel.client_id, error)
-        channel.close()
+            logger.info("Attach stream of RM %s ended: %s", stream.client_id, error)
+        stream.close()
 
     def reap(self) -> int:
-        """Drop channels silent for more than three heartbeat intervals."""
+        """Drop streams silent for more than three heartbeat intervals."""
         limit = 3 * self.heartbeat_interval_ms / 1000
         now = time.monotonic()
-        dead = [c for c in self.channels if now - c.last_seen > limit]
-        for channel in dead:
+        dead = [c for c in self.streams if now - c.last_seen > limit]
+        for stream in dead:
             logger.warning(
-                "RM %s silent for %.1f s: dropped", channel.client_id, now - channel.last_seen
+                "RM %s silent for %.1f s: dropped", stream.client_id, now - stream.last_seen
             )
-            self._remove(channel)
+            self._remove(stream)
         return len(dead)
 
     def close_all(self) -> None:
         self._closing = True
-        for channel in self.channels:
-            self._remove(channel)
+        for stream in self.streams:
+            self._remove(stream)
 
 
-def _resolve(channel: RmChannel, result: rm_pb2.BranchResult) -> None:
-    entry = channel.pending.pop(result.request_id, None)
+def _resolve(stream: RmStream, result: rm_pb2.BranchResult) -> None:
+    entry = stream.pending.pop(result.request_id, None)
     if entry is not None:
         waiter, index = entry
         waiter.deliver(index, result)
