@@ -37,6 +37,7 @@ def _notification(keys: ChannelKeys, **changes: str) -> dict[str, str]:
     params = {
         "notify_id": "n-1",
         "notify_time": format_time(now_ms()),
+        "notify_type": "trade_status_sync",
         "app_id": "2021000000000001",
         "seller_id": "2088000000000001",
         "trade_no": "2026000001",
