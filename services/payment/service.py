@@ -1,10 +1,12 @@
 """PaymentService: pay orders, channel notifications and active queries.
 
-A notification is verified (signature, timestamp, app id, amount) by the
-channel module, checked against the replay guard, then fulfilled (settled,
-or refunded when it can no longer be: see recovery.py); the answer
-``success`` is given only after the global commit, anything else makes the
-channel retry. The deferred mints run on this process's outbox dispatcher.
+A notification is verified (an unambiguous signed string, the signature, a
+strict parse of every signed field, timestamp, app id, amount) by the
+channel module, or refused with ``fail`` and logged; then checked against
+the replay guard, then fulfilled (settled, or refunded when it can no
+longer be: see recovery.py); the answer ``success`` is given only after
+the global commit, anything else makes the channel retry. The deferred
+mints run on this process's outbox dispatcher.
 
 ListChannels leaves out channels whose breaker is open; AbandonPayOrder does
 not count against the channel; RunJob runs a scheduled job now (under its
@@ -51,6 +53,32 @@ _STATE = {
     "REFUNDED": pb.PAY_ORDER_STATE_REFUNDED,
     "ABANDONED": pb.PAY_ORDER_STATE_ABANDONED,
 }
+
+
+def _log_refusal(
+    channel: str, out_trade_no: str, row: tuple[Any, ...] | None, error: AtxError
+) -> None:
+    """Why a notification was answered ``fail``, with what we know of its pay order."""
+    if row is None:
+        logger.warning(
+            "refused notification from %s for unknown pay order %r: %s %s",
+            channel,
+            out_trade_no[:80],
+            error.code,
+            error.message,
+        )
+        return
+    logger.warning(
+        "refused notification from %s for pay order %s (order %s, %s, xid %s): %s %s",
+        channel,
+        row[0],
+        row[1],
+        row[5],
+        row[12] or "none",
+        error.code,
+        error.message,
+        extra={"xid": row[12] or None},
+    )
 
 
 def crash_point(point: str) -> None:
@@ -254,6 +282,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
     ) -> pb.HandleNotificationResponse:
         params = dict(request.params)
         out_trade_no = params.get("out_trade_no", "")
+        row: tuple[Any, ...] | None = None
         try:
             client = self.channels.get(request.channel)
             row = self.get(out_trade_no)
@@ -263,9 +292,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                 )
             note = client.verify_notification(params, expected_amount=int(row[4]))
         except AtxError as error:
-            logger.warning(
-                "refused notification from %s for %r: %s", request.channel, out_trade_no, error
-            )
+            _log_refusal(request.channel, out_trade_no, row, error)
             return pb.HandleNotificationResponse(ack=ACK_FAIL)
         replay = self.guards.replay
         if replay.seen(request.channel, note.notify_id):
@@ -299,7 +326,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                 )
                 return pb.HandleNotificationResponse(ack=ACK_FAIL)
             logger.info("notification %s for %s: %s", note.notify_id, out_trade_no, outcome_text)
-        # else WAIT_BUYER_PAY: nothing to do.
+        # No other status gets here: WAIT_BUYER_PAY and the rest are refused above.
         crash_point("notify_ack")  # committed, not yet acknowledged
         try:
             replay.remember(request.channel, note.notify_id)

@@ -100,6 +100,13 @@ Global___PrecreateResponse: _TypeAlias = PrecreateResponse  # noqa: Y015
 
 @_typing.final
 class QueryTradeRequest(_message.Message):
+    """params: like every request, the public parameters app_id (required: the
+    merchant's app id), method ("alipay.trade.query"), charset, timestamp,
+    version, sign_type and sign, plus out_trade_no. Without app_id the answer
+    is code 40001, sub_code isv.missing-app-id; another merchant's app_id gets
+    40002, isv.invalid-app-id.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final

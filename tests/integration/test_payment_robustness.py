@@ -1,4 +1,4 @@
-"""Payment robustness end to end (issue 6): the guards wired into the running
+"""Payment robustness end to end: the guards wired into the running
 payment and order services, each acceptance item against real Redis and
 MariaDB, with the simulators' fault knobs, services as separate processes."""
 
@@ -18,7 +18,13 @@ import atx.shop.payment.channel.errors  # noqa: F401  (registers the channel err
 from atx.errors import AtxError
 from atx.hooks.outbox import STATE_DONE
 from atx.shop.payment.channel import protocol as p
-from atx.shop.payment.channel.signing import load_or_create_keys, signed
+from atx.shop.payment.channel.signing import (
+    ChannelKeys,
+    canonical,
+    load_or_create_keys,
+    signed,
+    verify,
+)
 from atx.shop.topology import CHANNEL_NAME, Shop
 from atx.shop.v1 import order_pb2, payment_channel_pb2, payment_pb2
 from tests.integration import harness as h
@@ -103,6 +109,9 @@ def _quiet(shop: Shop, order_id: str) -> None:
 
 
 def _resigned(params: dict[str, str], key: Any) -> dict[str, str]:
+    """``params`` signed again, with ``key`` or the channel's keys' platform key."""
+    if isinstance(key, ChannelKeys):
+        key = key.platform_private
     return signed({k: v for k, v in params.items() if k not in ("sign", "sign_type")}, key)
 
 
@@ -195,6 +204,53 @@ def test_missed_notifications_crash_before_ack_and_bad_notifications(
     assert h.notify(shop, genuine) == "success"
     assert h.snapshot(shop) == before
     assert h.pay_state(shop, other.pay_order_id) == "PENDING"
+
+
+def test_notifications_are_verified_over_exactly_what_was_signed(
+    shop_factory: ShopFactory, redis_url: str
+) -> None:
+    shop = shop_factory(redis_url=redis_url, payment_args=ON_DEMAND)
+    cid = h.collectible(shop, total=5)
+    buy = h.order(shop, "ann", cid)
+    pay = h.pay_order(shop, buy.order_id)
+    keys = load_or_create_keys(shop.config.directory / "keys", CHANNEL_NAME)
+    captured = h.notification(shop, pay)  # correctly signed by the channel
+    before = h.snapshot(shop)
+
+    # A boundary moved: notify_type folded into notify_time, the same signed bytes.
+    moved = {k: v for k, v in captured.items() if k != "notify_type"}
+    moved["notify_time"] = f"{captured['notify_time']}&notify_type={captured['notify_type']}"
+    assert canonical(moved) == canonical(captured)
+    assert verify(moved, keys.platform_public)
+    refused: list[tuple[str, dict[str, str]]] = [("CHANNEL_MESSAGE_AMBIGUOUS", moved)]
+    # Correctly signed, but not in the channel's forms.
+    now = p.format_time(p.now_ms())
+    for changes in (
+        {"notify_time": now + "zzz"},
+        {"notify_time": now + "999"},
+        {"trade_status": "PAID!!"},
+        {"trade_status": p.WAIT_BUYER_PAY},  # real, not final: we never subscribe to it
+    ):
+        refused.append(
+            ("CHANNEL_NOTIFICATION_FIELD_INVALID", _resigned({**captured, **changes}, keys))
+        )
+    untyped = {k: v for k, v in captured.items() if k != "notify_type"}
+    refused.append(("CHANNEL_NOTIFICATION_FIELD_INVALID", _resigned(untyped, keys)))
+    for _, params in refused:
+        assert h.notify(shop, params) == "fail", params
+    assert h.snapshot(shop) == before  # no settlement, no outbox row, no mint
+    assert h.pay_state(shop, pay.pay_order_id) == "PENDING"
+    assert h.order_state(shop, buy.order_id) == "CREATED"
+    log = shop.processes["payment"].log_path.read_text(errors="replace")
+    for code, _ in refused:
+        assert f"pay order {pay.pay_order_id} (order {buy.order_id}, PENDING" in log
+        assert code in log
+    assert "notification field notify_time ('" + now + "zzz')" in log
+
+    # Refusals remembered nothing: the captured notification itself is still accepted.
+    assert h.notify(shop, captured) == "success"
+    _quiet(shop, buy.order_id)
+    assert h.pay_state(shop, pay.pay_order_id) == "SUCCESS"
 
 
 def test_paid_twice_refunds_once_even_when_the_refund_is_retried(

@@ -13,7 +13,8 @@ is in Redis or the database):
   client.precreate(pay_order_id, amount, channel_expire_ms(created, expire),
   own_grpc_address) and store pay_url = result.qr_code.
 * HandleNotification: client.verify_notification(params, pay_order.amount)
-  (typed errors: answer "fail", change nothing); if replay.seen(channel,
+  (an unambiguous signed string, the signature, a strict parse of every
+  field; typed errors: answer "fail", change nothing); if replay.seen(channel,
   notify_id): answer "success"; else process under a row lock, commit, then
   replay.remember(channel, notify_id) and answer "success". A paid
   notification for an order already paid by another pay order:
@@ -31,12 +32,15 @@ from atx.shop.common.jobs import JobRun, JobRunner
 from atx.shop.payment.channel.breaker import BreakerConfig, BreakerState, ChannelBreaker
 from atx.shop.payment.channel.client import ChannelClient, PrecreateResult, RefundResult, TradeInfo
 from atx.shop.payment.channel.errors import (
+    AmbiguousMessageError,
     AmountMismatchError,
+    AppIdRejectedError,
     ChannelRejectedError,
     ChannelUnavailableError,
     DecryptionError,
     DuplicateSubmissionInProgressError,
     IdempotencyMismatchError,
+    NotificationFieldError,
     SignatureError,
     StaleTimestampError,
     SubmissionTokenNotFoundError,
@@ -48,6 +52,12 @@ from atx.shop.payment.channel.errors import (
 )
 from atx.shop.payment.channel.jobs import RedisJobLock
 from atx.shop.payment.channel.notification import Notification, verify_notification
+from atx.shop.payment.channel.notify_fields import (
+    ALIPAY_NOTIFICATION,
+    NotificationFields,
+    NotificationSchema,
+    parse_notification,
+)
 from atx.shop.payment.channel.protocol import channel_expire_ms
 from atx.shop.payment.channel.recovery import (
     PaymentActions,
@@ -70,6 +80,7 @@ from atx.shop.payment.channel.signing import (
     EncryptedResource,
     canonical,
     check_timestamp,
+    check_unambiguous,
     decrypt_field,
     default_keys_dir,
     encrypt_field,
@@ -83,7 +94,10 @@ from atx.shop.payment.channel.simulator_server import SimulatorServer, serve_sim
 from atx.shop.payment.channel.tokens import Replay, SubmissionTokens, fingerprint
 
 __all__ = [
+    "ALIPAY_NOTIFICATION",
+    "AmbiguousMessageError",
     "AmountMismatchError",
+    "AppIdRejectedError",
     "BreakerConfig",
     "BreakerState",
     "ChannelBreaker",
@@ -100,6 +114,9 @@ __all__ = [
     "JobRun",
     "JobRunner",
     "Notification",
+    "NotificationFieldError",
+    "NotificationFields",
+    "NotificationSchema",
     "PayOrderRef",
     "PayOrderRepository",
     "Payment",
@@ -124,6 +141,7 @@ __all__ = [
     "canonical",
     "channel_expire_ms",
     "check_timestamp",
+    "check_unambiguous",
     "choose_kept",
     "close_expired",
     "compensate",
@@ -132,6 +150,7 @@ __all__ = [
     "encrypt_field",
     "fingerprint",
     "load_or_create_keys",
+    "parse_notification",
     "refund_number",
     "refund_payment",
     "resolve_double_payment",

@@ -20,6 +20,7 @@ from atx.errors import AtxError, from_rpc_error
 from atx.shop.payment.channel import protocol as p
 from atx.shop.payment.channel.breaker import ChannelBreaker
 from atx.shop.payment.channel.errors import (
+    AppIdRejectedError,
     ChannelRejectedError,
     ChannelUnavailableError,
     SignatureError,
@@ -27,6 +28,7 @@ from atx.shop.payment.channel.errors import (
     TradeStatusError,
 )
 from atx.shop.payment.channel.notification import Notification, verify_notification
+from atx.shop.payment.channel.notify_fields import ALIPAY_NOTIFICATION, NotificationSchema
 from atx.shop.payment.channel.signing import DEFAULT_WINDOW_S, ChannelKeys, signed, verify
 from atx.shop.v1 import payment_channel_pb2 as ch_pb2
 from atx.shop.v1 import payment_channel_pb2_grpc as ch_grpc
@@ -92,6 +94,7 @@ class ChannelClient:
         timeout_s: float = 5.0,
         breaker: ChannelBreaker | None = None,
         notify_window_s: float = DEFAULT_WINDOW_S,
+        notification_schema: NotificationSchema = ALIPAY_NOTIFICATION,
     ) -> None:
         self.name = name
         self.keys = keys
@@ -100,6 +103,8 @@ class ChannelClient:
         self.timeout_s = timeout_s
         self.breaker = breaker
         self.notify_window_s = notify_window_s
+        #: The fields this channel's notifications carry (see notify_fields.py).
+        self.notification_schema = notification_schema
         self._owns_channel = isinstance(target, str)
         self._channel = grpc.insecure_channel(target) if isinstance(target, str) else target
         self._stub = ch_grpc.PaymentChannelServiceStub(self._channel)
@@ -201,6 +206,7 @@ class ChannelClient:
             now_ms=p.now_ms() if now_ms is None else now_ms,
             window_s=self.notify_window_s,
             aes_key=self.keys.aes_key,
+            schema=self.notification_schema,
         )
 
     # --- plumbing ---------------------------------------------------------------
@@ -239,6 +245,8 @@ class ChannelClient:
             sub_code, sub_msg = answer.get("sub_code", ""), answer.get("sub_msg", "")
             if sub_code == p.SUB_CODE_TRADE_NOT_EXIST:
                 raise TradeNotFoundError(self.name, biz.get("out_trade_no", ""))
+            if sub_code in (p.SUB_CODE_MISSING_APP_ID, p.SUB_CODE_INVALID_APP_ID):
+                raise AppIdRejectedError(self.name, sub_code, self.app_id, sub_msg)
             if sub_code == p.SUB_CODE_TRADE_STATUS_ERROR:
                 raise TradeStatusError(self.name, sub_code, sub_msg)
             raise ChannelRejectedError(self.name, sub_code or answer.get("code", ""), sub_msg)

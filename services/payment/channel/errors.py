@@ -19,12 +19,15 @@ from atx.errors import (
 from atx.shop.common.errors import UnknownJobError  # the job runner's, shared with orders
 
 __all__ = [
+    "AmbiguousMessageError",
     "AmountMismatchError",
+    "AppIdRejectedError",
     "ChannelRejectedError",
     "ChannelUnavailableError",
     "DecryptionError",
     "DuplicateSubmissionInProgressError",
     "IdempotencyMismatchError",
+    "NotificationFieldError",
     "SignatureError",
     "StaleTimestampError",
     "SubmissionTokenNotFoundError",
@@ -72,6 +75,25 @@ class ChannelRejectedError(AtxError):
         return self.details.get("sub_code", "")
 
 
+class AppIdRejectedError(ChannelRejectedError):
+    """The channel does not know our app_id (isv.missing-app-id or
+    isv.invalid-app-id): every request, QueryTrade too, carries the merchant's
+    app id, and it must be the one the channel was set up with."""
+
+    code = "CHANNEL_APP_ID_REJECTED"
+
+    def __init__(self, channel: str, sub_code: str, app_id: str, sub_msg: str = "") -> None:
+        AtxError.__init__(
+            self,
+            f"payment channel {channel!r} refused our app_id {app_id!r} ({sub_code}"
+            f"{': ' + sub_msg if sub_msg else ''}); the payment service and the channel "
+            "must be set up with the same app id",
+            channel=channel,
+            sub_code=sub_code,
+            app_id=app_id,
+        )
+
+
 class TradeNotFoundError(NotFoundError):
     """The channel knows no trade with this out_trade_no (ACQ.TRADE_NOT_EXIST)."""
 
@@ -105,6 +127,36 @@ class AmountMismatchError(InvalidArgumentError):
             expected=expected,
             actual=actual,
         )
+
+
+class AmbiguousMessageError(InvalidArgumentError):
+    """A key or value would move a field boundary in the signed ``k=v&k=v``
+    string: the same signature would cover another message."""
+
+    code = "CHANNEL_MESSAGE_AMBIGUOUS"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(
+            f"field {_shown(field)} {reason}: the signed string would be ambiguous",
+            field=_shown(field),
+            reason=reason,
+        )
+
+
+class NotificationFieldError(InvalidArgumentError):
+    """A signed field of a notification is missing, or not exactly in the
+    form the channel sends (a suffix, another format, an unknown value)."""
+
+    code = "CHANNEL_NOTIFICATION_FIELD_INVALID"
+
+    def __init__(self, field: str, reason: str, value: str | None = None) -> None:
+        shown = "" if value is None else f" ({_shown(value)})"
+        super().__init__(f"notification field {field}{shown} {reason}", field=field, reason=reason)
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """Attacker-supplied text for a message: quoted, escaped, cut short."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 class StaleTimestampError(InvalidArgumentError):

@@ -1,5 +1,7 @@
 """Verification of a channel's asynchronous notification (Alipay order):
-signature, timestamp window, app_id and seller_id, then the amount."""
+an unambiguous signed string, the signature, the strict parse of every field
+it signed (notify_fields.py), the timestamp window, app_id and seller_id,
+then the amount."""
 
 from __future__ import annotations
 
@@ -8,17 +10,21 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from atx.errors import AtxError, InvalidArgumentError
 from atx.shop.payment.channel import protocol as p
 from atx.shop.payment.channel.errors import (
     AmountMismatchError,
     SignatureError,
+    StaleTimestampError,
     UnknownAppError,
+)
+from atx.shop.payment.channel.notify_fields import (
+    ALIPAY_NOTIFICATION,
+    NotificationSchema,
+    parse_notification,
 )
 from atx.shop.payment.channel.signing import (
     DEFAULT_WINDOW_S,
-    EncryptedResource,
-    check_timestamp,
+    check_unambiguous,
     decrypt_field,
     verify,
 )
@@ -47,13 +53,6 @@ class Notification:
         return self.trade_status in p.PAID_STATUSES
 
 
-def _required(params: Mapping[str, str], key: str) -> str:
-    value = params.get(key, "")
-    if not value:
-        raise InvalidArgumentError(f"notification has no {key}", field=key)
-    return value
-
-
 def verify_notification(
     params: Mapping[str, str],
     *,
@@ -65,38 +64,43 @@ def verify_notification(
     now_ms: int,
     window_s: float = DEFAULT_WINDOW_S,
     aes_key: bytes | None = None,
+    schema: NotificationSchema = ALIPAY_NOTIFICATION,
 ) -> Notification:
     """Check everything Alipay asks for, in its order; raises a typed error.
+
+    The signed string must read as one message only (AmbiguousMessageError)
+    and every signed field must be exactly in its form (NotificationFieldError):
+    a moved boundary or a suffix keeps the signature valid, so the signature
+    alone proves nothing about what the fields mean.
 
     ``expected_amount`` is the pay order's amount in minor units; pass None
     to check it yourself later (compare with ``Notification.total_amount``).
     """
+    check_unambiguous(params)
     if not verify(params, platform_public):
         raise SignatureError(channel, "a notification")
-    notify_time = check_timestamp(params.get("notify_time", ""), now_ms, window_s)
-    for key, ours in (("app_id", app_id), ("seller_id", seller_id)):
-        if params.get(key) != ours:
-            raise UnknownAppError(key, params.get(key, ""))
-    out_trade_no = _required(params, "out_trade_no")
-    total = p.parse_amount(_required(params, "total_amount"))
-    if expected_amount is not None and total != expected_amount:
-        raise AmountMismatchError(out_trade_no, expected_amount, params["total_amount"])
+    fields = parse_notification(params, schema)
+    if abs(now_ms - fields.notify_time_ms) > window_s * 1000:
+        raise StaleTimestampError(params["notify_time"], window_s)
+    for key, ours, theirs in (
+        ("app_id", app_id, fields.app_id),
+        ("seller_id", seller_id, fields.seller_id),
+    ):
+        if theirs != ours:
+            raise UnknownAppError(key, theirs)
+    if expected_amount is not None and fields.total_amount != expected_amount:
+        raise AmountMismatchError(fields.out_trade_no, expected_amount, params["total_amount"])
     buyer = None
-    if params.get("buyer_logon_id") and aes_key is not None:
-        buyer = decrypt_field(aes_key, EncryptedResource.from_json(params["buyer_logon_id"]))
-    gmt_payment = params.get("gmt_payment")
-    try:
-        paid_ms = p.parse_time(gmt_payment) if gmt_payment else None
-    except AtxError:
-        paid_ms = None
+    if fields.buyer_logon_id is not None and aes_key is not None:
+        buyer = decrypt_field(aes_key, fields.buyer_logon_id)
     return Notification(
         channel=channel,
-        notify_id=_required(params, "notify_id"),
-        notify_time_ms=notify_time,
-        out_trade_no=out_trade_no,
-        trade_no=params.get("trade_no", ""),
-        trade_status=_required(params, "trade_status"),
-        total_amount=total,
-        gmt_payment_ms=paid_ms,
+        notify_id=fields.notify_id,
+        notify_time_ms=fields.notify_time_ms,
+        out_trade_no=fields.out_trade_no,
+        trade_no=fields.trade_no,
+        trade_status=fields.trade_status,
+        total_amount=fields.total_amount,
+        gmt_payment_ms=fields.gmt_payment_ms,
         buyer_logon_id=buyer,
     )

@@ -2,7 +2,8 @@
 
 * RSA2 (SHA256withRSA, PKCS#1 v1.5) over Alipay's canonical form: drop
   ``sign`` and ``sign_type``, skip empty values, sort keys in ASCII order and
-  join ``k=v`` with ``&``. Signatures are base64.
+  join ``k=v`` with ``&``. Signatures are base64. The form is not escaped,
+  so a receiver also checks it is unambiguous (:func:`check_unambiguous`).
 * AES-256-GCM for sensitive fields, as a WeChat-v3 style resource
   ``{ciphertext, nonce, associated_data}``.
 * Per-channel keys (:class:`ChannelKeys`) stored as PEM files, made on first use.
@@ -16,6 +17,7 @@ import binascii
 import fcntl
 import json
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Mapping
@@ -28,7 +30,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from atx.errors import InvalidArgumentError
-from atx.shop.payment.channel.errors import DecryptionError, StaleTimestampError
+from atx.shop.payment.channel.errors import (
+    AmbiguousMessageError,
+    DecryptionError,
+    StaleTimestampError,
+)
 from atx.shop.payment.channel.protocol import parse_time
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "EncryptedResource",
     "canonical",
     "check_timestamp",
+    "check_unambiguous",
     "decrypt_field",
     "default_keys_dir",
     "encrypt_field",
@@ -50,6 +57,8 @@ SIGN_TYPE = "RSA2"
 #: Notifications further than this from now are refused (WeChat v3: 5 min).
 DEFAULT_WINDOW_S = 300.0
 _UNSIGNED = frozenset({"sign", "sign_type"})
+#: Keys as Alipay names them; never holding a separator.
+_KEY = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def canonical(params: Mapping[str, str]) -> str:
@@ -57,6 +66,25 @@ def canonical(params: Mapping[str, str]) -> str:
     or empty values."""
     pairs = sorted((k, v) for k, v in params.items() if k not in _UNSIGNED and v != "")
     return "&".join(f"{k}={v}" for k, v in pairs)
+
+
+def check_unambiguous(params: Mapping[str, str]) -> None:
+    """Refuse a message whose signed string also reads as another message.
+
+    :func:`canonical` does not escape, so ``&`` in a value moves a field
+    boundary without changing the signed bytes: ``notify_time=T&notify_type=X``
+    is one field or two. With keys of ``[a-z][a-z0-9_]*`` and no ``&`` in a
+    value, splitting the string at ``&`` and each piece at its first ``=``
+    gives back exactly the signed fields, so one signature means one message.
+    (``=`` in a value is then harmless, and base64 needs it.)
+    """
+    for key, value in params.items():
+        if key in _UNSIGNED:
+            continue
+        if not _KEY.fullmatch(key):
+            raise AmbiguousMessageError(key, "is not a key of the form [a-z][a-z0-9_]*")
+        if "&" in value:
+            raise AmbiguousMessageError(key, "has '&' in its value")
 
 
 def sign(params: Mapping[str, str], private_key: rsa.RSAPrivateKey) -> str:

@@ -123,10 +123,21 @@ class ChannelSimulator(ch_grpc.PaymentChannelServiceServicer):
             time.sleep(latency / 1000)
         if fail:
             raise ChannelUnavailableError(self.config.name, "injected failure")
+        app_id = params.get("app_id", "")
+        if not app_id:  # first: an unsigned request without it would say "bad signature"
+            return _error(
+                p.CODE_MISSING_ARGUMENT,
+                p.SUB_CODE_MISSING_APP_ID,
+                "app_id is required in every request, QueryTrade too: the merchant's app id",
+            )
         if not verify(params, self.keys.merchant_public):
             return _error(p.CODE_INVALID_SIGNATURE, p.SUB_CODE_INVALID_SIGNATURE, "bad signature")
-        if params.get("app_id") != self.config.app_id:
-            return _error(p.CODE_INVALID_SIGNATURE, "isv.invalid-app-id", "unknown app_id")
+        if app_id != self.config.app_id:
+            return _error(
+                p.CODE_INVALID_ARGUMENT,
+                p.SUB_CODE_INVALID_APP_ID,
+                f"app_id {app_id[:40]!r} is not the merchant of channel {self.config.name!r}",
+            )
         missing = [k for k in _REQUIRED[method] if not params.get(k)]
         if missing:
             return _error("40002", "isv.missing-parameter", ",".join(missing))

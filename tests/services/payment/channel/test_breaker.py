@@ -121,7 +121,7 @@ def test_two_breakers_and_two_processes_share_the_state(redis_url: str) -> None:
         second.record_failure("alipay_sim")
     assert first.state("alipay_sim") == second.state("alipay_sim") == BreakerState.OPEN
     script = (
-        "import sys;from services.payment.channel import ChannelBreaker as B;"
+        "import sys;from atx.shop.payment.channel import ChannelBreaker as B;"
         "b=B(sys.argv[1]);print(b.state('alipay_sim').value);"
         "[b.record_failure('wechat_sim') for _ in range(5)]"
     )

@@ -38,6 +38,7 @@ def _notification(keys: ChannelKeys, **changes: str) -> dict[str, str]:
     params = {
         "notify_id": "n-1",
         "notify_time": format_time(now_ms()),
+        "notify_type": "trade_status_sync",
         "app_id": "2021000000000001",
         "seller_id": "2088000000000001",
         "trade_no": "2026000001",
@@ -87,7 +88,7 @@ def test_keys_are_created_once_and_reloaded(keys_dir: Path) -> None:
 
 def test_concurrent_first_use_by_two_processes_agrees(keys_dir: Path) -> None:
     script = (
-        "import sys;from services.payment.channel import load_or_create_keys as l;"
+        "import sys;from atx.shop.payment.channel import load_or_create_keys as l;"
         "k=l(sys.argv[1],'race');print(k.aes_key.hex())"
     )
     procs = [

@@ -13,6 +13,7 @@ import pytest
 from atx.clock import now_ms
 from atx.errors import IllegalStatusError, from_rpc_error
 from atx.shop.payment.channel import (
+    AppIdRejectedError,
     ChannelClient,
     ChannelKeys,
     ChannelRejectedError,
@@ -149,6 +150,30 @@ def test_requests_must_carry_our_signature(
     mixed = ChannelKeys("alipay_sim", keys.merchant_private, wrong.platform_private, keys.aes_key)
     with pytest.raises(SignatureError):
         ChannelClient("alipay_sim", simulator.address, mixed).query("x")
+
+
+def test_every_request_needs_our_app_id(
+    simulator: SimulatorServer, keys: ChannelKeys, client: ChannelClient
+) -> None:
+    with grpc.insecure_channel(simulator.address) as channel:
+        stub = ch_grpc.PaymentChannelServiceStub(channel)
+        query = {"method": "alipay.trade.query", "out_trade_no": "x"}
+        for params, sub_code in (
+            (query, "isv.missing-app-id"),
+            ({**query, "app_id": "2021999"}, "isv.invalid-app-id"),
+        ):
+            request = ch_pb2.QueryTradeRequest(params=signed(params, keys.merchant_private))
+            answer = dict(stub.QueryTrade(request).params)
+            assert answer["sub_code"] == sub_code
+            assert "app_id" in answer["sub_msg"]
+    stranger = ChannelClient("alipay_sim", simulator.address, keys, app_id="2021999")
+    with pytest.raises(AppIdRejectedError) as refused:
+        stranger.query("x")
+    assert "refused our app_id '2021999'" in refused.value.message
+    assert "same app id" in refused.value.message
+    stranger.close()
+    with pytest.raises(TradeNotFoundError):  # ours is fine
+        client.query("x")
 
 
 def test_fault_knobs(client: ChannelClient, simulator: SimulatorServer, sink: Sink) -> None:
