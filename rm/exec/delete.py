@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from atx.rm.db.reads import select_image
 from atx.rm.exec.statement import Statement, lock_keys_of
 from atx.rm.types.image import ExecutionResult, SQLUndoLog, TableImage
 from atx.rm.types.sql import SQLType
@@ -11,12 +10,8 @@ __all__ = ["execute"]
 
 
 def execute(st: Statement) -> ExecutionResult:
-    meta, rec = st.meta, st.rec
-    tail, values = st.tail()
-    before = select_image(
-        st.aux, st.dialect, meta.name, meta.columns, meta.pk_columns, tail, values,
-        alias=rec.alias, for_update=True,
-    )  # fmt: skip
+    meta = st.meta
+    before = st.before_image()
     st.run()
     if not before:
         return st.result()

@@ -3,7 +3,6 @@ check that no other global transaction holds them."""
 
 from __future__ import annotations
 
-from atx.rm.db.reads import select_image
 from atx.rm.exec.statement import Statement, lock_keys_of
 from atx.rm.types.image import ExecutionResult
 
@@ -12,11 +11,7 @@ __all__ = ["execute"]
 
 def execute(st: Statement) -> ExecutionResult:
     meta, rec = st.meta, st.rec
-    tail, values = st.tail()
-    locked = select_image(
-        st.aux, st.dialect, meta.name, meta.pk_columns, meta.pk_columns, tail, values,
-        alias=rec.alias, for_update=True,
-    )  # fmt: skip
+    locked = st.before_image(meta.pk_columns)
     # SQLite has no FOR UPDATE: the statement runs without it (BEGIN IMMEDIATE locks).
     st.run(rec.stripped_sql or rec.sql)
     return st.result([], lock_keys_of(locked, meta))

@@ -16,6 +16,7 @@ from typing import Any
 from atx.dialect import Dialect
 from atx.lock_keys import LockKey, pk_string
 from atx.rm.db.metadata import read_table_meta
+from atx.rm.db.reads import select_image
 from atx.rm.errors import UnsupportedSQLError
 from atx.rm.types.image import ExecutionResult, SQLUndoLog, TableImage
 from atx.rm.types.meta import TableMeta
@@ -98,6 +99,16 @@ class Statement:
         self, items: list[SQLUndoLog] | None = None, keys: list[LockKey] | None = None
     ) -> ExecutionResult:
         return ExecutionResult(self.cursor.rowcount, self.cursor.lastrowid, items or [], keys or [])
+
+    def before_image(self, columns: tuple[str, ...] | None = None) -> TableImage:
+        """The rows the statement's own WHERE selects, locked (``FOR UPDATE`` on MySQL;
+        SQLite's BEGIN IMMEDIATE already holds the write lock): all columns, or ``columns``."""
+        meta = self.meta
+        tail, values = self.tail()
+        return select_image(
+            self.aux, self.dialect, meta.name, columns or meta.columns, meta.pk_columns,
+            tail, values, alias=self.rec.alias, for_update=True,
+        )  # fmt: skip
 
     def tail(self) -> tuple[str, list[Any]]:
         """The statement's ``WHERE ... ORDER BY ... LIMIT ...`` with its parameters."""

@@ -3,7 +3,7 @@ the statement, then the after image by primary key."""
 
 from __future__ import annotations
 
-from atx.rm.db.reads import select_by_pks, select_image
+from atx.rm.db.reads import select_by_pks
 from atx.rm.exec.statement import Statement, lock_keys_of, refuse_pk_update
 from atx.rm.types.image import ExecutionResult, SQLUndoLog
 from atx.rm.types.sql import SQLType
@@ -14,11 +14,7 @@ __all__ = ["execute"]
 def execute(st: Statement) -> ExecutionResult:
     meta, rec = st.meta, st.rec
     refuse_pk_update(rec.columns, meta, rec.sql)
-    tail, values = st.tail()
-    before = select_image(
-        st.aux, st.dialect, meta.name, meta.columns, meta.pk_columns, tail, values,
-        alias=rec.alias, for_update=True,
-    )  # fmt: skip
+    before = st.before_image()
     st.run()
     if not before:
         return st.result()
