@@ -32,12 +32,37 @@ PINNED = {
         "after_commit", "default_registry", "defer", "ensure_outbox_table", "hook_scope",
         "register_hook", "register_target", "registered_hooks", "tc_status",
     ],
+    "atx.rm.types": [
+        "Dialect", "ExecutionResult", "Field", "InsertValue", "LockKey", "ParamSQL",
+        "ParamStyle", "RowImage", "SQLRecognition", "SQLType", "SQLUndoLog", "StatementKind",
+        "TableImage", "TableMeta", "UpdateTarget", "ValueKind", "format_lock_keys", "pk_string",
+    ],
+    "atx.rm.sql": ["Recognizer", "parse", "pk_condition"],
+    "atx.rm.db": ["read_table_meta", "select_by_pks", "select_image", "select_join_image"],
+    "atx.rm.exec": ["Statement", "StatementExecutor", "TableCache"],
+    "atx.rm.undo": [
+        "LOG_STATUS_GLOBAL_FINISHED", "LOG_STATUS_NORMAL", "UNDO_LOG_TABLE", "UndoLogManager",
+        "apply_undo", "decode", "encode",
+    ],
+    "atx.rm.tm": [
+        "GlobalTransaction", "NoTransactionForHookError", "Propagation", "TransactionDefinition",
+        "TransactionHook", "TransactionHookBase", "TransactionScope", "definition_of",
+        "fire_after", "fire_before", "global_transaction", "global_transactional", "hook_scope",
+        "register_hook", "registered_hooks",
+    ],
+    "atx.rm.phase_two": [
+        "IsFinished", "PhaseTwoHandler", "PurgeResult", "RetentionJob", "TCFinishedCheck",
+        "UndoDeleter", "purge_registered_resources", "purge_undo_log",
+    ],
+    "atx.rm.proxy": ["ConnectionProxy", "CursorProxy", "connect_mysql", "connect_sqlite", "wrap"],
+    "atx.tc.testing": ["InProcessTC", "test_config"],
 }  # fmt: skip
 
 PACKAGES = [
     "atx", "atx.tc", "atx.tc.admin", "atx.tc.store", "atx.rm", "atx.rm.sql", "atx.rm.undo",
     "atx.rm.proxy", "atx.hooks", "atx.shop", "atx.shop.common", "atx.shop.order",
     "atx.shop.payment", "atx.shop.collectible", "atx.shop.chain", "atx.shop.payment.channel",
+    "atx.rm.types", "atx.rm.sql", "atx.rm.db", "atx.rm.exec", "atx.rm.tm", "atx.rm.phase_two",
 ]  # fmt: skip
 
 
