@@ -46,7 +46,7 @@ from atx.rm.interceptors import (
     XidClientInterceptor,
     XidServerInterceptor,
 )
-from atx.rm.proxy import ConnectionProxy, CursorProxy, connect_mysql, connect_sqlite, wrap
+from atx.rm.proxy import ConnectionProxy, CursorProxy, connect_mysql, connect_sqlite, pool, wrap
 from atx.rm.resource import Resource, get_resource, register_resource
 from atx.rm.runtime import RMRuntime, ensure_runtime, get_runtime, shutdown
 from atx.rm.tc_client import TCClient, get_tc_client
@@ -103,6 +103,7 @@ __all__ = [
     "global_transactional",
     "in_global_lock",
     "in_global_transaction",
+    "pool",
     "register_resource",
     "require_xid",
     "shutdown",

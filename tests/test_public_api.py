@@ -22,7 +22,7 @@ PINNED = {
         "configure", "connect_mysql", "connect_sqlite", "current_xid", "definition_of",
         "ensure_runtime", "get_config", "get_resource", "get_runtime", "get_tc_client", "RMRuntime",
         "global_lock", "global_lock_scope", "global_transaction", "global_transactional",
-        "in_global_lock", "in_global_transaction", "register_resource", "require_xid",
+        "in_global_lock", "in_global_transaction", "pool", "register_resource", "require_xid",
         "shutdown", "unbind_xid", "wrap",
     ],
     "atx.hooks": [
@@ -54,7 +54,10 @@ PINNED = {
         "IsFinished", "PhaseTwoHandler", "PurgeResult", "RetentionJob", "TCFinishedCheck",
         "UndoDeleter", "purge_registered_resources", "purge_undo_log",
     ],
-    "atx.rm.proxy": ["ConnectionProxy", "CursorProxy", "connect_mysql", "connect_sqlite", "wrap"],
+    "atx.rm.proxy": [
+        "ConnectionProxy", "CursorProxy", "GuardedCursorProxy", "connect_mysql", "connect_sqlite",
+        "pool", "wrap",
+    ],
     "atx.tc.testing": ["InProcessTC", "test_config"],
 }  # fmt: skip
 

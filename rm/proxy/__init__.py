@@ -2,6 +2,15 @@
 
 from atx.rm.proxy.connect import connect_mysql, connect_sqlite, wrap
 from atx.rm.proxy.connection import ConnectionProxy
-from atx.rm.proxy.cursor import CursorProxy
+from atx.rm.proxy.cursor import CursorProxy, GuardedCursorProxy
+from atx.rm.proxy.pool import pool
 
-__all__ = ["ConnectionProxy", "CursorProxy", "connect_mysql", "connect_sqlite", "wrap"]
+__all__ = [
+    "ConnectionProxy",
+    "CursorProxy",
+    "GuardedCursorProxy",
+    "connect_mysql",
+    "connect_sqlite",
+    "pool",
+    "wrap",
+]

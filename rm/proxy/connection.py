@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from atx.dialect import Dialect
 from atx.rm.branch import Branch
-from atx.rm.proxy.cursor import CursorProxy
+from atx.rm.proxy.cursor import CursorProxy, GuardedCursorProxy
 from atx.rm.proxy.delegate import delegating_subclass
+from atx.rm.proxy.guard import ConnectionGuard
 from atx.rm.resource import Resource
 
 __all__ = ["ConnectionProxy"]
 
-_OWN = frozenset({"_raw", "resource", "branch"})
+_OWN = frozenset({"_raw", "resource", "branch", "guard", "_cursor_class"})
 
 
 class ConnectionProxy:
@@ -38,9 +39,15 @@ class ConnectionProxy:
         object.__setattr__(self, "_raw", raw)
         object.__setattr__(self, "resource", resource)
         object.__setattr__(self, "branch", Branch(raw, resource))
+        object.__setattr__(self, "guard", ConnectionGuard(resource.resource_id))
+        # PyMySQL breaks when two threads share a socket: guard its pass-through too.
+        cursor_class = GuardedCursorProxy if resource.dialect is Dialect.MYSQL else CursorProxy
+        object.__setattr__(self, "_cursor_class", cursor_class)
         self._raw: Any
         self.resource: Resource
         self.branch: Branch
+        self.guard: ConnectionGuard
+        self._cursor_class: type[CursorProxy]
 
     @property
     def raw(self) -> Any:
@@ -54,7 +61,7 @@ class ConnectionProxy:
     # --- PEP 249 --------------------------------------------------------------------
 
     def cursor(self, *args: Any, **kwargs: Any) -> CursorProxy:
-        return CursorProxy(self, self._raw.cursor(*args, **kwargs), self.branch)
+        return self._cursor_class(self, self._raw.cursor(*args, **kwargs))
 
     def execute(self, sql: str, params: Any = None) -> CursorProxy:
         """sqlite3's shortcut: a new cursor, executed."""
@@ -68,14 +75,29 @@ class ConnectionProxy:
         return cursor
 
     def commit(self) -> None:
-        self.branch.commit()
+        guard = self.guard
+        guard.enter()
+        try:
+            self.branch.commit()
+        finally:
+            guard.exit()
 
     def rollback(self) -> None:
-        self.branch.rollback()
+        guard = self.guard
+        guard.enter()
+        try:
+            self.branch.rollback()
+        finally:
+            guard.exit()
 
     def close(self) -> None:
-        self.branch.reset()
-        self._raw.close()
+        guard = self.guard
+        guard.enter()
+        try:
+            self.branch.reset()
+            self._raw.close()
+        finally:
+            guard.exit()
 
     def __enter__(self) -> ConnectionProxy:
         return self

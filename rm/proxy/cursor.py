@@ -10,16 +10,24 @@ to the connection's :class:`~atx.rm.branch.Branch`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from atx.dialect import Dialect
 from atx.rm.branch import Branch
 from atx.rm.context import current_xid, scope_active
 from atx.rm.errors import DDLInGlobalTransactionError
 from atx.rm.proxy.delegate import delegating_subclass
+from atx.rm.proxy.guard import ConnectionGuard
 from atx.rm.types.sql import StatementKind
 
-__all__ = ["CursorProxy"]
+__all__ = ["CursorProxy", "GuardedCursorProxy"]
+
+
+class _Connection(Protocol):
+    """What a cursor proxy takes from the connection proxy that made it."""
+
+    branch: Branch
+    guard: ConnectionGuard
 
 
 class CursorProxy:
@@ -32,6 +40,7 @@ class CursorProxy:
     __slots__ = (
         "_branch",
         "_connection",
+        "_guard",
         "_raw",
         "_rowcount",
         "fetchall",
@@ -39,16 +48,17 @@ class CursorProxy:
         "fetchone",
     )
 
-    def __new__(cls, connection: Any, raw: Any, branch: Branch | None = None) -> CursorProxy:
+    def __new__(cls, connection: _Connection, raw: Any) -> CursorProxy:
         if not cls.__dict__.get("_delegating"):  # subclasses of the proxy too
             cls = delegating_subclass(cls, raw)
         return object.__new__(cls)
 
-    def __init__(self, connection: Any, raw: Any, branch: Branch | None = None) -> None:
-        # ``connection``: the ConnectionProxy that made it (PEP 249's cursor.connection),
-        # whose branch its statements join.
+    def __init__(self, connection: _Connection, raw: Any) -> None:
+        # The ConnectionProxy that made it (PEP 249's cursor.connection): its statements
+        # join the connection's branch, under the connection's one-thread guard.
         self._connection = connection
-        self._branch: Branch = connection.branch if branch is None else branch
+        self._branch = connection.branch
+        self._guard = connection.guard
         self._raw = raw
         self._rowcount: int | None = None
         # The driver's own bound methods: a fetch through the proxy runs no proxy code.
@@ -62,7 +72,7 @@ class CursorProxy:
         return self._raw
 
     @property
-    def connection(self) -> Any:
+    def connection(self) -> _Connection:
         return self._connection
 
     @property
@@ -90,6 +100,14 @@ class CursorProxy:
         return self if result is self._raw else result
 
     def _execute_in_scope(self, sql: str, params: Any, *, many: bool) -> Any:
+        guard = self._guard
+        guard.enter()
+        try:
+            return self._execute_in_branch(sql, params, many=many)
+        finally:
+            guard.exit()
+
+    def _execute_in_branch(self, sql: str, params: Any, *, many: bool) -> Any:
         branch = self._branch
         resource = branch.resource
         executor = resource.executor
@@ -150,3 +168,35 @@ class CursorProxy:
         # For type checkers only: at run time the per-driver subclass forwards these.
         def __getattr__(self, name: str) -> Any: ...
         def __setattr__(self, name: str, value: Any) -> None: ...
+
+
+class GuardedCursorProxy(CursorProxy):
+    """The cursor proxy of drivers that corrupt their protocol when two threads share a
+    connection (PyMySQL): outside a global transaction too, a statement holds the guard."""
+
+    __slots__ = ()
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        if scope_active():
+            return self._execute_in_scope(sql, params, many=False)
+        guard = self._guard
+        guard.enter()
+        try:
+            self._rowcount = None
+            raw = self._raw
+            result = raw.execute(sql) if params is None else raw.execute(sql, params)
+        finally:
+            guard.exit()
+        return self if result is raw else result
+
+    def executemany(self, sql: str, seq_of_params: Sequence[Any]) -> Any:
+        if scope_active():
+            return self._execute_in_scope(sql, seq_of_params, many=True)
+        guard = self._guard
+        guard.enter()
+        try:
+            self._rowcount = None
+            result = self._raw.executemany(sql, seq_of_params)
+        finally:
+            guard.exit()
+        return self if result is self._raw else result
