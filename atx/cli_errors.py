@@ -118,7 +118,9 @@ def to_atx_error(error: BaseException) -> AtxError:
     translated = _driver_error(error, url="", flag="")
     if translated is not None:
         return translated
-    return InternalError(f"{type(error).__name__}: {error}")
+    # One line: the rest (e.g. a child process's output) is for --log-level DEBUG.
+    first = next(iter(str(error).splitlines()), "")
+    return InternalError(f"{type(error).__name__}: {first}" if first else type(error).__name__)
 
 
 @contextmanager

@@ -193,6 +193,10 @@ def test_unexpected_errors_are_one_line_too() -> None:
     lines = stream.getvalue().splitlines()
     assert lines[0] == "error: [INTERNAL] ValueError: boom"
     assert "--log-level DEBUG" in lines[1]
+    stream = io.StringIO()
+    report(TimeoutError("not SERVING\n--- output:\nmany lines"), stream=stream, debug=False)
+    assert stream.getvalue().splitlines()[0] == "error: [INTERNAL] TimeoutError: not SERVING"
+    assert len(stream.getvalue().splitlines()) == 2
 
 
 def test_tc_help_shows_environment_defaults_and_units() -> None:
