@@ -4,6 +4,10 @@ Subcommands live in their own packages; this module only lists them. A
 subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``
 and should keep heavy imports inside ``run``. A listed module that does not
 exist yet is left out of the parser.
+
+Whatever a subcommand raises is reported here, the same way for every command
+(:mod:`atx.cli_errors`): one ``error: [CODE] message`` line and a hint, exit 2
+for usage and configuration errors, 1 for other failures.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from atx import __version__
+from atx.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser, report
+from atx.errors import UsageError
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
@@ -47,7 +53,7 @@ def _available(subcommand: Subcommand) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="atx",
         description="Seata-style AT distributed transactions for Python over gRPC.",
     )
@@ -69,21 +75,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _deepest(parser: argparse.ArgumentParser, arguments: list[str]) -> argparse.ArgumentParser:
+    """The (sub)command parser that ``arguments`` name, e.g. ``atx admin globals``."""
+    current = parser
+    for token in arguments:
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction) and token in action.choices:
+                current = action.choices[token]
+                break
+    return current
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # gRPC core reads this once, when it loads: keep its INFO lines (e.g. a
     # failed TLS handshake) out of our one-line error messages.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(arguments)
+    except UsageError as error:
+        if error.details.get("hint") == f"see `{parser.prog} --help`":
+            # Unrecognised arguments are the top parser's to report: point at the deepest command.
+            error.details["hint"] = f"see `{_deepest(parser, arguments).prog} --help`"
+        return report(error, as_json="--json" in arguments, debug=False)
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     if args.command is None:
-        parser.print_help()
-        return 0
-    module = importlib.import_module(args._module)
-    code: int = module.run(args)
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        module = importlib.import_module(args._module)
+        code: int = module.run(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        return report(
+            error, as_json=getattr(args, "json", False) is True, debug=args.log_level == "DEBUG"
+        )
     return code
 
 

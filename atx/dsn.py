@@ -4,11 +4,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit
 
-from atx.errors import InvalidArgumentError
+from atx.errors import InvalidArgumentError, InvalidUrlOptionError, UnsupportedDatabaseError
 
-__all__ = ["MySQLTarget", "RedisTarget", "parse_mysql_url", "parse_redis_url", "redact_url"]
+__all__ = [
+    "MYSQL_URL_OPTIONS",
+    "MySQLTarget",
+    "RedisTarget",
+    "parse_mysql_url",
+    "parse_redis_url",
+    "redact_url",
+]
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+#: Query options of a MySQL URL, passed to ``pymysql.connect`` under the same name.
+#: ``ssl_ca`` alone turns on TLS that verifies the server's certificate and host
+#: name (MySQL's VERIFY_IDENTITY); ``ssl_verify_identity=false`` keeps only the
+#: certificate check, for servers reached by an address their certificate lacks.
+MYSQL_URL_OPTIONS = (
+    "ssl_ca",
+    "ssl_cert",
+    "ssl_key",
+    "ssl_verify_cert",
+    "ssl_verify_identity",
+    "unix_socket",
+    "charset",
+    "connect_timeout",
+)
 
 
 @dataclass(frozen=True)
@@ -18,10 +42,12 @@ class MySQLTarget:
     user: str
     password: str
     database: str
+    #: The URL's query options, validated, in their order (see MYSQL_URL_OPTIONS).
+    options: tuple[tuple[str, str], ...] = ()
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``pymysql.connect``."""
-        return {
+        kwargs: dict[str, Any] = {
             "host": self.host,
             "port": self.port,
             "user": self.user,
@@ -29,10 +55,26 @@ class MySQLTarget:
             "database": self.database or None,
             "charset": "utf8mb4",
         }
+        options = dict(self.options)
+        for name, value in options.items():
+            if name in ("ssl_verify_cert", "ssl_verify_identity"):
+                kwargs[name] = _BOOLEANS[value.lower()]
+            elif name == "connect_timeout":
+                kwargs[name] = int(value)
+            else:
+                kwargs[name] = value
+        if "ssl_ca" in options:
+            # PyMySQL verifies nothing unless asked: a CA given means "verify".
+            kwargs.setdefault("ssl_verify_cert", True)
+            kwargs.setdefault("ssl_verify_identity", kwargs["ssl_verify_cert"])
+        return kwargs
 
     def url(self, database: str | None = None) -> str:
-        auth = self.user + (f":{self.password}" if self.password else "")
-        return f"mysql://{auth}@{self.host}:{self.port}/{database or self.database}"
+        auth = quote(self.user, safe="") + (
+            f":{quote(self.password, safe='')}" if self.password else ""
+        )
+        query = f"?{urlencode(self.options)}" if self.options else ""
+        return f"mysql://{auth}@{self.host}:{self.port}/{database or self.database}{query}"
 
 
 @dataclass(frozen=True)
@@ -44,17 +86,56 @@ class RedisTarget:
 
 
 def parse_mysql_url(url: str) -> MySQLTarget:
-    """``mysql://user:password@host:port/database`` (also ``mariadb://``)."""
+    """``mysql://user:password@host:port/database?option=value`` (also ``mariadb://``);
+    the options are MYSQL_URL_OPTIONS, anything else is refused."""
     parts = urlsplit(url)
+    shown = redact_url(url)
+    if parts.scheme.startswith("postgres"):
+        raise UnsupportedDatabaseError(
+            f"PostgreSQL is not supported yet: {shown!r}",
+            url=shown,
+            hint="atx speaks MySQL/MariaDB (mysql://user:password@host:3306/db)"
+            " and SQLite (sqlite:///relative.db, sqlite:////absolute.db)",
+        )
     if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
-        raise InvalidArgumentError(f"not a MySQL URL: {url!r}", url=url)
+        raise InvalidArgumentError(f"not a MySQL URL: {shown!r}", url=shown)
+    try:
+        port = parts.port or 3306
+    except ValueError:
+        raise InvalidArgumentError(f"bad port in MySQL URL {shown!r}", url=shown) from None
     return MySQLTarget(
         host=parts.hostname or "127.0.0.1",
-        port=parts.port or 3306,
+        port=port,
         user=unquote(parts.username or "root"),
         password=unquote(parts.password or ""),
-        database=parts.path.lstrip("/"),
+        database=unquote(parts.path.lstrip("/")),
+        options=_mysql_options(parts.query, shown),
     )
+
+
+def _mysql_options(query: str, shown: str) -> tuple[tuple[str, str], ...]:
+    options: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if name not in MYSQL_URL_OPTIONS:
+            raise InvalidUrlOptionError(
+                f"unknown option {name!r} in MySQL URL {shown!r}",
+                url=shown,
+                option=name,
+                hint="known options: " + ", ".join(MYSQL_URL_OPTIONS),
+            )
+        bad = ""
+        if not value:
+            bad = "it needs a value"
+        elif name in ("ssl_verify_cert", "ssl_verify_identity") and value.lower() not in _BOOLEANS:
+            bad = "expected true or false"
+        elif name == "connect_timeout" and not (value.isdigit() and int(value) > 0):
+            bad = "expected whole seconds, more than 0"
+        if bad:
+            raise InvalidUrlOptionError(
+                f"option {name}={value!r} in MySQL URL {shown!r}: {bad}", url=shown, option=name
+            )
+        options[name] = value
+    return tuple(options.items())
 
 
 def parse_redis_url(url: str) -> RedisTarget:

@@ -27,19 +27,28 @@ from atx.metadata import ERROR_DOMAIN
 
 __all__ = [
     "AtxError",
+    "BindError",
     "BranchNotFoundError",
+    "ConfigurationError",
+    "DatabaseAccessDeniedError",
+    "DatabaseNotFoundError",
+    "DatabaseUnreachableError",
     "DeadlineExceededError",
     "GlobalTransactionNotFoundError",
     "IllegalStatusError",
     "InternalError",
     "InvalidArgumentError",
     "InvalidLockKeysError",
+    "InvalidUrlOptionError",
     "LockConflictError",
     "NotFoundError",
     "PermissionDeniedError",
     "RemoteError",
+    "SQLiteOpenError",
     "UnauthenticatedError",
     "UnavailableError",
+    "UnsupportedDatabaseError",
+    "UsageError",
     "abort",
     "abort_async",
     "error_class",
@@ -235,6 +244,58 @@ class InvalidLockKeysError(InvalidArgumentError):
 
     def __init__(self, lock_keys: str, reason: str) -> None:
         super().__init__(f"malformed lock keys {lock_keys!r}: {reason}", lock_keys=lock_keys)
+
+
+# --- start-up errors: a command's flags, URLs and the stores they name ------------
+# The CLI prints these as one line plus ``details["hint"]`` and exits 2.
+
+
+class UsageError(InvalidArgumentError):
+    """Bad flags: a wrong value, a missing partner flag."""
+
+    code = "USAGE_ERROR"
+
+
+class InvalidUrlOptionError(InvalidArgumentError):
+    """A database URL carries a query option atx does not know or cannot use."""
+
+    code = "INVALID_URL_OPTION"
+
+
+class UnsupportedDatabaseError(InvalidArgumentError):
+    """A database URL names a kind of database atx does not support (yet)."""
+
+    code = "UNSUPPORTED_DATABASE"
+
+
+class ConfigurationError(AtxError):
+    """The environment a command starts in is wrong: a database that does not
+    exist or refuses us, a port taken. Raised with ``hint=`` in details."""
+
+    code = "CONFIGURATION_ERROR"
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class DatabaseNotFoundError(ConfigurationError):
+    code = "DATABASE_NOT_FOUND"
+
+
+class DatabaseAccessDeniedError(ConfigurationError):
+    code = "DATABASE_ACCESS_DENIED"
+
+
+class DatabaseUnreachableError(ConfigurationError):
+    code = "DATABASE_UNREACHABLE"
+
+
+class SQLiteOpenError(ConfigurationError):
+    code = "SQLITE_CANNOT_OPEN"
+
+
+class BindError(ConfigurationError):
+    """A server cannot listen on its address (taken, or not this host's)."""
+
+    code = "CANNOT_BIND"
 
 
 # --- the mapping --------------------------------------------------------------

@@ -9,24 +9,33 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+# Failures reach `atx` as typed errors: one line, a hint, exit 2 (atx.cli_errors).
+from atx.cli_errors import opening, report
+
 if TYPE_CHECKING:
     from atx.dialect import Dialect
+
+
+_DSN_HELP = (
+    "mysql://user:password@host:3306/db[?ssl_ca=PATH...], sqlite:///relative.db"
+    " or sqlite:////absolute/path.db (PostgreSQL: not yet)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="rm_command", required=True)
     init = sub.add_parser("init", help="create the undo_log table in a database")
-    init.add_argument("--dsn", required=True, help="mysql://user:pw@host:port/db or sqlite:///path")
-    init.add_argument("--table", default="undo_log", help="undo log table name")
+    init.add_argument("--dsn", required=True, metavar="URL", help=_DSN_HELP)
+    init.add_argument("--table", default="undo_log", help="undo log table name (default: undo_log)")
     init.add_argument("--print-sql", action="store_true", help="print the DDL, change nothing")
     purge = sub.add_parser(
         "purge",
         help="delete old undo-log rows: placeholders always, undo rows only if the TC says done",
     )
+    purge.add_argument("--dsn", required=True, metavar="URL", help=_DSN_HELP)
     purge.add_argument(
-        "--dsn", required=True, help="mysql://user:pw@host:port/db or sqlite:///path"
+        "--table", default="undo_log", help="undo log table name (default: undo_log)"
     )
-    purge.add_argument("--table", default="undo_log", help="undo log table name")
     purge.add_argument(
         "--older-than",
         type=float,
@@ -45,8 +54,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _dialect_of(dsn: str) -> Dialect:
     from atx.dialect import Dialect
+    from atx.dsn import parse_mysql_url
 
-    return Dialect.SQLITE if dsn.startswith("sqlite:") else Dialect.MYSQL
+    if dsn.startswith("sqlite:"):
+        return Dialect.SQLITE
+    with opening(dsn, flag="--dsn"):
+        parse_mysql_url(dsn)  # refuses PostgreSQL by name, and unknown URL options
+    return Dialect.MYSQL
+
+
+def _sqlite_path(dsn: str) -> str:
+    # sqlite:///relative.db or sqlite:////absolute/path.db (SQLAlchemy's convention)
+    return dsn.removeprefix("sqlite:").removeprefix("//").removeprefix("/") or ":memory:"
 
 
 def _connect(dsn: str) -> Any:
@@ -54,20 +73,23 @@ def _connect(dsn: str) -> Any:
     if dsn.startswith("sqlite:"):
         import sqlite3
 
-        # sqlite:///relative.db or sqlite:////absolute/path.db (SQLAlchemy's convention)
-        path = dsn.removeprefix("sqlite:").removeprefix("//").removeprefix("/")
-        return sqlite3.connect(path or ":memory:")
+        with opening(dsn, flag="--dsn", sqlite_path=_sqlite_path(dsn)):
+            return sqlite3.connect(_sqlite_path(dsn))
     import pymysql
 
     from atx.dsn import parse_mysql_url
 
-    return pymysql.connect(**parse_mysql_url(dsn).connect_kwargs(), autocommit=False)
+    with opening(dsn, flag="--dsn"):
+        return pymysql.connect(**parse_mysql_url(dsn).connect_kwargs(), autocommit=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.rm_command == "purge":
-        return _purge(args)
-    return _init(args)
+    from atx.errors import AtxError
+
+    try:
+        return _purge(args) if args.rm_command == "purge" else _init(args)
+    except AtxError as error:  # reported here too for callers other than `atx`
+        return report(error)
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -80,7 +102,8 @@ def _init(args: argparse.Namespace) -> int:
         return 0
     connection = _connect(dsn)
     try:
-        manager.ensure_table(connection)
+        with opening(dsn, flag="--dsn"):  # e.g. no CREATE privilege
+            manager.ensure_table(connection)
     finally:
         connection.close()
     from atx.dsn import redact_url
@@ -93,23 +116,25 @@ def _purge(args: argparse.Namespace) -> int:
     import dataclasses
     import datetime as dt
 
+    from atx.errors import UsageError
     from atx.rm.config import MAX_UNDO_LOG_SAVE_DAYS, get_config, validate_tc_addresses
     from atx.rm.errors import InvalidConfigurationError
     from atx.rm.phase_two.retention import TCFinishedCheck, purge_undo_log
     from atx.rm.tc_client import TCClient
 
     if not 0 < args.older_than <= MAX_UNDO_LOG_SAVE_DAYS:  # also refuses nan
-        sys.stderr.write(f"--older-than must be in (0, {MAX_UNDO_LOG_SAVE_DAYS:g}] days\n")
-        return 2
+        raise UsageError(
+            f"--older-than must be in (0, {MAX_UNDO_LOG_SAVE_DAYS:g}] days", hint="the default is 7"
+        )
     client: TCClient | None = None
     if args.tc:
         try:
             addresses = validate_tc_addresses(args.tc.split(","))
-            # Token and TLS settings come from the environment, as for the RM.
-            client = TCClient.from_config(dataclasses.replace(get_config(), tc_addresses=addresses))
-        except InvalidConfigurationError as error:
-            sys.stderr.write(f"{error}\n")
-            return 2
+        except InvalidConfigurationError as error:  # exit 2, as INVALID_ARGUMENT
+            error.details.setdefault("hint", "--tc takes host:port[,host:port...]")
+            raise
+        # Token and TLS settings come from the environment, as for the RM.
+        client = TCClient.from_config(dataclasses.replace(get_config(), tc_addresses=addresses))
     connection = _connect(args.dsn)
     try:
         result = purge_undo_log(

@@ -25,18 +25,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def service_parser(name: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"atx service {name}")
+    from atx.cli_errors import ArgumentParser
+    from atx.cli_output import DefaultsHelpFormatter
+
+    parser = ArgumentParser(prog=f"atx service {name}", formatter_class=DefaultsHelpFormatter)
     if name == "channel":
         from atx.shop.payment.channel.cli import add_arguments as channel_arguments
 
         channel_arguments(parser)
         return parser
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--db", default=f"sqlite:///atx-{name}.db", help="database URL")
+    parser.add_argument("--port", type=int, required=True, help="gRPC port (required)")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address")
+    parser.add_argument(
+        "--db",
+        default=f"sqlite:///atx-{name}.db",
+        metavar="URL",
+        help="database: sqlite:///relative.db, sqlite:////absolute/path.db or"
+        " mysql://user:password@host:3306/db",
+    )
     if name != "chain":
-        parser.add_argument("--tc", required=True, help="TC address(es), comma-separated")
-        parser.add_argument("--token", default=None, help="bearer token for the TC")
+        parser.add_argument(
+            "--tc", required=True, metavar="HOST:PORT", help="TC address(es), comma-separated"
+        )
+        parser.add_argument(
+            "--token", default=None, help="bearer token for the TC (default: $ATX_TOKEN or none)"
+        )
         parser.add_argument(
             "--tc-tls-ca",
             default=None,
@@ -50,7 +63,9 @@ def service_parser(name: str) -> argparse.ArgumentParser:
             help="host name the TC's certificate carries (default: $ATX_TC_TLS_SERVER_NAME)",
         )
     if name in ("order", "payment"):
-        parser.add_argument("--collectible", required=True, help="collectible service address")
+        parser.add_argument(
+            "--collectible", required=True, metavar="HOST:PORT", help="collectible service address"
+        )
     if name == "order":
         parser.add_argument(
             "--redis",
@@ -58,46 +73,104 @@ def service_parser(name: str) -> argparse.ArgumentParser:
             help="Redis URL for submission tokens and the job lock (default: in the DB)",
         )
         parser.add_argument(
-            "--payment", default="", help="payment service address (for order_timeout_close)"
+            "--payment",
+            default="",
+            metavar="HOST:PORT",
+            help="payment service address, for order_timeout_close (default: none)",
         )
-        parser.add_argument("--order-ttl-s", type=float, default=900.0, help="unpaid deadline")
+        parser.add_argument(
+            "--order-ttl-s", type=float, default=900.0, metavar="S", help="unpaid deadline, s"
+        )
         parser.add_argument(
             "--close-interval-s",
             type=float,
             default=30.0,
-            help="order_timeout_close every N s (0 = only on demand)",
+            metavar="S",
+            help="run order_timeout_close every S seconds (0: only on demand)",
         )
         parser.add_argument(
-            "--close-grace-s", type=float, default=30.0, help="close N s after the deadline"
+            "--close-grace-s",
+            type=float,
+            default=30.0,
+            metavar="S",
+            help="close an unpaid order S seconds after its deadline",
         )
-        parser.add_argument("--job-lock-ttl-s", type=float, default=30.0)
+        parser.add_argument(
+            "--job-lock-ttl-s",
+            type=float,
+            default=30.0,
+            metavar="S",
+            help="expiry of the close job's lock, s",
+        )
     if name == "payment":
-        parser.add_argument("--order", required=True, help="order service address")
-        parser.add_argument("--chain", required=True, help="chain service address")
+        parser.add_argument(
+            "--order", required=True, metavar="HOST:PORT", help="order service address"
+        )
+        parser.add_argument(
+            "--chain", required=True, metavar="HOST:PORT", help="chain service address"
+        )
         parser.add_argument(
             "--channel",
             action="append",
             default=[],
             help="payment channel as name=host:port (repeatable)",
         )
-        parser.add_argument("--keys-dir", default=None, help="channel keys directory")
-        parser.add_argument("--notify-address", default="", help="address channels call back")
-        parser.add_argument("--dispatch-interval", type=float, default=0.5)
-        parser.add_argument("--dispatch-base-delay", type=float, default=0.5)
-        parser.add_argument("--dispatch-max-delay", type=float, default=30.0)
-        parser.add_argument("--dispatch-max-attempts", type=int, default=10)
+        parser.add_argument(
+            "--keys-dir",
+            default=None,
+            help="channel keys directory (default: $TMPDIR/atx-channel-keys)",
+        )
+        parser.add_argument(
+            "--notify-address",
+            default="",
+            metavar="HOST:PORT",
+            help="address channels call back (default: 127.0.0.1:PORT)",
+        )
+        parser.add_argument(
+            "--dispatch-interval",
+            type=float,
+            default=0.5,
+            metavar="S",
+            help="how often the deferred-call dispatcher polls, s",
+        )
+        parser.add_argument(
+            "--dispatch-base-delay",
+            type=float,
+            default=0.5,
+            metavar="S",
+            help="first retry delay of a failed deferred call, doubled per attempt, s",
+        )
+        parser.add_argument(
+            "--dispatch-max-delay",
+            type=float,
+            default=30.0,
+            metavar="S",
+            help="longest retry delay of a deferred call, s",
+        )
+        parser.add_argument(
+            "--dispatch-max-attempts",
+            type=int,
+            default=10,
+            metavar="N",
+            help="attempts before a deferred call is dead-lettered",
+        )
         parser.add_argument(
             "--dispatch-lease",
             type=float,
             default=30.0,
+            metavar="S",
             help="seconds a claimed call stays hidden (a crash mid-call delays it this long)",
         )
         from atx.shop.payment.settings import add_payment_arguments
 
         add_payment_arguments(parser)
     if name == "chain":
-        parser.add_argument("--latency-ms", type=int, default=0)
-        parser.add_argument("--unavailable", action="store_true")
+        parser.add_argument(
+            "--latency-ms", type=int, default=0, metavar="MS", help="added to every call, ms"
+        )
+        parser.add_argument(
+            "--unavailable", action="store_true", help="start refusing calls, as if down"
+        )
     return parser
 
 
@@ -125,7 +198,11 @@ def run_service(name: str, argv: Sequence[str]) -> int:
         tls_ca=opts.tc_tls_ca,
         tls_server_name=opts.tc_tls_server_name,
     )
-    Database(opts.db, name).prepare_resource()
+    from atx.cli_errors import opening
+
+    sqlite_path = opts.db[len("sqlite:///") :] if opts.db.startswith("sqlite:///") else None
+    with opening(opts.db, flag="--db", sqlite_path=sqlite_path):
+        Database(opts.db, name).prepare_resource()
     if name == "collectible":
         from atx.shop.collectible.service import serve as serve_collectible
 

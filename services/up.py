@@ -22,46 +22,77 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mysql",
         default=None,
+        metavar="URL",
         help="server URL such as mysql://root@127.0.0.1:3306: each service gets a database "
-        "atx_<service> (created if missing) instead of a SQLite file",
+        "PREFIX<service> (created if missing) instead of a SQLite file (default: SQLite)",
+    )
+    parser.add_argument(
+        "--mysql-prefix",
+        default="atx_",
+        metavar="PREFIX",
+        help="with --mysql: the services' databases are PREFIXorder, PREFIXpayment,"
+        " PREFIXcollectible, PREFIXchain (default: atx_)",
     )
     parser.add_argument(
         "--redis",
         default=None,
-        help="TC store and submission tokens on Redis, e.g. redis://127.0.0.1:6379/0",
+        metavar="URL",
+        help="TC store and submission tokens on Redis, e.g. redis://127.0.0.1:6379/0"
+        " (default: SQLite)",
     )
-    parser.add_argument("--tc-store", default=None, help="explicit TC store URL")
+    parser.add_argument(
+        "--tc-store",
+        default=None,
+        metavar="URL",
+        help="explicit TC store URL (default: --redis, else SQLite in --dir)",
+    )
 
 
-def _mysql_urls(server: str) -> dict[str, str]:
+def _mysql_urls(server: str, prefix: str = "atx_") -> dict[str, str]:
     import pymysql
 
+    from atx.cli_errors import opening
     from atx.dsn import parse_mysql_url
 
-    target = parse_mysql_url(server)
-    admin = pymysql.connect(
-        host=target.host, port=target.port, user=target.user, password=target.password
-    )
-    try:
-        with admin.cursor() as cursor:
-            for name in _DATABASES:
-                cursor.execute(f"CREATE DATABASE IF NOT EXISTS `atx_{name}` CHARACTER SET utf8mb4")
-    finally:
-        admin.close()
-    return {name: target.url(f"atx_{name}") for name in _DATABASES}
+    with opening(server, flag="--mysql"):
+        target = parse_mysql_url(server)
+        kwargs = {**target.connect_kwargs(), "database": None}
+        kwargs.setdefault("connect_timeout", 5)
+        admin = pymysql.connect(**kwargs)
+        try:
+            with admin.cursor() as cursor:
+                for name in _DATABASES:
+                    database = f"{prefix}{name}".replace("`", "``")
+                    cursor.execute(
+                        f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4"
+                    )
+        finally:
+            admin.close()
+    return {name: target.url(f"{prefix}{name}") for name in _DATABASES}
+
+
+def _check_tc_store(url: str, flag: str) -> None:
+    """Open and close the TC's store here first: a bad one is then one clear
+    line, not a TC process that never comes up."""
+    from atx.tc.cli import open_store
+
+    open_store(url, history_size=1, flag=flag).close()
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
+    from atx.cli_output import console as new_console
+    from atx.cli_output import table as new_table
+    from atx.dsn import redact_url
+    from atx.errors import ConfigurationError
     from atx.shop.topology import ShopConfig, start_shop
 
-    console = Console()
+    console = new_console()
     directory = Path(args.dir).resolve()
+    if args.tc_store or args.redis:
+        _check_tc_store(args.tc_store or args.redis, "--tc-store" if args.tc_store else "--redis")
     config = ShopConfig(
         directory,
-        db_urls=_mysql_urls(args.mysql) if args.mysql else {},
+        db_urls=_mysql_urls(args.mysql, args.mysql_prefix) if args.mysql else {},
         tc_store=args.tc_store or (args.redis or ""),
         redis_url=args.redis or "",
         notify_schedule_ms="4000,10000,10000,60000,120000",
@@ -72,13 +103,20 @@ def run(args: argparse.Namespace) -> int:
         dispatch_lease=30.0,
         chain_latency_ms=200,
     )
-    shop = start_shop(config)
-    table = Table(title=f"atx shop (state in {directory})", title_justify="left")
-    for column in ("process", "address", "database / store", "log"):
-        table.add_column(column)
+    try:
+        shop = start_shop(config)
+    except TimeoutError as error:  # a process that did not come up; its output follows
+        lines = str(error).splitlines()
+        said = [line for line in lines if line.startswith(("error:", "hint:"))]
+        raise ConfigurationError(
+            lines[0], hint=" ".join(said) or "run with --log-level DEBUG for its output"
+        ) from error
+    columns = ("process", "address", "database / store", "log")
+    # Addresses and names never wrap: they are what one copies from here.
+    table = new_table(f"atx shop (state in {directory})", columns, keep=columns[:2])
     for name, process in shop.processes.items():
-        where = config.tc_store or "sqlite (tc.db)" if name == "tc" else config.db(name)
-        table.add_row(name, process.address, where, str(process.log_path))
+        where = (config.tc_store or "sqlite (tc.db)") if name == "tc" else config.db(name)
+        table.add_row(name, process.address, redact_url(where), str(process.log_path))
     console.print(table)
     console.print("Ctrl-C stops everything.")
     stop = threading.Event()

@@ -154,9 +154,12 @@ class TCServer:
         await self._stopped.wait()
 
 
-async def serve(config: TCConfig) -> int:
-    """Run a TC until SIGTERM or SIGINT; returns the process exit code."""
-    node = TCServer(config)
+async def serve(config: TCConfig, store: SessionStore | None = None) -> int:
+    """Run a TC until SIGTERM or SIGINT; returns the process exit code.
+
+    ``store``: one already open (the CLI opens it first, to report a bad store
+    before anything listens); by default the one ``config.store_url`` names."""
+    node = TCServer(config, store)
     await node.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -39,20 +39,102 @@ def add_payment_arguments(parser: argparse.ArgumentParser) -> None:
     d = PaymentSettings()
     b = d.breaker
     add = parser.add_argument
-    add("--redis", default="", help="Redis URL: breaker, replay guard, job lock (shared state)")
-    add("--breaker-error-ratio", type=float, default=b.error_ratio, help="trip above this")
-    add("--breaker-window-ms", type=int, default=b.stat_interval_ms, help="statistics window")
-    add("--breaker-min-requests", type=int, default=b.min_requests)
-    add("--breaker-open-ms", type=int, default=b.open_ms, help="time OPEN before a probe")
-    add("--breaker-probe-ttl-ms", type=int, default=b.probe_ttl_ms)
-    add("--breaker-open-share", type=float, default=b.open_share, help="users still offered")
-    add("--pay-ttl-s", type=float, default=d.pay_ttl_s, help="our pay order deadline")
-    add("--channel-margin-s", type=float, default=d.channel_margin_s, help="channel expires first")
-    add("--channel-timeout-s", type=float, default=d.channel_timeout_s)
-    add("--compensate-after-s", type=float, default=d.compensate_after_s)
-    add("--compensation-interval-s", type=float, default=d.compensation_interval_s)
-    add("--timeout-close-interval-s", type=float, default=d.timeout_close_interval_s)
-    add("--job-lock-ttl-s", type=float, default=d.job_lock_ttl_s)
+    add(
+        "--redis",
+        default="",
+        help="Redis URL: breaker, replay guard, job lock (default: none, in-process fallbacks)",
+    )
+    add(
+        "--breaker-error-ratio",
+        type=float,
+        default=b.error_ratio,
+        metavar="RATIO",
+        help="trip above this share of failed calls, 0..1",
+    )
+    add(
+        "--breaker-window-ms",
+        type=int,
+        default=b.stat_interval_ms,
+        metavar="MS",
+        help="breaker statistics window, ms",
+    )
+    add(
+        "--breaker-min-requests",
+        type=int,
+        default=b.min_requests,
+        metavar="N",
+        help="calls in a window before the breaker may trip",
+    )
+    add(
+        "--breaker-open-ms",
+        type=int,
+        default=b.open_ms,
+        metavar="MS",
+        help="time OPEN before a probe, ms",
+    )
+    add(
+        "--breaker-probe-ttl-ms",
+        type=int,
+        default=b.probe_ttl_ms,
+        metavar="MS",
+        help="how long a half-open probe may take, ms",
+    )
+    add(
+        "--breaker-open-share",
+        type=float,
+        default=b.open_share,
+        metavar="RATIO",
+        help="share of users still offered an OPEN channel, 0..1",
+    )
+    add(
+        "--pay-ttl-s",
+        type=float,
+        default=d.pay_ttl_s,
+        metavar="S",
+        help="our pay order deadline, s",
+    )
+    add(
+        "--channel-margin-s",
+        type=float,
+        default=d.channel_margin_s,
+        metavar="S",
+        help="the channel's deadline comes this much earlier, s",
+    )
+    add(
+        "--channel-timeout-s",
+        type=float,
+        default=d.channel_timeout_s,
+        metavar="S",
+        help="timeout of one call to a channel, s",
+    )
+    add(
+        "--compensate-after-s",
+        type=float,
+        default=d.compensate_after_s,
+        metavar="S",
+        help="query pending pay orders older than this, s",
+    )
+    add(
+        "--compensation-interval-s",
+        type=float,
+        default=d.compensation_interval_s,
+        metavar="S",
+        help="run the compensation job every S seconds (0: never)",
+    )
+    add(
+        "--timeout-close-interval-s",
+        type=float,
+        default=d.timeout_close_interval_s,
+        metavar="S",
+        help="run the timeout close job every S seconds (0: never)",
+    )
+    add(
+        "--job-lock-ttl-s",
+        type=float,
+        default=d.job_lock_ttl_s,
+        metavar="S",
+        help="expiry of a job's lock, renewed while it runs, s",
+    )
     add("--job-hold-s", type=float, default=d.job_hold_s, help=argparse.SUPPRESS)
 
 

@@ -1,7 +1,9 @@
 """``atx admin``: inspect and operate global transactions from a shell.
 
 Rich tables by default; ``--json`` prints stable JSON for scripts (statuses
-by Seata name, times in ms). Failures exit 1 with a one-line message.
+by Seata name, times in ms). Failures print one line and a hint (one JSON
+object with ``--json``) and exit 1, or 2 for a bad flag or filter
+(:mod:`atx.cli_errors`).
 """
 
 from __future__ import annotations
@@ -54,9 +56,15 @@ def _common(parser: argparse.ArgumentParser, top: bool) -> None:
 
 
 def _paging(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--page-size", type=int, default=0, help="rows per page (server default)")
+    parser.add_argument(
+        "--page-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="rows per page (default: the TC's, 50)",
+    )
     parser.add_argument("--page-token", default="", help="continue from this page token")
-    parser.add_argument("--all", action="store_true", help="follow every page")
+    parser.add_argument("--all", action="store_true", help="follow every page (default: one page)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,11 +119,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("xid")
         p.add_argument("--yes", action="store_true", help="confirm the destructive action")
 
-    p = command("deferred", "dead-lettered deferred calls of a service")
+    p = command("deferred", "dead-lettered and pending deferred calls of a service")
     dsub = p.add_subparsers(dest="deferred_command", metavar="ACTION", required=True)
-    d = dsub.add_parser("list", help="list deferred calls")
-    d.add_argument("--state", default="", help="pending, done or dead (default: every state)")
-    d.add_argument("--page-size", type=int, default=0)
+    d = dsub.add_parser("list", help="list deferred calls (default: dead and pending ones)")
+    d.add_argument(
+        "--state",
+        action="append",
+        default=[],
+        help="dead, pending, done or all (repeat or comma-separate; default: dead,pending)",
+    )
+    d.add_argument(
+        "--page-size", type=int, default=0, metavar="N", help="rows per state (default: 100)"
+    )
     d = dsub.add_parser("retry", help="retry one deferred call now")
     d.add_argument("id")
     for d in dsub.choices.values():
@@ -146,6 +161,7 @@ def _fmt_time(ms: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from atx.cli_errors import report
     from atx.errors import AtxError
 
     try:
@@ -153,11 +169,14 @@ def run(args: argparse.Namespace) -> int:
     except AtxError as error:
         hint = ""
         if error.code == "CONFIRMATION_REQUIRED":
-            hint = " (pass --yes)"
-        elif error.code == "UNAVAILABLE" and error.details.get("tls") == "False":
-            hint = " (if the TC serves TLS, pass --tls-ca PATH)"
-        sys.stderr.write(f"error: {error}{hint}\n")
-        return 1
+            hint = "pass --yes"
+        elif error.code == "UNAVAILABLE":
+            hint = "is the TC running there? pass --tc HOST:PORT or set ATX_TC_ADDRESS"
+            if error.details.get("tls") == "False":
+                hint += "; if it serves TLS, pass --tls-ca PATH"
+        elif error.code == "UNAUTHENTICATED":
+            hint = "pass the TC's admin token with --admin-token or ATX_ADMIN_TOKEN"
+        return report(error, as_json=args.json, hint=hint)
     except KeyboardInterrupt:
         return 130
 
@@ -190,24 +209,24 @@ def _dispatch(args: argparse.Namespace) -> int:
 # --- output -------------------------------------------------------------------------
 
 
+#: Columns that never wrap: identifiers stay whole, so that they can be copied.
+_KEEP = ("XID", "Status", "ID", "Branch", "State")
+
+
 class _Output:
     def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-        from rich.console import Console
+        from atx.cli_output import console
 
-        self.console = Console(soft_wrap=False)
+        self.as_json = as_json
+        self.console = console()
 
     def json(self, value: object) -> None:
         sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
     def table(self, title: str, columns: list[str], rows: list[list[str]], footer: str) -> None:
-        from rich.table import Table
+        from atx.cli_output import table as new_table
 
-        table = Table(title=title, title_justify="left", header_style="bold")
-        for column in columns:
-            # XIDs and statuses stay on one line so that they can be copied.
-            keep = column in ("XID", "Status", "ID")
-            table.add_column(column, overflow="fold", no_wrap=keep)
+        table = new_table(title, columns, keep=_KEEP)
         for row in rows:
             table.add_row(*row)
         self.console.print(table)
@@ -267,10 +286,14 @@ def _globals(client: Any, args: argparse.Namespace, operator: str, out: _Output)
         return list(response.sessions), response.next_page_token, response.total_size
 
     sessions, token, total = _pages(fetch, args)
+    counts = _branch_counts(client, sessions)
     if out.as_json:
         out.json(
             {
-                "sessions": [session_json(s, with_branches=False) for s in sessions],
+                "sessions": [
+                    {**session_json(s, with_branches=False), "branch_count": counts[s.xid]}
+                    for s in sessions
+                ],
                 "next_page_token": token,
                 "total_size": total,
             }
@@ -284,13 +307,31 @@ def _globals(client: Any, args: argparse.Namespace, operator: str, out: _Output)
             s.transaction_name,
             _fmt_time(s.begin_time_ms),
             str(s.timeout_ms),
+            "-" if counts[s.xid] is None else str(counts[s.xid]),
             str(s.retry_count),
         ]
         for s in sessions
     ]
     footer = f"{len(sessions)} of {total}" + (f"; next page: --page-token {token}" if token else "")
-    columns = ["XID", "Status", "Application", "Name", "Begin", "Timeout ms", "Retries"]
+    if not args.history:
+        # Finished transactions leave the active set at once: say where they went.
+        footer += "; active transactions only, add --history for finished ones"
+    columns = ["XID", "Status", "Application", "Name", "Begin", "Timeout ms", "Branches", "Retries"]
     out.table("Global transactions", columns, rows, footer)
+
+
+def _branch_counts(client: Any, sessions: list[Any]) -> dict[str, int | None]:
+    """Branches of each listed session (the listing carries none): one lookup
+    each; None for a session deleted since the listing."""
+    from atx.errors import NotFoundError
+
+    counts: dict[str, int | None] = {}
+    for session in sessions:
+        try:
+            counts[session.xid] = len(client.get_global(session.xid).session.branches)
+        except NotFoundError:
+            counts[session.xid] = None
+    return counts
 
 
 def _show(client: Any, args: argparse.Namespace, operator: str, out: _Output) -> None:
@@ -431,7 +472,7 @@ def _deferred(args: argparse.Namespace, out: _Output) -> int:
     import os
 
     from atx.tc.admin.client import DeferredCallClient, default_admin_token
-    from atx.tc.admin.view import deferred_json, parse_deferred_state
+    from atx.tc.admin.view import deferred_json
 
     token = args.service_token
     if token is None:
@@ -446,8 +487,11 @@ def _deferred(args: argparse.Namespace, out: _Output) -> int:
             else:
                 out.console.print(f"deferred call {call['id']} is now {call['state']}")
             return 0
-        state = parse_deferred_state(args.state) if args.state else 0
-        calls = [deferred_json(c) for c in client.list(state, args.page_size).calls]
+        calls = [
+            deferred_json(c)
+            for state in _deferred_states(args.state)
+            for c in client.list(state, args.page_size).calls
+        ]
     if out.as_json:
         out.json({"calls": calls})
         return 0
@@ -466,6 +510,17 @@ def _deferred(args: argparse.Namespace, out: _Output) -> int:
     columns = ["ID", "XID", "Target", "State", "Attempts", "Last error", "Next attempt"]
     out.table(f"Deferred calls of {args.service}", columns, rows, "")
     return 0
+
+
+def _deferred_states(values: list[str]) -> list[int]:
+    """The states to list, as the service's enum values; 0 lists every state."""
+    from atx.tc.admin.view import parse_deferred_state
+
+    names = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    if any(name.lower() in ("all", "any", "every") for name in names):
+        return [0]
+    states = [parse_deferred_state(name) for name in names or ["dead", "pending"]]
+    return list(dict.fromkeys(states))
 
 
 _HANDLERS: dict[str, Callable[[Any, argparse.Namespace, str, _Output], None]] = {

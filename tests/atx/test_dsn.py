@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+
+import pymysql
 import pytest
 
 from atx.dsn import parse_mysql_url, redact_url
-from atx.errors import InvalidArgumentError
+from atx.errors import InvalidArgumentError, InvalidUrlOptionError, UnsupportedDatabaseError
+from atx.testing import self_signed_cert
 
 
 @pytest.mark.parametrize(
@@ -29,4 +34,66 @@ def test_mysql_url_round_trip() -> None:
 
 def test_not_a_mysql_url_is_refused() -> None:
     with pytest.raises(InvalidArgumentError, match="not a MySQL URL"):
+        parse_mysql_url("oracle://db/x")
+    with pytest.raises(UnsupportedDatabaseError, match="PostgreSQL is not supported yet"):
         parse_mysql_url("postgres://db/x")
+    with pytest.raises(UnsupportedDatabaseError, match=r"postgresql://u:\*\*\*@db/x"):
+        parse_mysql_url("postgresql://u:secret@db/x")  # named, without the password
+
+
+def test_ssl_ca_becomes_pymysqls_ssl_arguments(tmp_path: Path) -> None:
+    kwargs = parse_mysql_url("mysql://app@db:3306/orders?ssl_ca=/etc/atx/ca.pem").connect_kwargs()
+    # A CA given means "verify": PyMySQL alone would check neither certificate nor name.
+    assert kwargs["ssl_ca"] == "/etc/atx/ca.pem"
+    assert kwargs["ssl_verify_cert"] is True and kwargs["ssl_verify_identity"] is True
+    url = (
+        "mysql://app@db/orders?ssl_ca=/ca.pem&ssl_cert=/c.pem&ssl_key=/k.pem"
+        "&ssl_verify_identity=false"
+    )
+    kwargs = parse_mysql_url(url).connect_kwargs()
+    assert (kwargs["ssl_cert"], kwargs["ssl_key"]) == ("/c.pem", "/k.pem")
+    assert kwargs["ssl_verify_cert"] is True and kwargs["ssl_verify_identity"] is False
+    # PyMySQL takes exactly these keyword arguments and builds a verifying TLS context.
+    ca, _key = self_signed_cert(tmp_path)
+    target = parse_mysql_url(f"mysql://a@h/d?ssl_ca={ca}")
+    connection = pymysql.connections.Connection(**target.connect_kwargs(), defer_connect=True)
+    assert connection.ssl and connection.ctx.verify_mode == ssl.CERT_REQUIRED
+    assert connection.ctx.check_hostname
+
+
+def test_other_options_reach_pymysql() -> None:
+    url = (
+        "mysql://app@db/orders?unix_socket=/run/mysqld/mysqld.sock&charset=latin1&connect_timeout=3"
+    )
+    kwargs = parse_mysql_url(url).connect_kwargs()
+    assert kwargs["unix_socket"] == "/run/mysqld/mysqld.sock"
+    assert kwargs["charset"] == "latin1" and kwargs["connect_timeout"] == 3
+    assert "ssl_ca" not in kwargs and "ssl_verify_cert" not in kwargs
+    # The options survive url(), which names other databases on the same server.
+    again = parse_mysql_url(parse_mysql_url(url).url("other"))
+    assert again.database == "other" and again.options == parse_mysql_url(url).options
+
+
+@pytest.mark.parametrize(
+    ("query", "match"),
+    [
+        ("sslca=/x.pem", "unknown option 'sslca'"),
+        ("ssl_verify_cert=maybe", "expected true or false"),
+        ("connect_timeout=soon", "whole seconds"),
+        ("connect_timeout=0", "whole seconds"),
+        ("ssl_ca=", "needs a value"),
+    ],
+)
+def test_bad_url_options_are_refused(query: str, match: str) -> None:
+    with pytest.raises(InvalidUrlOptionError, match=match):
+        parse_mysql_url(f"mysql://app:secret@db/orders?{query}")
+
+
+def test_a_url_option_is_used_for_real(mariadb_url: str) -> None:
+    connection = pymysql.connect(
+        **parse_mysql_url(f"{mariadb_url}?charset=latin1").connect_kwargs()
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@character_set_client")
+        assert cursor.fetchone() == ("latin1",)
+    connection.close()

@@ -28,8 +28,10 @@ def _schedule(text: str) -> list[int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=0, help="gRPC port (default: any free)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--name", default="alipay_sim", help="the channel's name")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1)")
+    parser.add_argument(
+        "--name", default="alipay_sim", help="the channel's name (default: alipay_sim)"
+    )
     parser.add_argument(
         "--keys-dir",
         default=None,
@@ -39,8 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db", default=":memory:", help="SQLite file for the channel's state (default: memory)"
     )
-    parser.add_argument("--app-id", default=None, help="our merchant app_id at the channel")
-    parser.add_argument("--seller-id", default=None, help="our seller_id at the channel")
+    parser.add_argument(
+        "--app-id", default=None, help="our merchant app_id at the channel (default: the shop's)"
+    )
+    parser.add_argument(
+        "--seller-id", default=None, help="our seller_id at the channel (default: the shop's)"
+    )
     parser.add_argument(
         "--notify-schedule-ms",
         type=_schedule,
@@ -48,9 +54,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated retry intervals of unacknowledged notifications "
         "(default: Alipay's 4m,10m,10m,1h,2h,6h,15h)",
     )
-    parser.add_argument("--failure-rate", type=float, default=0.0)
-    parser.add_argument("--latency-ms", type=int, default=0)
-    parser.add_argument("--drop-notifications", action="store_true")
+    parser.add_argument(
+        "--failure-rate",
+        type=float,
+        default=0.0,
+        metavar="RATIO",
+        help="share of calls that fail, 0..1 (default: 0)",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="added to every call, ms (default: 0)",
+    )
+    parser.add_argument(
+        "--drop-notifications",
+        action="store_true",
+        help="never send payment notifications (default: send)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

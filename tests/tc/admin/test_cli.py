@@ -97,7 +97,7 @@ def test_json_for_live_committed_and_rollback_failed(sqlite_tc: AdminTC) -> None
 
     # Actions through the CLI, then the audit trail.
     code, _, err = atx_admin(tc, "rollback", live)
-    assert code == 1 and "CONFIRMATION_REQUIRED" in err and "--yes" in err
+    assert code == 2 and "CONFIRMATION_REQUIRED" in err and "hint: pass --yes" in err
     code, _, err = atx_admin(tc, "stop-retry", live)
     assert code == 1 and err.startswith("error: [ADMIN_STOP_RETRY_REFUSED]") and "Begin" in err
     assert json_of(tc, "delete", committed, "--yes", "--operator", "dora") == {"deleted": committed}
@@ -115,18 +115,25 @@ def test_json_for_live_committed_and_rollback_failed(sqlite_tc: AdminTC) -> None
 
 
 def test_failures_exit_non_zero_with_one_line(sqlite_tc: AdminTC) -> None:
-    code, out, err = atx_admin(sqlite_tc, "show", "127.0.0.1:1:999", "--json")
+    code, out, err = atx_admin(sqlite_tc, "show", "127.0.0.1:1:999")
     assert code == 1 and out == ""
     assert (
         err.strip()
         == "error: [GLOBAL_TRANSACTION_NOT_FOUND] global transaction '127.0.0.1:1:999' not found"
     )
+    code, out, err = atx_admin(sqlite_tc, "show", "127.0.0.1:1:999", "--json")
+    assert code == 1 and out == ""  # stdout holds results only
+    assert json.loads(err)["error"] == {
+        "code": "GLOBAL_TRANSACTION_NOT_FOUND",
+        "message": "global transaction '127.0.0.1:1:999' not found",
+        "hint": "",
+    }
     code, _, err = atx_admin(sqlite_tc, "globals", token=None)
     assert code == 1 and err.startswith("error: [UNAUTHENTICATED]")
     code, _, err = atx_admin(sqlite_tc, "globals", token="wrong")
     assert code == 1 and "UNAUTHENTICATED" in err
     code, _, err = atx_admin(sqlite_tc, "globals", "--status", "Bogus")
-    assert code == 1 and "INVALID_ADMIN_FILTER" in err and "Bogus" in err
+    assert code == 2 and "INVALID_ADMIN_FILTER" in err and "Bogus" in err  # a usage error
     code, _, err = atx_admin(f"127.0.0.1:{free_port()}", "globals")
     assert code == 1 and err.startswith("error: [UNAVAILABLE] cannot reach")
 
@@ -139,21 +146,45 @@ def test_deferred_list_and_retry(tmp_path: Path) -> None:
     store = OutboxStore(lambda: sqlite3.connect(path))
     store.ensure_table()
     with sqlite3.connect(path) as db:
-        db.execute(
-            "INSERT INTO atx_outbox (id, xid, target, payload, request_id, state, attempts,"
-            " next_attempt_at, last_error, created_at, updated_at)"
-            " VALUES ('c1', 'x:1', 'chain.mint', '{\"n\": 1}', 'r1', 'DEAD', 5, 0,"
-            " 'chain down', 1000, 1000)"
-        )
+        for call_id, state, created in (
+            ("c1", "DEAD", 1000),
+            ("c2", "DONE", 900),
+            ("c3", "PENDING", 800),
+        ):
+            db.execute(
+                "INSERT INTO atx_outbox (id, xid, target, payload, request_id, state, attempts,"
+                " next_attempt_at, last_error, created_at, updated_at)"
+                " VALUES (?, 'x:1', 'chain.mint', '{\"n\": 1}', ?, ?, 5, 0,"
+                " 'chain down', ?, ?)",
+                (call_id, f"r-{call_id}", state, created, created),
+            )
     server = grpc.server(futures.ThreadPoolExecutor(4))
     add_deferred_call_service(server, store)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
         address = f"127.0.0.1:{port}"
+
+        def listed(*state: str) -> list[tuple[str, str]]:
+            code, out, err = atx_admin(
+                address, "deferred", "list", "--service", address, *state, "--json"
+            )
+            assert code == 0, err
+            return [(c["id"], c["state"]) for c in json.loads(out)["calls"]]
+
+        # By default the calls that need an eye: dead ones, then pending ones; not done ones.
+        assert listed() == [("c1", "Dead"), ("c3", "Pending")]
+        assert listed("--state", "done") == [("c2", "Done")]
+        assert listed("--state", "dead,done") == [("c1", "Dead"), ("c2", "Done")]
+        assert sorted(listed("--state", "all")) == [
+            ("c1", "Dead"),
+            ("c2", "Done"),
+            ("c3", "Pending"),
+        ]
+        code, _, err = atx_admin(address, "deferred", "list", "--service", address, "--state", "x")
+        assert code == 2 and "INVALID_ADMIN_FILTER" in err
         code, out, err = atx_admin(address, "deferred", "list", "--service", address, "--json")
-        assert code == 0, err
-        (call,) = json.loads(out)["calls"]
+        call = json.loads(out)["calls"][0]
         assert call["id"] == "c1" and call["state"] == "Dead" and call["target"] == "chain.mint"
         assert call["attempts"] == 5 and call["last_error"] == "chain down"
         code, out, err = atx_admin(
@@ -169,3 +200,41 @@ def test_deferred_list_and_retry(tmp_path: Path) -> None:
         assert code == 1 and "nope" in err
     finally:
         server.stop(None)
+
+
+def test_globals_counts_branches_and_says_where_finished_ones_went(sqlite_tc: AdminTC) -> None:
+    tc = sqlite_tc
+    live = tc.begin(name="live")
+    tc.register(live, keys="orders:1")
+    tc.register(live, keys="orders:2")
+    done = tc.begin(name="done")
+    assert tc.commit(done).name == "COMMITTED"  # no branches: finished at once
+
+    listed = json_of(tc, "globals")
+    assert [(s["xid"], s["branch_count"]) for s in listed["sessions"]] == [(live, 2)]
+    everything = json_of(tc, "globals", "--history")
+    assert {s["xid"]: s["branch_count"] for s in everything["sessions"]} == {live: 2, done: 0}
+
+    code, out, _ = atx_admin(tc, "globals", "--xid", done)
+    assert code == 0 and "0 of 0" in out and "add --history for finished ones" in out
+    code, out, _ = atx_admin(tc, "globals", "--history", "--xid", done)
+    assert code == 0 and "1 of 1" in out and "--history for" not in out
+
+
+def test_piped_tables_do_not_break_words(sqlite_tc: AdminTC) -> None:
+    tc = sqlite_tc
+    xids = [
+        tc.begin(name="reserve-stock-and-place-the-order", app="collectible-shop-frontend")
+        for _ in range(2)
+    ]
+    # Piped, as in `atx admin globals | grep ...`; no COLUMNS in the environment.
+    argv = [sys.executable, "-m", "atx.cli", "admin", "--tc", tc.address, "globals"]
+    env = {"PATH": "/usr/bin:/bin", "ATX_ADMIN_TOKEN": ADMIN_TOKEN}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    for xid in xids:
+        (row,) = [line for line in done.stdout.splitlines() if xid in line]
+        assert "reserve-stock-and-place-the-order" in row and "collectible-shop-frontend" in row
+    header = next(line for line in done.stdout.splitlines() if "XID" in line)
+    for column in ("Application", "Timeout ms", "Branches", "Retries"):
+        assert column in header

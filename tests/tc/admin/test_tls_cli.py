@@ -46,24 +46,30 @@ def test_globals_over_tls(tls_tc: tuple[str, Path]) -> None:
 
     code, out, err = atx_admin(address, "globals", "--json")
     assert code == 1 and out == ""
+    error = json.loads(err)["error"]
+    assert error["code"] == "UNAVAILABLE"
+    assert error["message"].startswith(f"cannot reach {address} (plaintext)")
+    assert error["hint"].endswith("if it serves TLS, pass --tls-ca PATH")
+    code, out, err = atx_admin(address, "globals")
     lines = err.strip().splitlines()
-    assert len(lines) == 1, err
+    assert code == 1 and len(lines) == 2, err
     assert lines[0].startswith(f"error: [UNAVAILABLE] cannot reach {address} (plaintext)")
-    assert lines[0].endswith("(if the TC serves TLS, pass --tls-ca PATH)")
+    assert lines[1].startswith("hint: ") and lines[1].endswith("pass --tls-ca PATH")
 
 
 def test_bad_ca_paths_fail_clearly(tls_tc: tuple[str, Path], tmp_path: Path) -> None:
     address, _ = tls_tc
     missing = tmp_path / "missing.pem"
     code, _, err = atx_admin(address, "globals", "--tls-ca", str(missing))
-    assert code == 1 and err.startswith("error: [INVALID_ARGUMENT]") and "missing.pem" in err
+    # A bad flag value: a usage error, exit 2.
+    assert code == 2 and err.startswith("error: [INVALID_ARGUMENT]") and "missing.pem" in err
     (tmp_path / "other").mkdir()
     wrong, _ = self_signed_cert(tmp_path / "other")
     code, _, err = atx_admin(address, "globals", "--tls-ca", str(wrong))
     # gRPC core may log the failed handshake first (it reads GRPC_VERBOSITY at import).
-    last = err.strip().splitlines()[-1]
-    assert code == 1 and last.startswith(f"error: [UNAVAILABLE] cannot reach {address} (TLS)")
-    assert "CERTIFICATE_VERIFY_FAILED" in last
+    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 1 and line.startswith(f"error: [UNAVAILABLE] cannot reach {address} (TLS)")
+    assert "CERTIFICATE_VERIFY_FAILED" in line
 
 
 def test_admin_client_and_console_take_tls_ca(tls_tc: tuple[str, Path]) -> None:
