@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import grpc
 
 import atx.shop.common.errors  # noqa: F401  (registers the shop's error codes)
+from atx.clock import now_ms
 from atx.errors import AtxError, from_rpc_error
 from atx.shop.common.db import Database
 from atx.shop.payment.channel import protocol as p
@@ -162,7 +163,7 @@ def notification(
 ) -> dict[str, str]:
     """A notification signed like the channel's (or with ``key``)."""
     keys = load_or_create_keys(shop.config.directory / "keys", CHANNEL_NAME)
-    now = p.now_ms()
+    now = now_ms()
     params = {
         "notify_id": uuid.uuid4().hex,
         "notify_time": p.format_time(now),

@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import atx.shop.payment.channel.errors  # noqa: F401  (registers the channel error codes)
+from atx.clock import now_ms
 from atx.errors import AtxError
 from atx.hooks.outbox import STATE_DONE
 from atx.shop.payment.channel import protocol as p
@@ -186,7 +187,7 @@ def test_missed_notifications_crash_before_ack_and_bad_notifications(
     assert h.notify(shop, tampered) == "fail"
     keys = load_or_create_keys(shop.config.directory / "keys", CHANNEL_NAME)
     stale = h.notification(shop, pay)
-    stale["notify_time"] = p.format_time(p.now_ms() - 10 * 60_000)
+    stale["notify_time"] = p.format_time(now_ms() - 10 * 60_000)
     stale = _resigned(stale, keys.platform_private)
     assert h.notify(shop, stale) == "fail"
     assert h.snapshot(shop) == before
@@ -224,7 +225,7 @@ def test_notifications_are_verified_over_exactly_what_was_signed(
     assert verify(moved, keys.platform_public)
     refused: list[tuple[str, dict[str, str]]] = [("CHANNEL_MESSAGE_AMBIGUOUS", moved)]
     # Correctly signed, but not in the channel's forms.
-    now = p.format_time(p.now_ms())
+    now = p.format_time(now_ms())
     for changes in (
         {"notify_time": now + "zzz"},
         {"notify_time": now + "999"},
@@ -345,7 +346,7 @@ def test_timeout_close_at_both_ends_races_and_one_transaction(
     assert stock == 10 - 3
 
     release_fault.touch()
-    time.sleep(max(0.0, (stuck_pay.expire_time_ms - p.now_ms()) / 1000) + 0.2)
+    time.sleep(max(0.0, (stuck_pay.expire_time_ms - now_ms()) / 1000) + 0.2)
     run = r.run_job(shop, "timeout_close")
     # bob's payment fulfilled, cy's refunded; ann's and dee's closes rolled back whole.
     assert run.ran and run.processed == 2

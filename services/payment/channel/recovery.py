@@ -134,7 +134,7 @@ def compensate(
     """Query the channel for pending pay orders older than ``older_than_ms``:
     paid → success processing (or refund); closed at the channel → close here.
     A trade the channel does not know is left to the timeout job."""
-    now = p.now_ms() if now_ms is None else now_ms
+    now = now_ms() if now_ms is None else now_ms
     processed = 0
     for pay_order in repo.pending_older_than(older_than_ms, now):
         client = channels.get(pay_order.channel)
@@ -163,7 +163,7 @@ def close_expired(
 ) -> int:
     """Close unpaid pay orders past our deadline: at the channel first, then
     query it; a payment that raced the close is fulfilled or refunded."""
-    now = p.now_ms() if now_ms is None else now_ms
+    now = now_ms() if now_ms is None else now_ms
     processed = 0
     for pay_order in repo.expired_unpaid(now):
         client = channels.get(pay_order.channel)

@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 
+from atx.clock import now_ms
 from atx.errors import AtxError, IllegalStatusError, map_errors
 from atx.shop.payment.channel import protocol as p
 from atx.shop.payment.channel.errors import ChannelUnavailableError, TradeNotFoundError
@@ -177,7 +178,7 @@ class ChannelSimulator(ch_grpc.PaymentChannelServiceServicer):
                         p.WAIT_BUYER_PAY,
                         expire_ms,
                         params["notify_url"],
-                        p.now_ms(),
+                        now_ms(),
                     ),
                 )
         qr = f"https://qr.simulator.invalid/{self.config.name}/{out_trade_no}"
@@ -233,7 +234,7 @@ class ChannelSimulator(ch_grpc.PaymentChannelServiceServicer):
             if row is None:
                 return _error(p.CODE_BUSINESS_FAILED, p.SUB_CODE_TRADE_NOT_EXIST, "no such trade")
             if row["status"] == p.WAIT_BUYER_PAY:
-                self._set_status(out_trade_no, p.TRADE_CLOSED, closed_ms=p.now_ms())
+                self._set_status(out_trade_no, p.TRADE_CLOSED, closed_ms=now_ms())
             elif row["status"] != p.TRADE_CLOSED or row["paid_ms"] is not None:
                 # Paid (or paid and refunded): a close is refused.
                 return _error(p.CODE_BUSINESS_FAILED, p.SUB_CODE_TRADE_STATUS_ERROR, row["status"])
@@ -275,7 +276,7 @@ class ChannelSimulator(ch_grpc.PaymentChannelServiceServicer):
                     return _error("40004", "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "refund too large")
                 self._db.execute(
                     "INSERT INTO refunds VALUES (?,?,?,?)",
-                    (request_no, out_trade_no, p.format_amount(minor), p.now_ms()),
+                    (request_no, out_trade_no, p.format_amount(minor), now_ms()),
                 )
                 refunded = row["refunded_minor"] + minor
                 self._db.execute(
@@ -283,7 +284,7 @@ class ChannelSimulator(ch_grpc.PaymentChannelServiceServicer):
                     (refunded, out_trade_no),
                 )
                 if refunded == total:  # a full refund closes the trade (Alipay)
-                    self._set_status(out_trade_no, p.TRADE_CLOSED, closed_ms=p.now_ms())
+                    self._set_status(out_trade_no, p.TRADE_CLOSED, closed_ms=now_ms())
                 fund_change = "Y"
                 logger.info("refund %s of trade %s: %s", request_no, out_trade_no, minor)
             row = self._trade(out_trade_no)
@@ -314,7 +315,7 @@ class ChannelSimulator(ch_grpc.PaymentChannelServiceServicer):
                 raise TradeNotFoundError(self.config.name, out_trade_no)
             if row["status"] != p.WAIT_BUYER_PAY:
                 raise IllegalStatusError(out_trade_no, row["status"], "pay")
-            now = p.now_ms()
+            now = now_ms()
             self._set_status(out_trade_no, p.TRADE_SUCCESS, paid_ms=now)
             self._enqueue(out_trade_no)
             trade_no: str = row["trade_no"]
@@ -382,7 +383,7 @@ class ChannelSimulator(ch_grpc.PaymentChannelServiceServicer):
 
     def _expire_due(self) -> None:
         """Trades past time_expire close themselves and tell the merchant."""
-        now = p.now_ms()
+        now = now_ms()
         due = self._db.execute(
             "SELECT out_trade_no FROM trades WHERE status = ? AND time_expire_ms <= ?",
             (p.WAIT_BUYER_PAY, now),
@@ -426,7 +427,7 @@ class ChannelSimulator(ch_grpc.PaymentChannelServiceServicer):
                     self._expire_due()
                     due = self._db.execute(
                         "SELECT * FROM notifications WHERE state = 'PENDING' AND next_ms <= ?",
-                        (p.now_ms(),),
+                        (now_ms(),),
                     ).fetchall()
                 for row in due:
                     if self._stop.is_set():
@@ -438,7 +439,7 @@ class ChannelSimulator(ch_grpc.PaymentChannelServiceServicer):
     def _deliver(self, row: sqlite3.Row) -> None:
         notify_id = row["notify_id"]
         params = json.loads(row["params"])
-        now = p.now_ms()
+        now = now_ms()
         # Each attempt carries its own notify_time, so it is signed again.
         params.update(notify_id=notify_id, notify_time=p.format_time(now))
         message = signed(params, self.keys.platform_private)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from atx.clock import now_ms
 from atx.errors import AtxError
 from atx.shop.payment.channel import (
     AmbiguousMessageError,
@@ -263,7 +264,7 @@ def test_an_unambiguous_message_is_the_only_reading_of_its_string(params: dict[s
 
 
 def _genuine(keys: ChannelKeys, **changes: str) -> dict[str, str]:
-    now = p.now_ms()
+    now = now_ms()
     params = {
         "notify_id": "n-1",
         "notify_time": p.format_time(now),
@@ -298,7 +299,7 @@ def test_moving_any_boundary_keeps_the_signature_and_is_refused(keys: ChannelKey
 
 def test_signed_garbage_is_refused_by_the_parse(keys: ChannelKeys) -> None:
     client = ChannelClient("alipay_sim", "127.0.0.1:1", keys)
-    now = p.format_time(p.now_ms())
+    now = p.format_time(now_ms())
     for changes in (
         {"notify_time": now + "zzz"},
         {"notify_time": now + "999"},
