@@ -39,6 +39,7 @@ _ENV_TLS_CA = "ATX_TC_TLS_CA"
 _ENV_TLS_SERVER_NAME = "ATX_TC_TLS_SERVER_NAME"
 _ENV_SAVE_DAYS = "ATX_UNDO_LOG_SAVE_DAYS"
 _ENV_DELETE_PERIOD = "ATX_UNDO_LOG_DELETE_PERIOD"
+_ENV_SWEEP_INTERVAL = "ATX_UNDO_LOG_SWEEP_INTERVAL"
 
 
 def _default_client_id() -> str:
@@ -63,6 +64,10 @@ class Config:
     undo_log_save_days: float = 7.0
     #: Seconds between two purges (Seata's logDeletePeriod).
     undo_log_delete_period: float = 86400.0
+    #: Seconds between two sweeps for undo rows left behind by committed branches (a
+    #: process that died before deleting them): normal rows older than one interval
+    #: whose transaction the TC reports over are deleted. 0: only the purge's save days.
+    undo_log_sweep_interval: float = 300.0
 
 
 _lock = threading.Lock()
@@ -116,6 +121,10 @@ def _validate_delete_period(value: str | float) -> float:
     return period
 
 
+def _validate_sweep_interval(value: str | float) -> float:
+    return _number("undo_log_sweep_interval", value, 0.0, threading.TIMEOUT_MAX)
+
+
 def _from_env() -> Config:
     addresses = os.environ.get(_ENV_ADDRESSES, "")
     return Config(
@@ -128,6 +137,9 @@ def _from_env() -> Config:
         undo_log_save_days=_validate_save_days(os.environ.get(_ENV_SAVE_DAYS) or 7.0),
         undo_log_delete_period=_validate_delete_period(
             os.environ.get(_ENV_DELETE_PERIOD) or 86400.0
+        ),
+        undo_log_sweep_interval=_validate_sweep_interval(
+            os.environ.get(_ENV_SWEEP_INTERVAL) or 300.0
         ),
     )
 
@@ -142,6 +154,7 @@ def configure(
     tls_server_name: str | None = None,
     undo_log_save_days: float | None = None,
     undo_log_delete_period: float | None = None,
+    undo_log_sweep_interval: float | None = None,
 ) -> Config:
     """Set the configuration (unset arguments come from the environment).
 
@@ -149,8 +162,10 @@ def configure(
     the TM/RM calls and the Attach stream then use TLS; ``""`` forces plaintext.
 
     ``undo_log_save_days`` (default 7, 0 disables) and ``undo_log_delete_period``
-    (seconds, default 86400) drive the channel's undo-log purge
-    (:mod:`rm.undo.retention`).
+    (seconds, default 86400) drive the runtime's undo-log purge
+    (:mod:`atx.rm.phase_two.retention`); every ``undo_log_sweep_interval`` seconds
+    (default 300, 0 disables) it also deletes undo rows of committed branches that
+    a process left behind, once the TC reports their transaction over.
 
     Raises:
         InvalidConfigurationError: a malformed TC address, an empty application id, a
@@ -179,6 +194,11 @@ def configure(
             _validate_delete_period(undo_log_delete_period)
             if undo_log_delete_period is not None
             else base.undo_log_delete_period
+        ),
+        undo_log_sweep_interval=(
+            _validate_sweep_interval(undo_log_sweep_interval)
+            if undo_log_sweep_interval is not None
+            else base.undo_log_sweep_interval
         ),
     )
     if not config.application_id:

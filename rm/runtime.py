@@ -47,6 +47,7 @@ class RMRuntime:
                 config.undo_log_save_days,
                 config.undo_log_delete_period,
                 self.stopping,
+                sweep=config.undo_log_sweep_interval,
             )
 
     def start(self) -> RMRuntime:

@@ -170,6 +170,7 @@ def purge_undo_log(
     older_than: dt.timedelta,
     is_finished: IsFinished,
     *,
+    finished_older_than: dt.timedelta | None = None,
     table: str = "undo_log",
     dry_run: bool = False,
     stop: threading.Event | None = None,
@@ -177,7 +178,10 @@ def purge_undo_log(
     """Purge the rows of one undo table whose ``log_created`` is older than ``older_than``.
 
     Old placeholders are always deleted; old normal rows only when
-    ``is_finished(xid)`` is True. ``dry_run`` deletes nothing (``is_finished`` is
+    ``is_finished(xid)`` is True. ``finished_older_than`` (shorter) looks at normal
+    rows from that age on instead: the undo rows a committed branch left behind
+    (its process died before deleting them) go once the TC says the transaction is
+    over, not after the save days. ``dry_run`` deletes nothing (``is_finished`` is
     still asked, to count what would go). ``stop``, when set, ends the purge
     between two pages: a closing channel is not held up by a backlog.
 
@@ -202,6 +206,8 @@ def purge_undo_log(
     deleted = live = unknown = 0
     verdicts: dict[str, bool | None] = {}  # a global transaction has a row per branch
     after = 0
+    if finished_older_than is not None and finished_older_than < older_than:
+        cutoff = _cutoff(max(finished_older_than, dt.timedelta(0)))
     while not stopping() and (rows := undo.page(LOG_STATUS_NORMAL, cutoff, after)):
         after = rows[-1][0]
         finished = []
@@ -234,7 +240,10 @@ def purge_undo_log(
 
 
 def purge_registered_resources(
-    older_than: dt.timedelta, is_finished: IsFinished, stop: threading.Event | None = None
+    older_than: dt.timedelta,
+    is_finished: IsFinished,
+    stop: threading.Event | None = None,
+    finished_older_than: dt.timedelta | None = None,
 ) -> dict[str, PurgeResult]:
     """Purge the undo table of every registered resource (the RM's periodic job).
 
@@ -252,6 +261,7 @@ def purge_registered_resources(
                     resource.dialect,
                     older_than,
                     is_finished,
+                    finished_older_than=finished_older_than,
                     table=resource.undo_table,
                     stop=stop,
                 )
@@ -279,7 +289,13 @@ FIRST_PURGE_DELAY = 300.0
 
 
 class RetentionJob:
-    """A thread that purges old undo rows of every registered resource each period."""
+    """A thread that purges old undo rows of every registered resource.
+
+    It runs every ``sweep`` seconds (or every ``period`` when ``sweep`` is 0, or
+    when the period is shorter): placeholders older than ``save_days`` go, and
+    normal rows older than one sweep interval whose transaction the TC reports
+    over (without a sweep: older than ``save_days``).
+    """
 
     def __init__(
         self,
@@ -287,10 +303,12 @@ class RetentionJob:
         save_days: float,
         period: float,
         stopping: threading.Event,
+        sweep: float = 0.0,
     ) -> None:
         self._client = client
         self._older_than = dt.timedelta(days=save_days)
-        self._period = period
+        self._finished_older_than = dt.timedelta(seconds=sweep) if sweep > 0 else None
+        self._interval = min(period, sweep) if sweep > 0 else period
         self._stopping = stopping
         self._thread = threading.Thread(target=self._run, name="atx-rm-undo-retention", daemon=True)
 
@@ -298,15 +316,17 @@ class RetentionJob:
         self._thread.start()
 
     def _run(self) -> None:
-        delay = min(self._period, FIRST_PURGE_DELAY)
+        delay = min(self._interval, FIRST_PURGE_DELAY)
         # An Event wait, not sleep: stopping ends the wait at once.
         while not self._stopping.wait(delay):
-            delay = self._period
+            delay = self._interval
             try:
                 check = TCFinishedCheck(self._client())
-                purge_registered_resources(self._older_than, check, self._stopping)
+                purge_registered_resources(
+                    self._older_than, check, self._stopping, self._finished_older_than
+                )
             except Exception:
-                logger.exception("undo log purge failed, next try in %g s", self._period)
+                logger.exception("undo log purge failed, next try in %g s", self._interval)
 
     def join(self, timeout: float) -> None:
         if self._thread.is_alive():
