@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 
+from atx import clock
 from atx.clock import now_ms
 from atx.errors import AtxError, from_rpc_error
 from atx.shop.payment.channel import protocol as p
@@ -204,7 +205,7 @@ class ChannelClient:
             expected_amount=expected_amount,
             app_id=app_id or self.app_id,
             seller_id=seller_id or self.seller_id,
-            now_ms=now_ms() if now_ms is None else now_ms,
+            now_ms=clock.now_ms() if now_ms is None else now_ms,
             window_s=self.notify_window_s,
             aes_key=self.keys.aes_key,
             schema=self.notification_schema,
