@@ -31,7 +31,7 @@ conditional UPDATE), so several dispatcher processes on one database never
 run a row at the same time; the handler is idempotent by request id anyway.
 Failures back off exponentially (``base_delay * 2**(attempts-1)``, capped)
 and after ``max_attempts`` the row goes DEAD, visible and retryable through
-:mod:`hooks.service`. Pending rows survive restarts: the state is the table.
+:mod:`atx.hooks.service`. Pending rows survive restarts: the state is the table.
 """
 
 from __future__ import annotations

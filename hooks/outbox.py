@@ -4,7 +4,7 @@
 ``atx_outbox`` table through the caller's connection. Inside a global
 transaction that connection is an ``rm`` proxy, so the insert belongs to the
 resource's AT branch: the row survives iff the global transaction commits
-(a rollback's undo deletes it). The dispatcher (:mod:`hooks.dispatcher`)
+(a rollback's undo deletes it). The dispatcher (:mod:`atx.hooks.dispatcher`)
 runs the row's target after the commit.
 
 Table ``atx_outbox`` (same columns on MySQL/MariaDB and SQLite):
@@ -135,7 +135,7 @@ def defer(
     Args:
         connection: the rm proxy connection of the resource (or a raw one
             outside a global transaction: the row then runs after the local commit).
-        target: a handler name registered with :func:`hooks.register_target`.
+        target: a handler name registered with :func:`atx.hooks.register_target`.
         payload: JSON-serialisable arguments.
         request_id: stable idempotency key for the target; default
             ``"<xid>:<target>:<n>"``. Pass a business key (e.g. ``mint:<holding>``)

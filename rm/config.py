@@ -5,10 +5,10 @@ Set by :func:`configure`, or read once from the environment:
 ``ATX_TOKEN``, ``ATX_CLIENT_ID``, ``ATX_TC_TLS_CA`` (a PEM CA bundle: talk
 TLS to the TC; empty = plaintext) and ``ATX_TC_TLS_SERVER_NAME`` (the name
 the TC's certificate must carry, when not the dialled host),
-``ATX_UNDO_LOG_SAVE_DAYS`` and ``ATX_UNDO_LOG_DELETE_PERIOD`` (undo-log
-retention, see :mod:`rm.undo.retention`). Arguments to
+``ATX_UNDO_LOG_SAVE_DAYS``, ``ATX_UNDO_LOG_DELETE_PERIOD`` and ``ATX_UNDO_LOG_SWEEP_INTERVAL`` (undo-log
+retention, see :mod:`atx.rm.phase_two.retention`). Arguments to
 :func:`configure` win over the environment. Reconfiguring closes the TC client
-and restarts the channel.
+and restarts the runtime (Attach streams, phase two).
 """
 
 from __future__ import annotations
@@ -223,6 +223,6 @@ def get_config() -> Config:
 
 
 def on_reconfigure(listener: Callable[[], None]) -> None:
-    """Call ``listener`` after every :func:`configure` (used by the client and channel)."""
+    """Call ``listener`` after every :func:`configure` (used by the TC client and the runtime)."""
     with _lock:
         _listeners.append(listener)

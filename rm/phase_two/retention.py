@@ -114,7 +114,7 @@ class TCFinishedCheck:
 
 
 def _cutoff(older_than: dt.timedelta) -> str:
-    # The clock and text of rm.undo.log._now (UTC, naive, sep=" "): SQLite compares
+    # The clock and text of atx.rm.undo.log._now (UTC, naive, sep=" "): SQLite compares
     # TEXT, where fixed-width ISO text sorts as time does; MySQL converts it to DATETIME.
     cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - older_than
     return cutoff.isoformat(sep=" ", timespec="microseconds")
@@ -183,7 +183,7 @@ def purge_undo_log(
     (its process died before deleting them) go once the TC says the transaction is
     over, not after the save days. ``dry_run`` deletes nothing (``is_finished`` is
     still asked, to count what would go). ``stop``, when set, ends the purge
-    between two pages: a closing channel is not held up by a backlog.
+    between two pages: a closing runtime is not held up by a backlog.
 
     Raises:
         InvalidConfigurationError: ``older_than`` is not positive.

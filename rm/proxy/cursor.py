@@ -33,7 +33,7 @@ class _Connection(Protocol):
 class CursorProxy:
     """Wraps a raw pymysql or sqlite3 cursor; other attributes are the raw cursor's.
 
-    Those are forwarded by a per-driver subclass (:mod:`rm.proxy.delegate`), not by
+    Those are forwarded by a per-driver subclass (:mod:`atx.rm.proxy.delegate`), not by
     ``__getattr__``, which would slow down every attribute access of the proxy.
     """
 

@@ -8,7 +8,7 @@ runs every job periodically; ``run_now(name)`` is for the admin surface
 (RunJob) and tests.
 
 Two locks: the Redis one (``SET NX PX``, :class:`RedisJobLock` in
-``services.payment.channel.jobs``) and, without Redis, :class:`DbJobLock`: a
+``atx.shop.payment.channel.jobs``) and, without Redis, :class:`DbJobLock`: a
 row of a table in the service's own database, so several processes on one
 database still run each job one at a time. The payment service
 (``pay_job_locks``) and the order service (``order_job_locks``) pick one

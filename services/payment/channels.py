@@ -1,7 +1,7 @@
 """The payment service's channels: name → merchant-side client.
 
 A channel is configured as ``name=host:port`` (the simulator's address);
-keys come from a shared directory (see services.payment.channel.signing).
+keys come from a shared directory (see atx.shop.payment.channel.signing).
 """
 
 from __future__ import annotations
