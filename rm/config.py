@@ -5,8 +5,9 @@ Set by :func:`configure`, or read once from the environment:
 ``ATX_TOKEN``, ``ATX_CLIENT_ID``, ``ATX_TC_TLS_CA`` (a PEM CA bundle: talk
 TLS to the TC; empty = plaintext) and ``ATX_TC_TLS_SERVER_NAME`` (the name
 the TC's certificate must carry, when not the dialled host),
-``ATX_UNDO_LOG_SAVE_DAYS``, ``ATX_UNDO_LOG_DELETE_PERIOD`` and ``ATX_UNDO_LOG_SWEEP_INTERVAL`` (undo-log
-retention, see :mod:`atx.rm.phase_two.retention`). Arguments to
+``ATX_UNDO_LOG_SAVE_DAYS``, ``ATX_UNDO_LOG_DELETE_PERIOD`` and
+``ATX_UNDO_LOG_SWEEP_INTERVAL`` (undo-log retention, see
+:mod:`atx.rm.phase_two.retention`). Arguments to
 :func:`configure` win over the environment. Reconfiguring closes the TC client
 and restarts the runtime (Attach streams, phase two).
 """
