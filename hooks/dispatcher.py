@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from atx.backoff import Backoff
 from atx.clock import now_ms
 from atx.errors import GlobalTransactionNotFoundError
 from atx.hooks.outbox import on_deferred
@@ -239,7 +240,7 @@ class Dispatcher:
         except Exception as error:
             attempts = row.attempts + 1
             dead = attempts >= self.config.max_attempts
-            delay = min(self.config.max_delay, self.config.base_delay * 2 ** (attempts - 1))
+            delay = Backoff(self.config.base_delay, self.config.max_delay).delay(attempts)
             log: Any = logger.error if dead else logger.warning
             log(
                 "dispatcher %s: %s (request %s, xid %s) attempt %d failed%s: %s",

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import grpc
 
+from atx.backoff import Backoff
 from atx.clock import now_ms
 from atx.grpc_channels import open_channel
 from atx.metadata import bearer
@@ -29,7 +30,9 @@ __all__ = ["STOP", "AttachStream", "Inbound", "Reply", "register_message"]
 logger = logging.getLogger(__name__)
 
 _DEFAULT_HEARTBEAT = 5.0
-_MAX_BACKOFF = 5.0
+#: Reconnecting after a lost stream: 50 ms doubling to 5 s, jittered so that the RMs
+#: of a restarted TC do not all come back in the same instant.
+_RECONNECT = Backoff(0.05, 5.0)
 #: Branch results per BranchResultBatch at most.
 _MAX_RESULT_BATCH = 256
 #: Ends the request generator (the stream closes).
@@ -158,7 +161,7 @@ class AttachStream:
                 self.inbound.on_rollback(self.send, command)
 
     def _run(self) -> None:
-        backoff = 0.05
+        failures = 0
         while not self.stopping.is_set():
             config = self.config
             channel: grpc.Channel | None = None
@@ -179,7 +182,7 @@ class AttachStream:
                 for response in responses:
                     self._dispatch(response)
                     if self.connected.is_set():
-                        backoff = 0.05
+                        failures = 0
             except grpc.RpcError as error:
                 if not self.stopping.is_set():
                     # The details carry the cause, e.g. a TLS handshake refused.
@@ -197,9 +200,9 @@ class AttachStream:
                 self.outbox.put(STOP)
                 if channel is not None:
                     channel.close()
-            if self.stopping.wait(backoff):
+            failures += 1
+            if self.stopping.wait(_RECONNECT.delay(failures)):
                 return
-            backoff = min(backoff * 2, _MAX_BACKOFF)
 
     def wake(self) -> None:
         self.outbox.put(_WAKE)

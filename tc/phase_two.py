@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+from atx.backoff import Backoff
 from atx.clock import now_ms
 from atx.status import BranchStatus as B
 from atx.status import GlobalStatus as G
@@ -57,6 +58,7 @@ class PhaseTwo:
         self.busy: set[str] = set()
         #: Background commits in flight (graceful shutdown waits for them).
         self.tasks: set[asyncio.Task[list[G]]] = set()
+        self._retry_backoff = Backoff(config.retry_backoff_base_ms, config.retry_backoff_max_ms)
         # Label lookups resolved once, not per branch.
         self._latency = {
             rollback: metrics.phase_two_latency.labels(action="rollback" if rollback else "commit")
@@ -68,8 +70,8 @@ class PhaseTwo:
         return now_ms() + self.config.branch_timeout_ms + 2 * self.config.job_interval_ms
 
     def backoff_ms(self, attempt: int) -> int:
-        base: int = self.config.retry_backoff_base_ms * 2 ** min(max(attempt - 1, 0), 30)
-        return now_ms() + min(base, self.config.retry_backoff_max_ms)
+        """When to retry phase two after ``attempt`` failures (jittered, see atx.backoff)."""
+        return now_ms() + int(self._retry_backoff.delay(attempt))
 
     @staticmethod
     def _command(branch: BranchRecord) -> rm_pb2.BranchCommand:

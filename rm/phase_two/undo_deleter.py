@@ -15,6 +15,7 @@ import threading
 import time
 from collections import defaultdict
 
+from atx.backoff import Backoff
 from atx.rm.resource import get_resource
 
 __all__ = ["UndoDeleter"]
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 #: How long the worker gathers a batch after its first item (seconds).
 INTERVAL = 0.2
 BATCH = 1000
+#: After a failed delete (the database away): wait about one interval, jittered.
+_RETRY = Backoff(INTERVAL, INTERVAL, factor=1, jitter=0.5)
 
 _Item = tuple[str, str, int]  # resource id, xid, branch id
 
@@ -92,7 +95,7 @@ class UndoDeleter:
             self._pending -= len(batch) - len(failed)
             self._idle.notify_all()
         if failed and not self._stopping.is_set():
-            time.sleep(INTERVAL)
+            time.sleep(_RETRY.delay(1))
             for item in failed:
                 self._queue.put(item)
 

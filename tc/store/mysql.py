@@ -43,6 +43,7 @@ import pymysql
 from pymysql.constants import CLIENT
 from pymysql.cursors import Cursor
 
+from atx.backoff import Backoff
 from atx.clock import now_ms
 from atx.dialect import Dialect
 from atx.dsn import parse_mysql_url
@@ -93,6 +94,8 @@ T = TypeVar("T")
 
 _ID_BLOCK = 100
 _ATTEMPTS = 4
+#: Between two attempts of a store step on a lost connection or a conflict.
+_RETRY = Backoff(0.05, 0.5)
 #: Idle connections kept open; busier moments open (and then close) more.
 _POOL_IDLE = 16
 #: Lost connection, server gone, cannot connect, deadlock, lock wait timeout.
@@ -242,7 +245,7 @@ class MySQLSessionStore:
                         f"MySQL store failed: {error}", committing=committing
                     ) from error
                 logger.warning("MySQL store: %s; retrying (attempt %d)", error, attempt + 1)
-                time.sleep(0.05 * (attempt + 1))
+                time.sleep(_RETRY.delay(attempt + 1))
             except BaseException:
                 if conn is not None:
                     self._checkin(conn)  # rolled back above: clean for reuse
