@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from atx.clock import now_ms
+from atx import clock
 from atx.errors import AtxError, from_rpc_error
 from atx.shop.payment.channel import protocol as p
 from atx.shop.payment.channel.breaker import ChannelBreaker
@@ -204,7 +204,7 @@ class ChannelClient:
             expected_amount=expected_amount,
             app_id=app_id or self.app_id,
             seller_id=seller_id or self.seller_id,
-            now_ms=now_ms() if now_ms is None else now_ms,
+            now_ms=clock.now_ms() if now_ms is None else now_ms,
             window_s=self.notify_window_s,
             aes_key=self.keys.aes_key,
             schema=self.notification_schema,
@@ -223,7 +223,7 @@ class ChannelClient:
             "app_id": self.app_id,
             "method": api,
             "charset": "utf-8",
-            "timestamp": p.format_time(now_ms()),
+            "timestamp": p.format_time(clock.now_ms()),
             "version": "1.0",
             **biz,
         }

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from atx import clock
 from atx.errors import AtxError
 from atx.shop.payment.channel import protocol as p
 from atx.shop.payment.channel.client import ChannelClient, RefundResult, TradeInfo
@@ -134,7 +135,7 @@ def compensate(
     """Query the channel for pending pay orders older than ``older_than_ms``:
     paid → success processing (or refund); closed at the channel → close here.
     A trade the channel does not know is left to the timeout job."""
-    now = now_ms() if now_ms is None else now_ms
+    now = clock.now_ms() if now_ms is None else now_ms
     processed = 0
     for pay_order in repo.pending_older_than(older_than_ms, now):
         client = channels.get(pay_order.channel)
@@ -163,7 +164,7 @@ def close_expired(
 ) -> int:
     """Close unpaid pay orders past our deadline: at the channel first, then
     query it; a payment that raced the close is fulfilled or refunded."""
-    now = now_ms() if now_ms is None else now_ms
+    now = clock.now_ms() if now_ms is None else now_ms
     processed = 0
     for pay_order in repo.expired_unpaid(now):
         client = channels.get(pay_order.channel)
