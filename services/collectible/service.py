@@ -311,9 +311,11 @@ def serve(port: int, db_url: str, host: str = "127.0.0.1") -> ServiceRuntime:
     db = Database(db_url, "collectible")
     db.execute_script(SCHEMA)
     servicer = CollectibleServicer(db)
-    return start_server(
+    runtime = start_server(
         port,
         lambda server: pb_grpc.add_CollectibleServiceServicer_to_server(servicer, server),
         [pb.DESCRIPTOR.services_by_name["CollectibleService"].full_name],
         host=host,
     )
+    runtime.on_stop.insert(0, db.close)  # the pooled connections, after everything else
+    return runtime

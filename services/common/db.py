@@ -1,16 +1,19 @@
 """A service's database: ``sqlite:///path`` (default) or ``mysql://...``.
 
 :meth:`Database.connect` gives an ``rm`` proxy connection (AT branch inside a
-global transaction, plain local transaction outside); :meth:`Database.raw`
-gives a raw driver connection for DDL, reads and the outbox dispatcher. SQL in
-the services is written with ``?`` placeholders; :meth:`Database.sql` adapts
-it to the driver.
+global transaction, plain local transaction outside) from a pool of proxies
+(``rm.pool``, made on first use: the servers are threaded and a proxy is one
+thread's at a time); :meth:`Database.raw` gives a raw driver connection for
+DDL, reads and the outbox dispatcher. SQL in the services is written with
+``?`` placeholders; :meth:`Database.sql` adapts it to the driver.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +22,16 @@ from typing import Any
 from atx.dsn import parse_mysql_url
 from atx.errors import InvalidArgumentError
 
-__all__ = ["Database", "execute"]
+__all__ = ["POOL_MAX_OVERFLOW", "POOL_RECYCLE_S", "POOL_SIZE", "Database", "execute"]
 
 logger = logging.getLogger(__name__)
+
+# Proxies kept per database, and how many more a burst may open: together at
+# least the servers' 16 worker threads plus the jobs, so nobody waits for one.
+POOL_SIZE = 8
+POOL_MAX_OVERFLOW = 16
+# Replace a pooled connection after an hour, well inside MariaDB's wait_timeout.
+POOL_RECYCLE_S = 3600.0
 
 
 class Database:
@@ -44,7 +54,8 @@ class Database:
             raise InvalidArgumentError(
                 f"database URL must be sqlite:///path or mysql://...: {url!r}", url=url
             )
-        self._proxy_factory: Any = None
+        self._pool: Any = None  # sqlalchemy.pool.QueuePool, made by the first connect()
+        self._pool_lock = threading.Lock()
 
     @property
     def mark(self) -> str:
@@ -65,12 +76,46 @@ class Database:
         return pymysql.connect(**self._mysql.connect_kwargs(), autocommit=False)
 
     def connect(self) -> Any:
-        """A fresh rm proxy connection to this resource (the caller closes it)."""
+        """An rm proxy connection to this resource from the pool, this thread's
+        until the caller closes it (which gives it back, rolled back if left open)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = self._make_pool()
+        if self._pool is False:
+            return self._connect_proxy()
+        return self._pool.connect()
+
+    def close(self) -> None:
+        """Close the pooled connections not in use (a later connect() opens new ones)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None and pool is not False:
+            pool.dispose()
+
+    def _connect_proxy(self) -> Any:
         import atx.rm as rm
 
         if self.dialect == "sqlite":
             return rm.connect_sqlite(self.path, resource_id=self.resource_id)
         return rm.connect_mysql(self.url, resource_id=self.resource_id)
+
+    def _make_pool(self) -> Any:
+        """``rm.pool`` of proxies; ``False`` (a fresh proxy per connect) without SQLAlchemy."""
+        import atx.rm as rm
+
+        if not _sqlalchemy_installed():
+            logger.warning(
+                "SQLAlchemy is not installed (pip install 'atx[pool]'): %s opens a new"
+                " connection for every transaction",
+                self.resource_id,
+            )
+            return False
+        return rm.pool(
+            self._connect_proxy,
+            size=POOL_SIZE,
+            max_overflow=POOL_MAX_OVERFLOW,
+            recycle=POOL_RECYCLE_S,
+        )
 
     def prepare_resource(self) -> None:
         """Register the rm resource (announced to the TC) and create its undo_log table."""
@@ -126,6 +171,10 @@ class Database:
             return rows
         finally:
             connection.close()
+
+
+def _sqlalchemy_installed() -> bool:
+    return importlib.util.find_spec("sqlalchemy") is not None
 
 
 def execute(connection: Any, db: Database, sql: str, params: Sequence[Any] = ()) -> Any:

@@ -407,6 +407,7 @@ def serve(
         [pb.DESCRIPTOR.services_by_name["OrderService"].full_name],
         host=host,
     )
+    runtime.on_stop.insert(0, db.close)  # the pooled connections, after everything else
     if runner is not None:
         runner.start()
         runtime.on_stop.append(runner.close)

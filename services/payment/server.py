@@ -103,6 +103,7 @@ def serve(
         ],
         host=host,
     )
+    runtime.on_stop.insert(0, db.close)  # the pooled connections, after everything else
     dispatcher.start()
     guards.runner.start()
     runtime.on_stop.append(dispatcher.stop)
