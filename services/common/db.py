@@ -26,10 +26,11 @@ __all__ = ["POOL_MAX_OVERFLOW", "POOL_RECYCLE_S", "POOL_SIZE", "Database", "exec
 
 logger = logging.getLogger(__name__)
 
-# Proxies kept per database, and how many more a burst may open: together at
-# least the servers' 16 worker threads plus the jobs, so nobody waits for one.
-POOL_SIZE = 8
-POOL_MAX_OVERFLOW = 16
+# Proxies kept open per database, and how many more a burst may open (closed again
+# on return): together at least the servers' 16 worker threads plus the jobs, so
+# nobody waits for one, while an idle service holds few of the database's connections.
+POOL_SIZE = 2
+POOL_MAX_OVERFLOW = 22
 # Replace a pooled connection after an hour, well inside MariaDB's wait_timeout.
 POOL_RECYCLE_S = 3600.0
 
