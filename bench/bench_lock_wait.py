@@ -89,6 +89,8 @@ def main() -> int:
         for index, url in enumerate(urls):
             rm.connect_mysql(url, resource_id=f"bench-lock-{index}", create_undo_table=True).close()
         pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(args.workers))
+        # Untimed: each worker process starts, imports atx and attaches once before the rounds.
+        _round(pool, tc.address, urls, args.workers, args.rows, 2, POLICIES[0])
         for _ in range(args.rounds):
             for policy in POLICIES:
                 ok, out, seconds = _round(
