@@ -13,6 +13,7 @@ def execute(st: Statement) -> ExecutionResult:
     meta = st.meta
     before = st.before_image()
     st.run()
+    st.check_imaged(before)
     if not before:
         return st.result()
     after = TableImage.empty(meta.name, meta.columns, meta.pk_columns)
