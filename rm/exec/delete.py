@@ -1,4 +1,8 @@
-"""DELETE: before image under the statement's own WHERE (FOR UPDATE); the after image is empty."""
+"""DELETE: before image under the statement's own WHERE (FOR UPDATE); the after image is empty.
+
+Also MySQL's ``DELETE t FROM t1 AS t WHERE ...`` (one table) and an EXISTS subquery in
+WHERE: the before image uses the same WHERE.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ def execute(st: Statement) -> ExecutionResult:
     meta = st.meta
     before = st.before_image()
     st.run()
+    st.check_imaged(before)
     if not before:
         return st.result()
     after = TableImage.empty(meta.name, meta.columns, meta.pk_columns)

@@ -4,7 +4,8 @@ One :class:`StatementExecutor` per data source. It recognises the statement
 (cached by SQL text), refuses what AT cannot undo before anything runs, and
 hands the statement to the executor of its type (one module each), which
 takes the before image, runs the caller's statement with the caller's
-parameters, and takes the after image.
+parameters, and takes the after image. ``;``-separated UPDATEs or DELETEs
+(MySQL) go one by one (``multi``).
 
 Transactions: an executor never begins or ends one. The caller's cursor must
 be inside an open local transaction (the branch opens it).
@@ -16,12 +17,19 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from atx.dialect import Dialect
-from atx.lock_keys import LockKey
 from atx.rm.errors import UnsupportedSQLError
-from atx.rm.exec import delete, insert, select_for_update, update, update_join, upsert
+from atx.rm.exec import (
+    delete,
+    insert,
+    multi,
+    select_for_update,
+    update,
+    update_join,
+    upsert,
+)
 from atx.rm.exec.statement import Statement, TableCache, positional
 from atx.rm.sql.recognizer import Recognizer
-from atx.rm.types.image import ExecutionResult, SQLUndoLog
+from atx.rm.types.image import ExecutionResult
 from atx.rm.types.meta import TableMeta
 from atx.rm.types.sql import SQLRecognition, SQLType, StatementKind
 
@@ -67,6 +75,12 @@ class StatementExecutor:
             raise UnsupportedSQLError(rec.unsupported, sql)
         if rec.sql_type is SQLType.DDL:
             raise UnsupportedSQLError("DDL", sql)
+        if rec.statements:  # ``;``-separated UPDATEs or DELETEs: one by one
+            return multi.execute(cursor, rec, params, self.dialect, self._execute)
+        return self._execute(cursor, rec, params)
+
+    def _execute(self, cursor: Any, rec: SQLRecognition, params: Any) -> ExecutionResult:
+        """One recognised statement (not refused) through the executor of its type."""
         run = _EXECUTORS.get((rec.sql_type, rec.is_join))
         if run is None:  # plain SELECT, SET, ...: nothing to record
             Statement(cursor, None, rec, params, self.tables).run()
@@ -79,14 +93,4 @@ class StatementExecutor:
 
     def executemany(self, cursor: Any, sql: str, seq_of_params: Iterable[Any]) -> ExecutionResult:
         """Each parameter set in turn; one merged result."""
-        rowcount = 0
-        lastrowid: int | None = None
-        items: list[SQLUndoLog] = []
-        keys: list[LockKey] = []
-        for params in seq_of_params:
-            result = self.execute(cursor, sql, params)
-            rowcount += max(result.rowcount, 0)
-            lastrowid = result.lastrowid if result.lastrowid else lastrowid
-            items.extend(result.undo_items)
-            keys.extend(result.lock_keys)
-        return ExecutionResult(rowcount, lastrowid, items, keys)
+        return multi.merge(self.execute(cursor, sql, params) for params in seq_of_params)

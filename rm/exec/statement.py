@@ -17,12 +17,19 @@ from atx.dialect import Dialect
 from atx.lock_keys import LockKey, pk_string
 from atx.rm.db.metadata import read_table_meta
 from atx.rm.db.reads import select_image
-from atx.rm.errors import UnsupportedSQLError
+from atx.rm.errors import RMError, UnsupportedSQLError
 from atx.rm.types.image import ExecutionResult, SQLUndoLog, TableImage
 from atx.rm.types.meta import TableMeta
 from atx.rm.types.sql import ParamSQL, SQLRecognition
 
-__all__ = ["Statement", "TableCache", "bind", "lock_keys_of", "positional", "refuse_pk_update"]
+__all__ = [
+    "Statement",
+    "TableCache",
+    "bind",
+    "lock_keys_of",
+    "positional",
+    "refuse_pk_update",
+]
 
 
 class TableCache:
@@ -109,6 +116,19 @@ class Statement:
             self.aux, self.dialect, meta.name, columns or meta.columns, meta.pk_columns,
             tail, values, alias=self.rec.alias, for_update=True,
         )  # fmt: skip
+
+    def check_imaged(self, before: TableImage) -> None:
+        """The statement changed no row its before image missed. Its rows are locked by
+        the image, but a table an EXISTS subquery reads is not: a row committed there
+        meanwhile can bring more rows under the WHERE. Such a change cannot be undone."""
+        changed = self.cursor.rowcount
+        if changed is not None and changed > len(before):
+            raise RMError(
+                f"{self.rec.sql_type.value} on {self.meta.name!r} changed {changed} rows, its"
+                f" before image holds {len(before)} (a concurrent change to a table its"
+                " WHERE reads?); roll the local transaction back",
+                table=self.meta.name,
+            )
 
     def tail(self) -> tuple[str, list[Any]]:
         """The statement's ``WHERE ... ORDER BY ... LIMIT ...`` with its parameters."""

@@ -16,6 +16,7 @@ def execute(st: Statement) -> ExecutionResult:
     refuse_pk_update(rec.columns, meta, rec.sql)
     before = st.before_image()
     st.run()
+    st.check_imaged(before)
     if not before:
         return st.result()
     after = select_by_pks(

@@ -16,10 +16,17 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from atx.dialect import Dialect
-from atx.rm.sql.placeholders import MARKER_PREFIX, Normalized, normalize, render
+from atx.rm.sql.placeholders import (
+    MARKER_PREFIX,
+    Normalized,
+    normalize,
+    render,
+    split_statements,
+)
 from atx.rm.types.sql import (
     InsertValue,
     ParamSQL,
+    ParamStyle,
     SQLRecognition,
     SQLType,
     UpdateTarget,
@@ -67,9 +74,59 @@ def parse(sql: str, dialect: Dialect, has_params: bool = True) -> SQLRecognition
     if not trees:
         return SQLRecognition(sql, SQLType.OTHER)
     if len(trees) > 1:
-        kind = SQLType.DDL if any(isinstance(t, _DDL_NODES) for t in trees) else SQLType.OTHER
-        return SQLRecognition(sql, kind, unsupported="multiple statements", extra={"dml": True})
+        if any(isinstance(t, _DDL_NODES) for t in trees):
+            return SQLRecognition(
+                sql, SQLType.DDL, unsupported="multiple statements", extra={"dml": True}
+            )
+        return _multi(sql, dialect, has_params, len(trees))
     return _Builder(sql, dialect, norm).build(trees[0])  # type: ignore[arg-type]
+
+
+_KIND_WORDS = {
+    SQLType.INSERT_ON_DUPLICATE: "INSERT ... ON DUPLICATE KEY UPDATE",
+    SQLType.SELECT_FOR_UPDATE: "SELECT ... FOR UPDATE",
+}
+
+
+def _multi(sql: str, dialect: Dialect, has_params: bool, count: int) -> SQLRecognition:
+    """``;``-separated statements in one execute (Seata's MultiExecutor): all UPDATEs or
+    all DELETEs, each recognised on its own; the executor runs them one by one."""
+
+    def refuse(construct: str) -> SQLRecognition:
+        return SQLRecognition(sql, SQLType.OTHER, unsupported=construct, extra={"dml": True})
+
+    if dialect is not Dialect.MYSQL:
+        return refuse("multiple statements (sqlite3 runs one statement per execute)")
+    pieces = split_statements(sql, dialect)
+    if len(pieces) != count:
+        return refuse("multiple statements that cannot be told apart")
+    subs = tuple(parse(piece, dialect, has_params) for piece in pieces)
+    kinds: list[str] = []
+    for sub in subs:
+        if sub.sql_type in (SQLType.UPDATE, SQLType.DELETE, SQLType.INSERT):
+            word = sub.sql_type.value
+        else:
+            word = _KIND_WORDS.get(sub.sql_type) or _first_word(sub.sql) or "an empty statement"
+        if word not in kinds:
+            kinds.append(word)
+    if len(kinds) > 1 or kinds[0] not in ("UPDATE", "DELETE"):
+        what = f"mixing {' and '.join(kinds)}" if len(kinds) > 1 else f"of type {kinds[0]}"
+        return refuse(
+            f"multiple statements {what} (only all UPDATEs or all DELETEs run in one execute)"
+        )
+    for number, sub in enumerate(subs, 1):
+        if sub.unsupported:
+            return refuse(f"{sub.unsupported} (statement {number} of {count})")
+    styles = {sub.param_style for sub in subs} - {ParamStyle.NONE}
+    if len(styles) > 1:
+        return refuse("multiple statements mixing positional and named parameters")
+    return SQLRecognition(
+        sql,
+        subs[0].sql_type,
+        param_style=styles.pop() if styles else ParamStyle.NONE,
+        param_count=sum(sub.param_count for sub in subs),
+        statements=subs,
+    )
 
 
 class _Builder:
@@ -127,7 +184,14 @@ class _Builder:
         )
 
     def _table_count(self, tree: exp.Expression) -> int:
-        return sum(1 for node in tree.find_all(exp.Table))
+        """Tables the statement writes or joins: not those an EXISTS subquery reads, nor
+        the list of ``DELETE t FROM ...`` (which names a table of the FROM)."""
+        listed = {id(t) for t in tree.args.get("tables") or []}
+        return sum(
+            1
+            for node in tree.walk(prune=lambda n: isinstance(n, exp.Exists))
+            if isinstance(node, exp.Table) and id(node) not in listed
+        )
 
     # -- statements ------------------------------------------------------------------------
 
@@ -220,15 +284,20 @@ class _Builder:
         if not isinstance(target, exp.Table):
             return self._refuse(sql_type, f"{sql_type.value} target")
         word = sql_type.value
+        if tree.args.get("with_") or tree.args.get("with"):
+            return self._refuse(sql_type, f"WITH (common table expression) in {word}")
         source = tree.args.get("from_") or tree.args.get("from")
         if isinstance(tree, exp.Update) and (target.args.get("joins") or source is not None):
             return self._update_join(tree, target, source)
         if target.args.get("joins") or source is not None:
             return self._refuse(sql_type, f"{word} with JOIN")
-        if isinstance(tree, exp.Delete) and (tree.args.get("tables") or tree.args.get("using")):
-            return self._refuse(sql_type, "DELETE with JOIN")
-        if self._subquery(tree):
-            return self._refuse(sql_type, "subquery (IN-subquery) in WHERE")
+        if isinstance(tree, exp.Delete):
+            refusal = self._delete_target(tree, target)
+            if refusal is not None:
+                return self._refuse(sql_type, refusal)
+        refusal = self._subquery_refusal(tree, word)
+        if refusal is not None:
+            return self._refuse(sql_type, refusal)
         if self._table_count(tree) > 1:
             return self._refuse(sql_type, f"multi-table {word}")
         if tree.args.get("returning"):
@@ -247,6 +316,49 @@ class _Builder:
             order_by=self._clause(tree.args.get("order")),
             limit=self._clause(tree.args.get("limit")),
         )
+
+    def _delete_target(self, tree: exp.Delete, target: exp.Table) -> str | None:
+        """MySQL's ``DELETE t FROM t1 AS t WHERE ...`` naming the one table of its FROM is
+        a plain DELETE; any other table list (a join, ``USING``) is refused."""
+        if tree.args.get("using"):
+            return "DELETE with JOIN"
+        tables = tree.args.get("tables") or []
+        if not tables:
+            return None
+        if self.dialect is not Dialect.MYSQL:
+            return "multi-table DELETE syntax (DELETE t FROM ...) on SQLite"
+        if len(tables) > 1:
+            return "DELETE with JOIN"
+        named = tables[0]
+        if not isinstance(named, exp.Table) or _resolve([target], named.name) is None:
+            return f"DELETE of {named.sql(dialect=self.dialect.value)!r}, not its FROM table"
+        if named.args.get("db") is not None and named.args["db"].name != (
+            target.args["db"].name if target.args.get("db") is not None else None
+        ):
+            return f"DELETE of {named.sql(dialect=self.dialect.value)!r}, not its FROM table"
+        if tree.args.get("order") or tree.args.get("limit"):
+            return "ORDER BY / LIMIT in multi-table DELETE syntax"
+        return None
+
+    def _subquery_refusal(self, tree: exp.Update | exp.Delete, word: str) -> str | None:
+        """The subquery AT cannot image, named: EXISTS in WHERE is fine (the before image
+        uses the same WHERE); IN-subqueries (as Seata), other subqueries and subqueries
+        in SET, ORDER BY or LIMIT are not."""
+        if isinstance(tree, exp.Update) and any(self._subquery(eq) for eq in tree.expressions):
+            return "subquery in SET"
+        where = tree.args.get("where")
+        if where is not None:
+            for node in where.walk(prune=lambda n: isinstance(n, exp.Exists)):
+                if isinstance(node, exp.Subquery | exp.Select):
+                    if isinstance(node.parent, exp.In):
+                        return f"IN-subquery in {word} WHERE"
+                    return f"subquery in {word} WHERE (only EXISTS subqueries are supported)"
+        if any(self._subquery(tree.args[k]) for k in ("order", "limit") if tree.args.get(k)):
+            return f"subquery in {word} ORDER BY / LIMIT"
+        exists = (lambda n: isinstance(n, exp.Exists)) if where is not None else None
+        if any(isinstance(n, exp.Subquery | exp.Select) for n in tree.walk(prune=exists)):
+            return f"subquery in {word}"
+        return None
 
     def _update_join(
         self, tree: exp.Update, target: exp.Table, source: exp.Expression | None

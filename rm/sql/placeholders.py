@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from atx.dialect import Dialect
 from atx.rm.types.sql import ParamSQL, ParamStyle
 
-__all__ = ["MARKER_PREFIX", "Normalized", "normalize", "render"]
+__all__ = ["MARKER_PREFIX", "Normalized", "normalize", "render", "split_statements"]
 
 MARKER_PREFIX = "__p"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -86,6 +86,29 @@ def _segments(sql: str, dialect: Dialect) -> list[tuple[bool, str]]:
     if start < n:
         out.append((True, sql[start:]))
     return out
+
+
+def split_statements(sql: str, dialect: Dialect) -> list[str]:
+    """The statements of ``sql`` cut at each ``;`` outside quotes and comments, each as
+    written (without its ``;``); pieces holding nothing but blanks and comments are left out."""
+    pieces: list[str] = []
+    current: list[str] = []
+    has_code = False
+    for is_code, text in _segments(sql, dialect):
+        if not is_code:
+            current.append(text)
+            continue
+        parts = text.split(";")
+        for k, part in enumerate(parts):
+            if k:
+                if has_code:
+                    pieces.append("".join(current).strip())
+                current, has_code = [], False
+            current.append(part)
+            has_code = has_code or bool(part.strip())
+    if has_code:
+        pieces.append("".join(current).strip())
+    return pieces
 
 
 def normalize(sql: str, dialect: Dialect, has_params: bool = True) -> Normalized:

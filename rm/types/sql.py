@@ -116,6 +116,10 @@ class SQLRecognition:
     from_clause: ParamSQL | None = None
     #: For SQLite SELECT ... FOR UPDATE: the statement to run with the clause stripped.
     stripped_sql: str | None = None
+    #: ``;``-separated statements run in one execute (MySQL, all UPDATEs or all DELETEs):
+    #: each one's own recognition, its parameters counted from its own text. The
+    #: fields above then describe none of them but ``sql_type`` and the parameters.
+    statements: tuple[SQLRecognition, ...] = ()
     #: Set when the statement is refused: the construct's name.
     unsupported: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from atx.dialect import Dialect
 from atx.lock_keys import LockKey, format_lock_keys
 from atx.rm.exec import StatementExecutor
+from atx.rm.exec.multi import shares
 from atx.rm.sql.parser import parse
-from atx.rm.types.sql import ParamStyle, SQLType, ValueKind
+from atx.rm.sql.placeholders import split_statements
+from atx.rm.types.sql import ParamStyle, SQLType, StatementKind, ValueKind
 from tests.rm.dbs import DB
 
 
@@ -131,3 +133,121 @@ def test_upsert_forms() -> None:
     }
     for (sql, dialect), construct in refused.items():
         assert parse(sql, dialect).unsupported == construct, sql
+
+
+# -- ;-separated statements, EXISTS, DELETE t FROM ... ---------------------------------------
+
+
+def test_split_statements_ignores_quotes_and_comments() -> None:
+    sql = "UPDATE t SET v = ';' WHERE id = 1; -- a; comment\nUPDATE t SET v = 2 /* ; */;  ;"
+    assert split_statements(sql, Dialect.MYSQL) == [
+        "UPDATE t SET v = ';' WHERE id = 1",
+        "-- a; comment\nUPDATE t SET v = 2 /* ; */",
+    ]
+
+
+def test_multi_statement_positional_params_split_per_statement() -> None:
+    rec = parse(
+        "UPDATE t SET v = %s WHERE id = %s; UPDATE t SET v = 'a;%%' WHERE id = 3;"
+        " UPDATE u AS x SET w = %s WHERE x.id IN (%s, %s)",
+        Dialect.MYSQL,
+    )
+    assert rec.unsupported is None and rec.sql_type is SQLType.UPDATE and rec.table is None
+    assert rec.kind is StatementKind.DML and rec.param_count == 5
+    assert [(s.sql, s.param_count) for s in rec.statements] == [
+        ("UPDATE t SET v = %s WHERE id = %s", 2),
+        ("UPDATE t SET v = 'a;%%' WHERE id = 3", 0),
+        ("UPDATE u AS x SET w = %s WHERE x.id IN (%s, %s)", 3),
+    ]
+    last = rec.statements[2]
+    assert (last.table, last.alias, last.columns) == ("u", "x", ("w",))
+    assert last.where is not None and last.where.refs == (1, 2)  # its own share's indexes
+    parts = shares(rec, (1, 2, 3, 4, 5))
+    assert [tuple(p) for p in parts] == [(1, 2), (), (3, 4, 5)]
+
+
+def test_multi_statement_named_params_go_to_every_statement() -> None:
+    rec = parse("DELETE FROM t WHERE id = %(a)s; DELETE FROM t WHERE id = %(b)s", Dialect.MYSQL)
+    assert rec.sql_type is SQLType.DELETE and rec.param_style is ParamStyle.NAMED
+    assert [s.where.refs for s in rec.statements if s.where] == [("a",), ("b",)]
+    params = {"a": 1, "b": 2}
+    assert shares(rec, params) == [params, params]
+
+
+def test_multi_statement_mixed_kinds_are_refused_naming_them() -> None:
+    cases = {
+        "UPDATE t SET v = 1; DELETE FROM t WHERE id = 2": "mixing UPDATE and DELETE",
+        "DELETE FROM t; SELECT 1": "mixing DELETE and SELECT",
+        "UPDATE t SET v = 1; INSERT INTO t VALUES (3, 3)": "mixing UPDATE and INSERT",
+        "UPDATE t SET v = 1; SELECT * FROM t FOR UPDATE": "mixing UPDATE and SELECT ... FOR UPDATE",
+        "INSERT INTO t VALUES (1, 1); INSERT INTO t VALUES (2, 2)": "of type INSERT",
+        "UPDATE t SET v = 1; UPDATE t SET v = 2 WHERE id IN (SELECT id FROM u)": (
+            "IN-subquery in UPDATE WHERE (statement 2 of 2)"
+        ),
+        "UPDATE t SET v = %s; UPDATE t SET v = %(b)s": "mixing positional and named",
+    }
+    for sql, construct in cases.items():
+        rec = parse(sql, Dialect.MYSQL)
+        assert rec.kind is StatementKind.DML, sql
+        assert construct in (rec.unsupported or ""), (sql, rec.unsupported)
+        assert "multiple statements" in (rec.unsupported or "") or "statement 2" in construct
+    sqlite = parse("UPDATE t SET v = 1; UPDATE t SET v = 2", Dialect.SQLITE)
+    assert sqlite.unsupported == "multiple statements (sqlite3 runs one statement per execute)"
+
+
+def test_exists_in_where_is_kept_whole_with_its_params() -> None:
+    rec = parse(
+        "DELETE FROM t AS a WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.id = a.id AND u.k = ?)"
+        " AND a.v > ?",
+        Dialect.SQLITE,
+    )
+    assert rec.unsupported is None and (rec.table, rec.alias) == ("t", "a")
+    assert rec.where is not None and rec.where.refs == (0, 1)
+    assert rec.where.text == "NOT EXISTS(SELECT 1 FROM u WHERE u.id = a.id AND u.k = ?) AND a.v > ?"
+    update = parse(
+        "UPDATE t SET v = %s WHERE EXISTS (SELECT 1 FROM u WHERE u.id = t.id)", Dialect.MYSQL
+    )
+    assert update.unsupported is None and update.columns == ("v",)
+
+
+def test_delete_named_table_from_one_table() -> None:
+    rec = parse("DELETE t FROM db.t1 AS t WHERE t.id = %s", Dialect.MYSQL)
+    assert (rec.sql_type, rec.unsupported) == (SQLType.DELETE, None)
+    assert (rec.table, rec.alias) == ("db.t1", "t")
+    assert rec.where is not None and rec.where.text == "t.id = %s" and rec.where.refs == (0,)
+    plain = parse("DELETE t1 FROM t1 WHERE id = 1", Dialect.MYSQL)
+    assert (plain.table, plain.alias, plain.unsupported) == ("t1", None, None)
+    refused = {
+        "DELETE x FROM t1 AS t WHERE t.id = 1": "DELETE of 'x', not its FROM table",
+        "DELETE t FROM t1 AS t, t2 WHERE t.id = t2.id": "DELETE with JOIN",
+        "DELETE t, u FROM t JOIN u ON t.id = u.id": "DELETE with JOIN",
+        "DELETE t FROM t1 AS t WHERE t.id > 1 LIMIT 1": "ORDER BY / LIMIT",
+    }
+    for sql, construct in refused.items():
+        assert construct in (parse(sql, Dialect.MYSQL).unsupported or ""), sql
+
+
+def test_subquery_refusals_name_the_construct() -> None:
+    cases = {
+        "DELETE FROM t WHERE id IN (SELECT id FROM u)": "IN-subquery in DELETE WHERE",
+        "UPDATE t SET v = 1 WHERE id NOT IN (SELECT id FROM u)": "IN-subquery in UPDATE WHERE",
+        "DELETE FROM t WHERE v > (SELECT MIN(id) FROM u)": "subquery in DELETE WHERE",
+        "UPDATE t SET v = (SELECT 'z') WHERE id = 1": "subquery in SET",
+        "UPDATE t SET v = 1 WHERE EXISTS (SELECT 1) ORDER BY (SELECT 1)": (
+            "subquery in UPDATE ORDER BY / LIMIT"
+        ),
+        "WITH c AS (SELECT 1 AS id) UPDATE t SET v = 1 WHERE id = 1": (
+            "WITH (common table expression) in UPDATE"
+        ),
+        "WITH c AS (SELECT 1 AS id) DELETE FROM t WHERE id = 1": (
+            "WITH (common table expression) in DELETE"
+        ),
+    }
+    for sql, construct in cases.items():
+        got = parse(sql, Dialect.MYSQL).unsupported or ""
+        assert got.startswith(construct), (sql, got)
+    for sql in (
+        "UPDATE t SET v = (SELECT 'z') WHERE id = 1",
+        "WITH c AS (SELECT 1) UPDATE t SET v = 1",
+    ):
+        assert "IN-subquery" not in (parse(sql, Dialect.MYSQL).unsupported or "")

@@ -13,8 +13,15 @@ from atx.rm.types import StatementKind
 from tests.rm.dbs import DB, mysql_db, sqlite_db
 
 REFUSED = [
-    ("DELETE FROM t WHERE id IN (SELECT id FROM u)", "subquery"),
-    ("UPDATE t SET v = 1 WHERE id IN (SELECT id FROM u)", "subquery"),
+    ("DELETE FROM t WHERE id IN (SELECT id FROM u)", "IN-subquery in DELETE WHERE"),
+    ("UPDATE t SET v = 1 WHERE id IN (SELECT id FROM u)", "IN-subquery in UPDATE WHERE"),
+    ("DELETE FROM t WHERE v > (SELECT MIN(id) FROM u)", "subquery in DELETE WHERE (only EXISTS"),
+    ("UPDATE t SET v = (SELECT 'z') WHERE id = 1", "subquery in SET"),
+    (
+        "WITH c AS (SELECT 1 AS id) UPDATE t SET v = 1 WHERE id = 1",
+        "WITH (common table expression)",
+    ),
+    ("WITH c AS (SELECT 1 AS id) DELETE FROM t WHERE id = 1", "WITH (common table expression)"),
     ("REPLACE INTO t (id, v) VALUES (1, 9)", "REPLACE"),
     ("MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN UPDATE SET v = 1", "MERGE"),
     ("INSERT INTO t SELECT * FROM u", "INSERT ... SELECT"),
@@ -39,6 +46,16 @@ REFUSED_MYSQL = [
     ("UPDATE t a JOIN t b ON a.id = b.id SET a.v = 9, b.v = 8", "updated under two aliases"),
     ("DELETE a FROM t a JOIN u ON a.id = u.id", "DELETE with JOIN"),
     ("DELETE FROM a USING t a JOIN u ON a.id = u.id", "DELETE with JOIN"),
+    ("DELETE x FROM t AS a WHERE a.id = 1", "not its FROM table"),
+    # ;-separated statements run one by one only when all are UPDATEs or all DELETEs.
+    ("UPDATE t SET v = 9 WHERE id = 1; DELETE FROM t WHERE id = 2", "mixing UPDATE and DELETE"),
+    ("UPDATE t SET v = 9 WHERE id = 1; SELECT * FROM t", "mixing UPDATE and SELECT"),
+    ("DELETE FROM t WHERE id = 1; INSERT INTO u VALUES (5)", "mixing DELETE and INSERT"),
+    ("INSERT INTO u VALUES (5); INSERT INTO u VALUES (6)", "multiple statements of type INSERT"),
+    (
+        "UPDATE t SET v = 9 WHERE id = 1; UPDATE t SET v = 9 WHERE id IN (SELECT id FROM u)",
+        "IN-subquery in UPDATE WHERE (statement 2 of 2)",
+    ),
 ]
 
 
