@@ -100,12 +100,14 @@ def source_tree(ref: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def tc_process(store: str | None = None, pythonpath: str | None = None) -> Iterator[ManagedProcess]:
+def tc_process(
+    store: str | None = None, pythonpath: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[ManagedProcess]:
     """A TC on a free port, on ``store`` (a store URL; default a SQLite file in a
     temporary directory), running the code under ``pythonpath`` when given
     (see :func:`source_tree`), else the working tree's."""
     port = free_port()
-    env = {"PYTHONPATH": pythonpath} if pythonpath else None
+    env = {**(env or {}), **({"PYTHONPATH": pythonpath} if pythonpath else {})}
     with tempfile.TemporaryDirectory() as tmp:
         url = store or f"sqlite:///{tmp}/tc.db"
         argv = ["--log-level", "WARNING", "tc", "--port", str(port), "--store", url]

@@ -13,7 +13,7 @@ database A and ``... + 1 ...`` in database B, made three ways, side by side:
 Each kind runs ``--threads`` threads (each with its own connections) for
 ``--seconds`` per workload: ``uniform`` (rows drawn at random out of 1,000) and
 ``hot`` (every transfer on row 1). Kinds and workloads take turns within each
-round, the order reversed every other round; figures are medians over rounds
+round, each round starting one further along; figures are medians over rounds
 (tx/s; p50 and p99 latency of each round's transfers; the ratios AT/XA and
 AT/plain are taken per round). Each kind has databases of its own; at the end
 every balance is checked against the transfers that committed (a lost update
@@ -55,7 +55,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -81,6 +81,9 @@ ROWS = 1000
 DEBIT = "UPDATE account SET balance = balance - 1 WHERE id = %s"
 CREDIT = "UPDATE account SET balance = balance + 1 WHERE id = %s"
 WORKLOADS = ("uniform", "hot")
+#: --micro: untimed operations before each timed run of a kind.
+WARM = 10
+T = TypeVar("T")
 #: The MariaDB here offers no TLS; PyMySQL >= 1.2 otherwise builds an SSL context (loads
 #: the system CA bundle: ~0.1 s of CPU, much of it holding the GIL) for every connection
 #: it opens, including those the RM opens for phase two (see docs/performance.md).
@@ -346,7 +349,7 @@ def transfers(args: argparse.Namespace) -> None:
             ledger.failed = 0
             ledger.errors.clear()
         for round_ in range(args.rounds):
-            for kind, workload in runs if round_ % 2 == 0 else runs[::-1]:
+            for kind, workload in rotated(runs, round_):
                 sample = measure(kind, workload, args.seconds)
                 samples.setdefault((kind, workload), []).append(sample)
                 print(
@@ -484,6 +487,8 @@ def micro(args: argparse.Namespace) -> None:
             ops[label] = (op, pid)
 
         def timed(op: Op, pid: int) -> tuple[float, float]:
+            for _ in range(WARM):  # untimed: wakes the server (it idled through the others)
+                op()
             cpu = cpu_seconds(pid)
             started = time.perf_counter()
             for _ in range(n):
@@ -508,15 +513,22 @@ def micro(args: argparse.Namespace) -> None:
         for run in kinds.values():  # warm-up
             run()
         results: dict[str, list[tuple[float, float]]] = {label: [] for label in kinds}
-        order = list(kinds)
         for round_ in range(args.rounds):
-            for label in order if round_ % 2 == 0 else order[::-1]:
+            for label in rotated(list(kinds), round_):
                 results[label].append(kinds[label]())
         channel = rm.get_channel()
         if channel is not None:
             channel.drain(30)
         rm.shutdown()
     micro_report(results)
+
+
+def rotated(items: list[T], round_: int) -> list[T]:
+    """Round ``round_``'s order: each round starts one further along. (Reversing every
+    other round would measure the last kind twice in a row at each turn, warm: that
+    favoured it by 5-10 % in an A/B of two identical TCs.)"""
+    start = round_ % len(items)
+    return items[start:] + items[:start]
 
 
 def pid_of(process: Any) -> int:
