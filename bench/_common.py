@@ -110,7 +110,10 @@ def tc_process(
     env = {**(env or {}), **({"PYTHONPATH": pythonpath} if pythonpath else {})}
     with tempfile.TemporaryDirectory() as tmp:
         url = store or f"sqlite:///{tmp}/tc.db"
-        argv = ["--log-level", "WARNING", "tc", "--port", str(port), "--store", url]
+        # -P: no working directory on sys.path, where the checkout's atx/ would shadow
+        # the tree's (and pull the working tree's atx.tc in through the editable install).
+        argv = [sys.executable, "-P", "-m", "atx.cli", "--log-level", "WARNING", "tc"]
+        argv += ["--port", str(port), "--store", url]
         process = start_process(argv, port, env)
         try:
             yield process

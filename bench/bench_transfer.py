@@ -60,6 +60,7 @@ from typing import Any, TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pymysql
+import redis
 from _common import (
     ECHO_METHOD,
     ROOT,
@@ -84,6 +85,7 @@ WORKLOADS = ("uniform", "hot")
 #: --micro: untimed operations before each timed run of a kind.
 WARM = 10
 T = TypeVar("T")
+NAN = float("nan")
 #: The MariaDB here offers no TLS; PyMySQL >= 1.2 otherwise builds an SSL context (loads
 #: the system CA bundle: ~0.1 s of CPU, much of it holding the GIL) for every connection
 #: it opens, including those the RM opens for phase two (see docs/performance.md).
@@ -185,6 +187,9 @@ class Sample:
     p50: float
     p99: float
     failed: int
+    #: CPU seconds per committed transfer: this process (the application and its
+    #: RM), the TC, MariaDB (NaN where there is none).
+    cpu: tuple[float, float, float] = (NAN, NAN, NAN)
 
 
 @dataclass
@@ -202,7 +207,32 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def run_threads(workers: list[Any], workload: str, seconds: float, ledger: Ledger) -> Sample:
+def mariadb_pid() -> int | None:
+    """The local MariaDB server's process, to read its CPU time (None if not local)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() in ("mariadbd", "mysqld"):
+                    return int(entry.name)
+    return None
+
+
+def cpu_of(pids: list[int | None]) -> list[float]:
+    """CPU seconds so far of each process (this one's includes its ended threads)."""
+    return [
+        NAN if pid is None else time.process_time() if pid == os.getpid() else cpu_seconds(pid)
+        for pid in pids
+    ]
+
+
+def run_threads(
+    workers: list[Any],
+    workload: str,
+    seconds: float,
+    ledger: Ledger,
+    tc_pid: int | None = None,
+    db_pid: int | None = None,
+) -> Sample:
     """Every worker in its own thread, transfers back to back for ``seconds``."""
     barrier = threading.Barrier(len(workers) + 1)
     latencies: list[list[float]] = [[] for _ in workers]
@@ -238,12 +268,16 @@ def run_threads(workers: list[Any], workload: str, seconds: float, ledger: Ledge
     for thread in threads:
         thread.start()
     stop_at = time.perf_counter() + 1e9  # set for real once everyone is at the barrier
+    pids = [os.getpid(), tc_pid, db_pid]
     barrier.wait()
     started = time.perf_counter()
+    cpu_before = cpu_of(pids)
     stop_at = started + seconds
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    done = max(sum(committed), 1)
+    cpu = [(after - before) / done for after, before in zip(cpu_of(pids), cpu_before, strict=True)]
     ledger.committed += sum(committed)
     ledger.on_row_one += sum(row_one)
     ledger.failed += sum(failed)
@@ -255,6 +289,7 @@ def run_threads(workers: list[Any], workload: str, seconds: float, ledger: Ledge
         percentile(everything, 0.5),
         percentile(everything, 0.99),
         sum(failed),
+        (cpu[0], cpu[1], cpu[2]),
     )
 
 
@@ -332,13 +367,15 @@ def transfers(args: argparse.Namespace) -> None:
             flush=True,
         )
         current_tc = "at"
+        db_pid = mariadb_pid()
 
         def measure(kind: str, workload: str, seconds: float) -> Sample:
             nonlocal current_tc
             if kind in tcs and kind != current_tc:
                 point_rm_at(tcs[kind].address)
                 current_tc = kind
-            sample = run_threads(workers[kind], workload, seconds, ledgers[kind])
+            tc_pid = pid_of(tcs[kind]) if kind in tcs else None
+            sample = run_threads(workers[kind], workload, seconds, ledgers[kind], tc_pid, db_pid)
             if kind in tcs:
                 settle(urls[kind])
             return sample
@@ -368,6 +405,10 @@ def transfers(args: argparse.Namespace) -> None:
         rm.shutdown()
 
 
+def cpu_text(seconds: float) -> str:
+    return "-" if seconds != seconds else f"{seconds * 1e3:.2f}"
+
+
 def report(
     samples: dict[tuple[str, str], list[Sample]],
     kinds: dict[str, Any],
@@ -376,8 +417,11 @@ def report(
 ) -> None:
     median = statistics.median
     print()
-    print("| workload | kind | tx/s | p50 ms | p99 ms | failed | AT/kind tx/s | AT/kind p50 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| workload | kind | tx/s | p50 ms | p99 ms | failed | AT/kind tx/s | AT/kind p50 "
+        "| CPU ms per transfer: app+RM / TC / MariaDB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for workload in WORKLOADS:
         at = samples["at", workload]
         for kind in kinds:
@@ -392,7 +436,8 @@ def report(
                 f"| {workload} | {kind} | {median(s.rate for s in mine):.0f} "
                 f"| {median(s.p50 for s in mine) * 1e3:.2f} "
                 f"| {median(s.p99 for s in mine) * 1e3:.2f} "
-                f"| {sum(s.failed for s in mine)} | {ratio} | {ratio_p50} |"
+                f"| {sum(s.failed for s in mine)} | {ratio} | {ratio_p50} "
+                f"| {' / '.join(cpu_text(median(s.cpu[i] for s in mine)) for i in range(3))} |"
             )
     print()
     for kind, ledger in ledgers.items():
@@ -498,13 +543,17 @@ def micro(args: argparse.Namespace) -> None:
         kinds: dict[str, Callable[[], tuple[float, float]]] = {
             label: (lambda op=op, pid=pid: timed(op, pid)) for label, (op, pid) in ops.items()
         }
+        if args.ceilings:  # the Redis store's floor: its round trip, from Python
+            client = redis.Redis.from_url(redis_store.split("?")[0])
+            stack.callback(client.close)
+            kinds["Redis round trip (redis-py PING)"] = lambda: (timed_plain(client.ping, n), NAN)
         if not args.no_branch:
             url = stack.enter_context(scratch_database(ROWS))
             point_rm_at(tc_sqlite.address)
             bench = Bench(url, echo.address, n)
             stack.callback(bench.close)
-            kinds["plain local tx"] = lambda: (bench.plain()[0], float("nan"))
-            kinds["AT branch"] = lambda: (bench.at_branch()[0], float("nan"))
+            kinds["plain local tx"] = lambda: (bench.plain()[0], NAN)
+            kinds["AT branch"] = lambda: (bench.at_branch()[0], NAN)
         print(
             f"# {args.rounds} interleaved rounds of {n} operations per kind, {os.cpu_count()} CPUs,"
             f" load average {os.getloadavg()[0]:.1f}",
@@ -521,6 +570,15 @@ def micro(args: argparse.Namespace) -> None:
             channel.drain(30)
         rm.shutdown()
     micro_report(results)
+
+
+def timed_plain(op: Callable[[], object], n: int) -> float:
+    for _ in range(WARM):
+        op()
+    started = time.perf_counter()
+    for _ in range(n):
+        op()
+    return (time.perf_counter() - started) / n
 
 
 def rotated(items: list[T], round_: int) -> list[T]:
