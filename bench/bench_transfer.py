@@ -164,7 +164,10 @@ class AT:
         # A resource per kind and database: phase two reaches each kind's own databases.
         self.a, self.b = (
             rm.connect_mysql(
-                url, resource_id=f"transfer-{kind}-{side}", create_undo_table=True, **NO_TLS
+                url,
+                resource_id=f"transfer-{kind}-{side}",
+                create_undo_table=True,
+                **({} if kind == "at-tls" else NO_TLS),
             )
             for side, url in zip("ab", urls, strict=True)
         )
@@ -331,9 +334,12 @@ def point_rm_at(address: str) -> None:
 
 
 def transfers(args: argparse.Namespace) -> None:
-    kinds: dict[str, type[Any]] = {"plain": Plain, "xa": XA, "at": AT}
+    every: dict[str, type[Any]] = {"plain": Plain, "xa": XA, "at": AT}
+    kinds = {kind: every[kind] for kind in args.kinds.split(",")}
     if args.baseline:
         kinds["at-base"] = AT
+    if args.pymysql_tls:
+        kinds["at-tls"] = AT
     with contextlib.ExitStack() as stack:
         store = args.store
         if store == "redis":
@@ -345,6 +351,8 @@ def transfers(args: argparse.Namespace) -> None:
             tree = stack.enter_context(source_tree(args.baseline))
             base_store = stack.enter_context(scratch_redis_url()) if args.store == "redis" else None
             tcs["at-base"] = stack.enter_context(tc_process(base_store, tree))
+        if "at-tls" in kinds:
+            tcs["at-tls"] = tcs["at"]
         # Each kind has its own pair of databases: its balances check its transfers alone.
         urls: dict[str, tuple[str, str]] = {}
         for kind in kinds:
@@ -371,7 +379,7 @@ def transfers(args: argparse.Namespace) -> None:
 
         def measure(kind: str, workload: str, seconds: float) -> Sample:
             nonlocal current_tc
-            if kind in tcs and kind != current_tc:
+            if kind in tcs and tcs[kind].address != tcs[current_tc].address:
                 point_rm_at(tcs[kind].address)
                 current_tc = kind
             tc_pid = pid_of(tcs[kind]) if kind in tcs else None
@@ -397,7 +405,7 @@ def transfers(args: argparse.Namespace) -> None:
                 )
         for kind in kinds:
             if kind in tcs:
-                if kind != current_tc:
+                if tcs[kind].address != tcs[current_tc].address:
                     point_rm_at(tcs[kind].address)
                     current_tc = kind
                 settle(urls[kind])
@@ -627,6 +635,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per kind and workload")
     parser.add_argument("--threads", type=int, default=8, help="per kind")
     parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite")
+    parser.add_argument(
+        "--kinds", default="plain,xa,at", help="transfers: which of plain, xa, at (at: required)"
+    )
+    parser.add_argument(
+        "--pymysql-tls",
+        action="store_true",
+        help="also at-tls: AT with PyMySQL's default connect (TLS preferred: it builds an"
+        " SSL context for every connection, the RM's phase-two connections included)",
+    )
     parser.add_argument("--micro", action="store_true", help="the two micro targets instead")
     parser.add_argument("--n", type=int, default=300, help="--micro: operations per round")
     parser.add_argument("--baseline", metavar="REF", help="also a TC running git revision REF")
