@@ -1,4 +1,5 @@
-"""Shared set-up for the RM benchmarks: a scratch MariaDB database, a TC process, and a
+"""Shared set-up for the benchmarks: scratch MariaDB databases, TC processes (SQLite or
+Redis store; optionally running the code of another git revision, for A/B runs), and a
 bare gRPC echo server on the TC's server stack (grpc.aio) to compare RPC costs against.
 
 ``python bench/_common.py --serve-echo PORT`` runs the echo server (used by echo_process).
@@ -10,13 +11,16 @@ import argparse
 import asyncio
 import contextlib
 import os
+import subprocess
 import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pymysql
+import redis
 
 from atx.dsn import parse_mysql_url
 from atx.testing import ManagedProcess, free_port, start_process
@@ -24,19 +28,34 @@ from atx.testing import ManagedProcess, free_port, start_process
 ECHO_METHOD = "/bench.Echo/Echo"
 
 MYSQL_URL = os.environ.get("ATX_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/")
+REDIS_URL = os.environ.get("ATX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process's live threads, in nanosecond resolution (Linux
+    /proc/PID/task/*/schedstat; /proc/PID/stat counts 10 ms clock ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 @contextlib.contextmanager
-def scratch_database(rows: int = 1000) -> Iterator[str]:
-    """A fresh database with table ``t(id INT PRIMARY KEY, v INT)``; dropped afterwards."""
+def scratch_database(rows: int = 1000, table: str = "t", column: str = "v") -> Iterator[str]:
+    """A fresh database with table ``table(id INT PRIMARY KEY, column BIGINT)`` holding
+    rows 1..``rows`` at 0; dropped afterwards."""
     target = parse_mysql_url(MYSQL_URL)
     name = f"atx_bench_{uuid.uuid4().hex[:10]}"
     admin = pymysql.connect(**{**target.connect_kwargs(), "database": None, "autocommit": True})
     with admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE `{name}`")
-        cursor.execute(f"CREATE TABLE `{name}`.t (id INT PRIMARY KEY, v INT NOT NULL)")
+        cursor.execute(
+            f"CREATE TABLE `{name}`.`{table}` (id INT PRIMARY KEY, `{column}` BIGINT NOT NULL)"
+        )
         values = ",".join(f"({i}, 0)" for i in range(1, rows + 1))
-        cursor.execute(f"INSERT INTO `{name}`.t (id, v) VALUES {values}")
+        cursor.execute(f"INSERT INTO `{name}`.`{table}` (id, `{column}`) VALUES {values}")
     try:
         yield target.url(name)
     finally:
@@ -46,13 +65,56 @@ def scratch_database(rows: int = 1000) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def tc_process() -> Iterator[ManagedProcess]:
-    """A TC on a free port with a SQLite store in a temporary directory."""
+def scratch_redis_url() -> Iterator[str]:
+    """A Redis store URL with a key prefix of its own; its keys are deleted afterwards."""
+    prefix = f"atx_bench_{uuid.uuid4().hex[:10]}:"
+    separator = "&" if "?" in REDIS_URL else "?"
+    try:
+        yield f"{REDIS_URL}{separator}key_prefix={prefix}"
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+        client.close()
+
+
+@contextlib.contextmanager
+def source_tree(ref: str) -> Iterator[str]:
+    """The code of git revision ``ref`` laid out as the installed ``atx`` namespace
+    (as scripts/typecheck does): the ``PYTHONPATH`` entry under which a child process
+    imports that revision's atx.tc, atx.rm, ... instead of the working tree's."""
+    with tempfile.TemporaryDirectory(prefix="atx-bench-tree-") as tmp:
+        src, pkg = Path(tmp) / "src", Path(tmp) / "pkg"
+        src.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        (pkg / "atx").mkdir(parents=True)
+        for entry in (src / "atx").iterdir():
+            (pkg / "atx" / entry.name).symlink_to(entry)
+        for folder, name in (("tc", "tc"), ("rm", "rm"), ("hooks", "hooks"), ("services", "shop")):
+            (pkg / "atx" / name).symlink_to(src / folder)
+        yield str(pkg)
+
+
+@contextlib.contextmanager
+def tc_process(
+    store: str | None = None, pythonpath: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[ManagedProcess]:
+    """A TC on a free port, on ``store`` (a store URL; default a SQLite file in a
+    temporary directory), running the code under ``pythonpath`` when given
+    (see :func:`source_tree`), else the working tree's."""
     port = free_port()
+    env = {**(env or {}), **({"PYTHONPATH": pythonpath} if pythonpath else {})}
     with tempfile.TemporaryDirectory() as tmp:
-        process = start_process(
-            ["tc", "--port", str(port), "--store", f"sqlite:///{tmp}/tc.db"], port, None
-        )
+        url = store or f"sqlite:///{tmp}/tc.db"
+        # -P: no working directory on sys.path, where the checkout's atx/ would shadow
+        # the tree's (and pull the working tree's atx.tc in through the editable install).
+        argv = [sys.executable, "-P", "-m", "atx.cli", "--log-level", "WARNING", "tc"]
+        argv += ["--port", str(port), "--store", url]
+        process = start_process(argv, port, env)
         try:
             yield process
         finally:

@@ -57,14 +57,18 @@ RESOURCE = "bench-branch"  # every branch registers for the proxy's resource: ou
 Timing = tuple[float, float]  # (wall seconds per op, main-thread CPU seconds per op)
 
 
-def timed(run: Callable[[], None]) -> Timing:
+def timed(run: Callable[[], None], n: int) -> Timing:
     wall, cpu = time.perf_counter(), time.thread_time()
     run()
-    return (time.perf_counter() - wall) / N, (time.thread_time() - cpu) / N
+    return (time.perf_counter() - wall) / n, (time.thread_time() - cpu) / n
 
 
 class Bench:
-    def __init__(self, url: str, echo_address: str) -> None:
+    """Each method runs ``n`` operations of one kind and returns its :data:`Timing`
+    (bench/bench_transfer.py --micro uses ``plain`` and ``at_branch`` too)."""
+
+    def __init__(self, url: str, echo_address: str, n: int = N) -> None:
+        self.n = n
         kwargs = parse_mysql_url(url).connect_kwargs()
         self.raw = pymysql.connect(**kwargs, autocommit=False)
         self.raw_cursor = self.raw.cursor()
@@ -88,11 +92,11 @@ class Bench:
         cursor, connection = self.raw_cursor, self.raw
 
         def run() -> None:
-            for _ in range(N):
+            for _ in range(self.n):
                 cursor.execute(SQL, (self._next_row(),))
                 connection.commit()
 
-        return timed(run)
+        return timed(run, self.n)
 
     def db_floor(self) -> Timing:
         return self._floor(with_rpc=False)
@@ -106,7 +110,7 @@ class Bench:
         xid = self.tc.begin("bench-floor", 60_000) if with_rpc else ""
 
         def run() -> None:
-            for _ in range(N):
+            for _ in range(self.n):
                 row = self._next_row()
                 self.floor_id += 1
                 if with_rpc:
@@ -131,7 +135,7 @@ class Bench:
                 )
                 connection.commit()
 
-        result = timed(run)
+        result = timed(run, self.n)
         cursor.execute("DELETE FROM `undo_log` WHERE xid = 'floor'")
         connection.commit()
         if with_rpc:  # committed, so that our RM ends it at once: no TC retries later
@@ -162,9 +166,9 @@ class Bench:
     def _at(self, settle: bool) -> Timing:
         wall = cpu = 0.0
         done = 0
-        while done < N:
+        while done < self.n:
             xid = self.tc.begin("bench", 60_000)
-            count = min(PER_TRANSACTION, N - done)
+            count = min(PER_TRANSACTION, self.n - done)
             with rm.bind_xid(xid):
                 started, cpu_started = time.perf_counter(), time.thread_time()
                 for _ in range(count):
@@ -176,30 +180,30 @@ class Bench:
             self.tc.commit(xid)
             if settle:
                 self._settle(xid)
-        return wall / N, cpu / N
+        return wall / self.n, cpu / self.n
 
     def register(self) -> Timing:
         wall = cpu = 0.0
-        for start in range(0, N, PER_TRANSACTION):
+        for start in range(0, self.n, PER_TRANSACTION):
             xid = self.tc.begin("bench-register", 60_000)
             started, cpu_started = time.perf_counter(), time.thread_time()
-            for _ in range(start, min(start + PER_TRANSACTION, N)):
+            for _ in range(start, min(start + PER_TRANSACTION, self.n)):
                 self.register_id += 1  # fresh keys: the last round's locks may still be held
                 self.tc.branch_register(xid, RESOURCE, f"reg:{self.register_id}")
             wall += time.perf_counter() - started
             cpu += time.thread_time() - cpu_started
             self.tc.commit(xid)
             self._settle(xid)
-        return wall / N, cpu / N
+        return wall / self.n, cpu / self.n
 
     def echo_rpc(self) -> Timing:
         echo, payload = self.echo, self.payload
 
         def run() -> None:
-            for _ in range(N):
+            for _ in range(self.n):
                 echo(payload, timeout=10.0)
 
-        return timed(run)
+        return timed(run, self.n)
 
     def close(self) -> None:
         self.echo_channel.close()

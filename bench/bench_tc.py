@@ -51,7 +51,7 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import ECHO_METHOD, echo_handlers, serve_aio  # noqa: E402
+from _common import ECHO_METHOD, cpu_seconds, echo_handlers, serve_aio  # noqa: E402
 
 from atx.testing import free_port, start_process, wait_for_serving  # noqa: E402
 from atx.v1 import resource_manager_pb2 as rm_pb2  # noqa: E402
@@ -78,12 +78,6 @@ def serve_echo(port: int, threaded: bool) -> None:
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     server.wait_for_termination()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the load ------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from atx.tc.lock_keys import row_locks
 from atx.tc.metrics import TCMetrics
 from atx.tc.phase_two import PhaseTwo
 from atx.tc.runner import StoreRunner
-from atx.tc.session import COMMIT_PHASE_TWO, ROLLBACK_PHASE_TWO
+from atx.tc.session import COMMIT_PHASE_TWO, ROLLBACK_PHASE_TWO, final_rollback_status
 from atx.tc.store.base import BranchRecord, GlobalRecord, RowLock, SessionStore
 from atx.tc.streams import StreamRegistry
 from atx.tc.xid import make_xid, parse_xid
@@ -70,7 +70,10 @@ class TransactionCoordinator:
     ) -> None:
         self.config = config
         self.store = store
-        self.run = runner or StoreRunner(store)
+        #: Requests being served; graceful shutdown waits for them, and the store
+        #: runner commits a lone request's step at once instead of batching it.
+        self.in_flight = 0
+        self.run = runner or StoreRunner(store, in_flight=lambda: self.in_flight)
         self.streams = streams or StreamRegistry(config.node_id, config.heartbeat_interval_ms)
         self.metrics = metrics or TCMetrics()
         self.phase_two = PhaseTwo(config, self.run, self.streams, self.metrics)
@@ -78,8 +81,11 @@ class TransactionCoordinator:
         self._finish_if_empty: Callable[[str, G, G], bool] | None = getattr(
             store, "finish_if_empty", None
         )
-        #: Requests being served; graceful shutdown waits for them.
-        self.in_flight = 0
+        #: The store's one-round-trip decision of Commit and Rollback, when it has
+        #: one (Redis: ``RedisSessionStore.end_begun``).
+        self._end_begun: Callable[..., tuple[GlobalRecord | None, bool]] | None = getattr(
+            store, "end_begun", None
+        )
 
     # --- helpers ----------------------------------------------------------------
     async def _get(self, xid: str, with_branches: bool = True) -> GlobalRecord:
@@ -137,6 +143,15 @@ class TransactionCoordinator:
         branches goes straight on to Committed (history), in the same store
         step. Returns the session (with branches) and whether it moved, or
         ``(None, True)`` when an empty session was committed without a read."""
+        end_begun = self._end_begun
+        if end_begun is not None:
+            return end_begun(
+                xid,
+                G.ASYNC_COMMITTING,
+                self.phase_two.lease_ms(),
+                G.COMMITTED,
+                release_locks=True,
+            )
         branches = None
         if self.run.atomic_steps:
             finish_if_empty = self._finish_if_empty
@@ -201,23 +216,42 @@ class TransactionCoordinator:
     async def rollback(self, xid: str, *, timeout: bool = False) -> G:
         parse_xid(xid)
         target = G.TIMEOUT_ROLLBACKING if timeout else G.ROLLBACKING
-        updated = await self.run(
-            self.store.change_status,
-            xid,
-            (G.BEGIN,),
-            target,
-            next_retry_ms=self.phase_two.lease_ms(),
-        )
-        if updated is None:
-            record = await self._get(xid, with_branches=False)
+        record, moved = await self.run(self._rollback_step, xid, target)
+        if moved and record is None:  # no branches: finished in that step
+            final = final_rollback_status(target)
+            logger.info("%s %s", xid, final.name, extra={"xid": xid})
+            self.phase_two.ended(xid, final)
+            return final
+        if record is None:
+            raise GlobalTransactionNotFoundError(xid)
+        if not moved:
             if record.status == G.BEGIN:
                 return await self.rollback(xid, timeout=timeout)
             if record.status in _ROLLED_BACK_LIKE:
                 return record.status
             raise IllegalStatusError(xid, record.status.name, "roll back")
         logger.info("%s %s", xid, target.name, extra={"xid": xid})
-        record = await self._get(xid)
         return await self.phase_two.rollback(record)
+
+    def _rollback_step(self, xid: str, target: G) -> tuple[GlobalRecord | None, bool]:
+        """One store step: Begin → ``target`` and the session with its branches;
+        a session without branches is finished at once (``(None, True)``).
+        Returns ``(record, False)`` (no branches; None if unknown) when the
+        session was not in Begin."""
+        final = final_rollback_status(target)
+        end_begun = self._end_begun
+        if end_begun is not None:
+            return end_begun(xid, target, self.phase_two.lease_ms(), final)
+        finish_if_empty = self._finish_if_empty if self.run.atomic_steps else None
+        if finish_if_empty is not None and finish_if_empty(xid, G.BEGIN, final):
+            return None, True
+        updated = self.store.change_status(
+            xid, (G.BEGIN,), target, next_retry_ms=self.phase_two.lease_ms()
+        )
+        if updated is None:
+            return self.store.get_global(xid, with_branches=False), False
+        record = self.store.get_global(xid)
+        return record, record is not None
 
     async def get_status(self, xid: str) -> G:
         return (await self._get(xid, with_branches=False)).status

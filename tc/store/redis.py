@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -65,6 +66,9 @@ from atx.tc.store.redis_listing import RedisListing
 __all__ = ["RedisSessionStore"]
 
 T = TypeVar("T")
+
+#: Ids reserved per INCRBY of the shared sequence.
+_ID_BLOCK = 100
 
 _GLOBAL_FIELDS = (
     "xid",
@@ -187,55 +191,99 @@ end
 # release_locks: ARGV = prefix, xid, branch id or ""
 _RELEASE_LOCKS = _RELEASE_FN + "return release(ARGV[1], ARGV[2], ARGV[3])"
 
+# Shared Lua: move a session to the history with its final status (see
+# base.history_branch_status: the branch statuses other than ``p1failed`` are
+# rewritten as ``committed`` unless it is 'skip'). Returns 0 if xid is not active.
+_FINISH_FN = """
+local function finish(p, xid, final, now, size, committed, p1failed)
+  local g = p .. 'g:' .. xid
+  local cur = redis.call('HGET', g, 'status')
+  if not cur then return 0 end
+  local begin = redis.call('HGET', g, 'begin_time_ms')
+  release(p, xid, '')
+  redis.call('ZREM', p .. 'active', xid)
+  redis.call('ZREM', p .. 'st:' .. cur, xid)
+  if size <= 0 then
+    redis.call('DEL', g, p .. 'gb:' .. xid)
+    return 1
+  end
+  redis.call('HSET', g, 'status', final, 'modified_time_ms', now)
+  redis.call('RENAME', g, p .. 'h:' .. xid)
+  if redis.call('EXISTS', p .. 'gb:' .. xid) == 1 then
+    local hb = p .. 'hb:' .. xid
+    redis.call('RENAME', p .. 'gb:' .. xid, hb)
+    if committed ~= 'skip' then
+      local all = redis.call('HGETALL', hb)
+      for i = 1, #all, 2 do
+        if all[i] ~= '#' then
+          local branch = cjson.decode(all[i + 1])
+          if branch['status'] ~= p1failed then
+            branch['status'] = committed
+            redis.call('HSET', hb, all[i], cjson.encode(branch))
+          end
+        end
+      end
+    end
+  end
+  local order = redis.call('INCR', p .. 'hseq')
+  redis.call('ZADD', p .. 'hist', order, xid)
+  redis.call('ZADD', p .. 'hbegin', begin, xid)
+  local extra = redis.call('ZCARD', p .. 'hist') - size
+  if extra > 0 then
+    for _, old in ipairs(redis.call('ZRANGE', p .. 'hist', 0, extra - 1)) do
+      redis.call('DEL', p .. 'h:' .. old, p .. 'hb:' .. old)
+      redis.call('ZREM', p .. 'hbegin', old)
+    end
+    redis.call('ZREMRANGEBYRANK', p .. 'hist', 0, extra - 1)
+  end
+  return 1
+end
+"""
+
 # finish_global: ARGV = prefix, xid, final status, now, history size, and the
 # branch statuses to rewrite as committed in history ("skip" = keep; see
 # base.history_branch_status): committed, phase-one-failed
 _FINISH_GLOBAL = (
     _RELEASE_FN
+    + _FINISH_FN
+    + "return finish(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7])"
+)
+
+# Shared Lua: the session (active, else finished) as {verdict, hash} for a
+# compare-and-set that did not match: {'nf'} when it is unknown.
+_NOT_BEGUN_FN = """
+local function not_begun(p, xid)
+  local h = redis.call('HGETALL', p .. 'g:' .. xid)
+  if #h == 0 then h = redis.call('HGETALL', p .. 'h:' .. xid) end
+  if #h == 0 then return {'nf'} end
+  return {'no', h}
+end
+"""
+
+# end_begun: one decision on a session in Begin, in one round trip (Commit and
+# Rollback). ARGV = prefix, xid, now, the status to move to, next_retry_ms, the
+# final status when it has no branches, history size, committed, p1failed
+# (as finish). A session without branches goes straight to the history:
+# {'done'}; one with branches moves to the new status (Commit releases its
+# locks in the same step: ARGV[10] = '1'): {'moved', hash, branches hash};
+# else {'no', hash} or {'nf'}.
+_END_BEGUN = (
+    _RELEASE_FN
+    + _FINISH_FN
+    + _NOT_BEGUN_FN
     + """
 local p, xid = ARGV[1], ARGV[2]
 local g = p .. 'g:' .. xid
-local cur = redis.call('HGET', g, 'status')
-if not cur then return 0 end
-local begin = redis.call('HGET', g, 'begin_time_ms')
-release(p, xid, '')
-redis.call('ZREM', p .. 'active', xid)
-redis.call('ZREM', p .. 'st:' .. cur, xid)
-local size = tonumber(ARGV[5])
-if size <= 0 then
-  redis.call('DEL', g, p .. 'gb:' .. xid)
-  return 1
+if redis.call('HGET', g, 'status') ~= '1' then return not_begun(p, xid) end
+if redis.call('EXISTS', p .. 'gb:' .. xid) == 0 then
+  finish(p, xid, ARGV[6], ARGV[3], tonumber(ARGV[7]), ARGV[8], ARGV[9])
+  return {'done'}
 end
-redis.call('HSET', g, 'status', ARGV[3], 'modified_time_ms', ARGV[4])
-redis.call('RENAME', g, p .. 'h:' .. xid)
-if redis.call('EXISTS', p .. 'gb:' .. xid) == 1 then
-  local hb = p .. 'hb:' .. xid
-  redis.call('RENAME', p .. 'gb:' .. xid, hb)
-  if ARGV[6] ~= 'skip' then
-    local all = redis.call('HGETALL', hb)
-    for i = 1, #all, 2 do
-      if all[i] ~= '#' then
-        local branch = cjson.decode(all[i + 1])
-        if branch['status'] ~= ARGV[7] then
-          branch['status'] = ARGV[6]
-          redis.call('HSET', hb, all[i], cjson.encode(branch))
-        end
-      end
-    end
-  end
-end
-local order = redis.call('INCR', p .. 'hseq')
-redis.call('ZADD', p .. 'hist', order, xid)
-redis.call('ZADD', p .. 'hbegin', begin, xid)
-local extra = redis.call('ZCARD', p .. 'hist') - size
-if extra > 0 then
-  for _, old in ipairs(redis.call('ZRANGE', p .. 'hist', 0, extra - 1)) do
-    redis.call('DEL', p .. 'h:' .. old, p .. 'hb:' .. old)
-    redis.call('ZREM', p .. 'hbegin', old)
-  end
-  redis.call('ZREMRANGEBYRANK', p .. 'hist', 0, extra - 1)
-end
-return 1
+redis.call('HSET', g, 'status', ARGV[4], 'modified_time_ms', ARGV[3], 'next_retry_ms', ARGV[5])
+redis.call('ZREM', p .. 'st:1', xid)
+redis.call('ZADD', p .. 'st:' .. ARGV[4], ARGV[5], xid)
+if ARGV[10] == '1' then release(p, xid, '') end
+return {'moved', redis.call('HGETALL', g), redis.call('HGETALL', p .. 'gb:' .. xid)}
 """
 )
 
@@ -375,6 +423,10 @@ def _lock_from(row_key: str, h: dict[str, str]) -> LockRecord:
 class RedisSessionStore:
     """A :class:`~tc.store.base.SessionStore` on Redis (redis-py)."""
 
+    #: Every method is one round trip or a few, and no script waits on anything:
+    #: the TC may call it on its event loop when a request is alone (tc/runner.py).
+    inline_when_idle = True
+
     def __init__(self, url: str, history_size: int = 1000) -> None:
         target = parse_redis_url(url)
         self._p = target.key_prefix
@@ -389,6 +441,8 @@ class RedisSessionStore:
             retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
         )
         self._redis.ping()
+        self._id_lock = threading.Lock()
+        self._next_id = self._id_limit = 0
         reg = self._redis.register_script
         self._change_status = reg(_CHANGE_STATUS)
         self._register_branch = reg(_REGISTER_BRANCH)
@@ -396,6 +450,7 @@ class RedisSessionStore:
         self._update_global = reg(_UPDATE_GLOBAL)
         self._release_locks = reg(_RELEASE_LOCKS)
         self._finish_global = reg(_FINISH_GLOBAL)
+        self._end_begun = reg(_END_BEGUN)
         self._delete_global = reg(_DELETE_GLOBAL)
         self._try_job_lock = reg(_TRY_JOB_LOCK)
         self._release_job_lock = reg(_RELEASE_JOB_LOCK)
@@ -403,7 +458,15 @@ class RedisSessionStore:
 
     # --- identity -------------------------------------------------------------
     def next_id(self) -> int:
-        return int(self._redis.incr(self._p + "seq"))
+        # Ids come from blocks reserved with one INCRBY (shared by every node), so
+        # that Begin and BranchRegister cost one round trip each, not two; a block
+        # left unused when the process ends is skipped, as the SQLite store does.
+        with self._id_lock:
+            if self._next_id >= self._id_limit:
+                top = int(self._redis.incrby(self._p + "seq", _ID_BLOCK))
+                self._next_id, self._id_limit = top - _ID_BLOCK + 1, top + 1
+            self._next_id += 1
+            return self._next_id - 1
 
     # --- global sessions ------------------------------------------------------
     def insert_global(self, record: GlobalRecord) -> None:
@@ -415,16 +478,20 @@ class RedisSessionStore:
             pipe.execute()
 
     def get_global(self, xid: str, with_branches: bool = True) -> GlobalRecord | None:
+        # One round trip: the active and the finished keys together (MULTI: a
+        # session finishing meanwhile is seen on one side or the other, not neither).
         p = self._p
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(p + "g:" + xid)
-            pipe.hgetall(p + "gb:" + xid)
-            head, branches = pipe.execute()
+            for kind in ("g:", "h:"):
+                pipe.hgetall(p + kind + xid)
+                if with_branches:
+                    pipe.hgetall(p + kind.replace(":", "b:") + xid)
+            replies = pipe.execute()
+        if not with_branches:
+            replies = [replies[0], {}, replies[1], {}]
+        head, branches, old_head, old_branches = replies
         if not head:
-            with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(p + "h:" + xid)
-                pipe.hgetall(p + "hb:" + xid)
-                head, branches = pipe.execute()
+            head, branches = old_head, old_branches
             if not head:
                 return None
         record = _global_from(head)
@@ -518,6 +585,47 @@ class RedisSessionStore:
         args.append(int(BranchStatus.PHASE_TWO_COMMITTED) if committed else "skip")
         args.append(int(BranchStatus.PHASE_ONE_FAILED))
         self._finish_global(args=args)
+
+    def end_begun(
+        self,
+        xid: str,
+        new: GlobalStatus,
+        next_retry_ms: int,
+        final_if_empty: GlobalStatus,
+        *,
+        release_locks: bool = False,
+    ) -> tuple[GlobalRecord | None, bool]:
+        """Commit's or Rollback's decision in one round trip (a fast path the
+        coordinator uses when a store has it): a session in Begin without
+        branches is finished with ``final_if_empty`` at once: ``(None, True)``;
+        one with branches moves to ``new`` (with ``next_retry_ms``, its locks
+        released if asked): ``(record with branches, True)``; a session in another
+        status is left alone: ``(record without branches, False)``, or
+        ``(None, False)`` when it does not exist."""
+        committed = final_if_empty == GlobalStatus.COMMITTED
+        args: list[str | int] = [
+            self._p,
+            xid,
+            now_ms(),
+            int(new),
+            next_retry_ms,
+            int(final_if_empty),
+            self._history_size,
+            int(BranchStatus.PHASE_TWO_COMMITTED) if committed else "skip",
+            int(BranchStatus.PHASE_ONE_FAILED),
+            "1" if release_locks else "0",
+        ]
+        result = cast(list[Any], self._end_begun(args=args))
+        verdict = result[0]
+        if verdict == "done":
+            return None, True
+        if verdict == "nf":
+            return None, False
+        record = _global_from(_pairs(result[1]))
+        if verdict == "moved":
+            record.branches = _branches_from(_pairs(result[2]))
+            return record, True
+        return record, False
 
     def delete_global(self, xid: str) -> bool:
         return bool(self._delete_global(args=[self._p, xid]))

@@ -80,6 +80,60 @@ def test_concurrent_calls_share_commits_and_survive_reopen(tmp_path: Path) -> No
     reopened.close()
 
 
+@pytest.mark.parametrize("in_flight", [0, 1])
+def test_a_lone_call_commits_at_once(tmp_path: Path, in_flight: int) -> None:
+    store = SQLiteStore(str(tmp_path / "tc.db"))
+    runner = StoreRunner(store, in_flight=lambda: in_flight)
+    batches: list[int] = []
+    run_batch = store.run_batch
+
+    def counting(calls):  # type: ignore[no-untyped-def]
+        batches.append(len(calls))
+        return run_batch(calls)
+
+    runner._batch = counting
+    record = _record(store)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ticks = 0
+
+        def tick() -> None:
+            nonlocal ticks
+            ticks += 1
+
+        loop.call_soon(tick)
+        await runner(store.insert_global, record)  # no loop iteration: tick has not run
+        assert ticks == 0 and batches == [1]
+        with pytest.raises(GlobalTransactionNotFoundError):  # errors reach the caller
+            await runner(store.register_branch, new_branch(_record(store), 7), [])
+
+    asyncio.run(main())
+    assert store.get_global(record.xid) is not None
+    store.close()
+
+
+def test_calls_of_concurrent_requests_still_share_commits(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "tc.db"))
+    runner = StoreRunner(store, in_flight=lambda: 20)
+    batches: list[int] = []
+    run_batch = store.run_batch
+
+    def counting(calls):  # type: ignore[no-untyped-def]
+        batches.append(len(calls))
+        return run_batch(calls)
+
+    runner._batch = counting
+    records = [_record(store) for _ in range(20)]
+
+    async def main() -> None:
+        await asyncio.gather(*(runner(store.insert_global, r) for r in records))
+
+    asyncio.run(main())
+    assert sum(batches) == 20 and len(batches) < 20
+    store.close()
+
+
 @pytest.mark.parametrize("branches", [0, 1])
 def test_commit_through_the_batched_runner(tmp_path: Path, branches: int) -> None:
     store = SQLiteStore(str(tmp_path / "tc.db"))
