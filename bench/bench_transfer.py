@@ -322,14 +322,14 @@ def settle(urls: tuple[str, str], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while undo_rows(urls) and time.monotonic() < deadline:
         time.sleep(0.05)
-    channel = rm.get_channel()
+    channel = rm.get_runtime()
     if channel is not None:
         channel.drain(timeout)
 
 
 def point_rm_at(address: str) -> None:
     rm.configure(tc_addresses=[address], application_id="bench-transfer")
-    channel = rm.ensure_channel()
+    channel = rm.ensure_runtime()
     assert channel is not None and channel.wait_connected(20), f"RM not attached to {address}"
 
 
@@ -573,7 +573,7 @@ def micro(args: argparse.Namespace) -> None:
         for round_ in range(args.rounds):
             for label in rotated(list(kinds), round_):
                 results[label].append(kinds[label]())
-        channel = rm.get_channel()
+        channel = rm.get_runtime()
         if channel is not None:
             channel.drain(30)
         rm.shutdown()

@@ -7,9 +7,10 @@ undo log manager. Registering one makes the runtime announce it to every TC.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Raw connections a resource keeps for phase two between uses (the rollback pool's size).
+IDLE_CONNECTIONS = 4
+
 #: Makes a fresh raw DB-API connection (pymysql or sqlite3) to the resource's database.
 ConnectionFactory = Callable[[], Any]
 
@@ -44,6 +48,8 @@ class Resource:
     undo_table: str = "undo_log"
     executor: StatementExecutor = field(init=False)
     undo: UndoLogManager = field(init=False)
+    _idle: list[Any] = field(init=False, default_factory=list, repr=False)
+    _idle_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         if not self.resource_id:
@@ -54,6 +60,47 @@ class Resource:
     def raw_connection(self) -> Any:
         """A fresh raw connection from the factory (the caller closes it)."""
         return self.factory()
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[Any]:
+        """A raw connection for the RM's own work (phase two, purges), kept for the next use.
+
+        Connecting is the expensive part of a phase-two step on MySQL (PyMySQL builds
+        a TLS context on every connect): the undo deleter and the rollback workers
+        reuse up to ``IDLE_CONNECTIONS`` connections. One that failed is closed, not kept.
+        """
+        with self._idle_lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is not None and self.dialect is Dialect.MYSQL:
+            try:
+                connection.ping(False)  # the server may have dropped an idle one
+            except Exception:
+                with contextlib.suppress(Exception):
+                    connection.close()
+                connection = None
+        if connection is None:
+            connection = self.factory()
+        try:
+            yield connection
+        except BaseException:
+            with contextlib.suppress(Exception):
+                connection.close()
+            raise
+        # SQLite connects in microseconds, and its connections may be bound to a thread.
+        if self.dialect is Dialect.MYSQL:
+            with self._idle_lock:
+                if len(self._idle) < IDLE_CONNECTIONS:
+                    self._idle.append(connection)
+                    return
+        connection.close()
+
+    def close_idle(self) -> None:
+        """Close the kept connections (unregistering, shutdown)."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def ensure_undo_table(self) -> None:
         """Create the undo_log table in the resource's database if it is missing."""
@@ -100,7 +147,9 @@ def register_resource(
 
 def unregister_resource(resource_id: str) -> None:
     with _lock:
-        _resources.pop(resource_id, None)
+        resource = _resources.pop(resource_id, None)
+    if resource is not None:
+        resource.close_idle()
 
 
 def get_resource(resource_id: str) -> Resource:

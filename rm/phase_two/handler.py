@@ -61,11 +61,8 @@ class PhaseTwoHandler:
         xid, branch_id = command.xid, command.branch_id
         try:
             resource = get_resource(command.resource_id)
-            connection = resource.raw_connection()
-            try:
+            with resource.borrow() as connection:
                 resource.undo.undo(connection, xid, branch_id)
-            finally:
-                connection.close()
         except DirtyWriteError as error:
             logger.error(
                 "branch %s of %s cannot be rolled back: %s",

@@ -83,11 +83,8 @@ class UndoDeleter:
         for resource_id, keys in grouped.items():
             try:
                 resource = get_resource(resource_id)
-                connection = resource.raw_connection()
-                try:
+                with resource.borrow() as connection:
                     resource.undo.delete(connection, keys)
-                finally:
-                    connection.close()
             except Exception:
                 logger.exception("deleting %d undo logs of %s failed", len(keys), resource_id)
                 failed.extend((resource_id, x, b) for x, b in keys)

@@ -38,9 +38,8 @@ class RunningTC:
 
 
 def fast_config(tmp_path: Path, **overrides: Any) -> TCConfig:
-    return test_config(
-        tmp_path, store_url=f"sqlite:///{tmp_path}/tc-{time.monotonic_ns()}.db", **overrides
-    )
+    overrides.setdefault("store_url", f"sqlite:///{tmp_path}/tc-{time.monotonic_ns()}.db")
+    return test_config(tmp_path, **overrides)
 
 
 TCFactory = Callable[..., RunningTC]

@@ -1,0 +1,50 @@
+"""Phase two reuses its raw connections: connecting (PyMySQL builds a TLS context each
+time) is the costly part of deleting a committed branch's undo row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pymysql
+
+import atx.rm as rm
+from atx.dsn import parse_mysql_url
+from atx.rm.resource import IDLE_CONNECTIONS
+from atx.rm.tc_client import TCClient
+from tests.rm.conftest import Database, wait_until
+
+TRANSACTIONS = 30
+
+
+def test_undo_deletes_and_rollbacks_reuse_connections(mariadb_url: str, tc: TCClient) -> None:
+    db = Database("mariadb", mariadb_url, "maria-reuse")
+    db.setup_accounts(2)
+    kwargs = parse_mysql_url(mariadb_url).connect_kwargs()
+    made: list[Any] = []
+
+    def factory() -> Any:
+        made.append(1)
+        return pymysql.connect(**{**kwargs, "autocommit": False})
+
+    conn = rm.wrap(pymysql.connect(**kwargs), "maria-reuse", factory)
+    runtime = rm.ensure_runtime()
+    assert runtime is not None and runtime.wait_connected(10)
+
+    @rm.global_transactional(name="reuse")
+    def bump(fail: bool) -> None:
+        with conn.cursor() as cur:
+            cur.execute("UPDATE account SET balance = balance + 1 WHERE id = 1")
+        conn.commit()
+        if fail:
+            raise RuntimeError("roll back")
+
+    for n in range(TRANSACTIONS):
+        try:
+            bump(fail=n % 3 == 0)
+        except RuntimeError:
+            pass
+        runtime.drain(10)  # each delete batch on its own: the worst case for reuse
+    wait_until(lambda: db.undo_rows() == 0, 30, "undo rows deleted or undone")
+    assert db.accounts()[0][1] == 100 + TRANSACTIONS - len(range(0, TRANSACTIONS, 3))
+    assert len(made) <= IDLE_CONNECTIONS + 1, f"{len(made)} connections for {TRANSACTIONS} txs"
+    conn.close()
