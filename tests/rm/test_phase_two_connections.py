@@ -3,6 +3,7 @@ time) is the costly part of deleting a committed branch's undo row."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pymysql
@@ -39,10 +40,8 @@ def test_undo_deletes_and_rollbacks_reuse_connections(mariadb_url: str, tc: TCCl
             raise RuntimeError("roll back")
 
     for n in range(TRANSACTIONS):
-        try:
+        with contextlib.suppress(RuntimeError):
             bump(fail=n % 3 == 0)
-        except RuntimeError:
-            pass
         runtime.drain(10)  # each delete batch on its own: the worst case for reuse
     wait_until(lambda: db.undo_rows() == 0, 30, "undo rows deleted or undone")
     assert db.accounts()[0][1] == 100 + TRANSACTIONS - len(range(0, TRANSACTIONS, 3))

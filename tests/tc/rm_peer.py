@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from atx.clock import now_ms
 from atx.errors import from_rpc_error
 from atx.status import BranchStatus, BranchType, GlobalStatus
 from atx.v1 import resource_manager_pb2 as rm_pb2
@@ -110,9 +111,7 @@ class _Attachment:
                 beat = self.peer.heartbeat_s if self.peer.heartbeat_s is not None else self._beat_s
                 if time.monotonic() >= self._last_beat + beat:
                     self._last_beat = time.monotonic()
-                    yield rm_pb2.AttachRequest(
-                        heartbeat=rm_pb2.Heartbeat(sent_time_ms=int(time.time() * 1000))
-                    )
+                    yield rm_pb2.AttachRequest(heartbeat=rm_pb2.Heartbeat(sent_time_ms=now_ms()))
                 continue
             if message is None:
                 return

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from atx.clock import now_ms
 from atx.status import BranchStatus
 from atx.v1 import resource_manager_pb2 as rm_pb2
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc
@@ -87,9 +88,7 @@ class ScriptedRM:
     def _beat(self) -> None:
         while not self._closed.wait(self.heartbeat_s):
             self._outbox.put(
-                rm_pb2.AttachRequest(
-                    heartbeat=rm_pb2.Heartbeat(sent_time_ms=int(time.time() * 1000))
-                )
+                rm_pb2.AttachRequest(heartbeat=rm_pb2.Heartbeat(sent_time_ms=now_ms()))
             )
 
     def _run(self) -> None:
