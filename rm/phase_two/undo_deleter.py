@@ -59,12 +59,14 @@ class UndoDeleter:
             first = self._queue.get()
             if first is None:
                 return
+            # Gather for one interval, then take what queued: one wake-up per batch,
+            # not one per committed branch (each would take the GIL from the app).
+            self._stopping.wait(INTERVAL)
             batch = [first]
-            deadline = time.monotonic() + INTERVAL
             stop = False
             while len(batch) < BATCH:
                 try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
