@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from typing import NamedTuple
 from atx import __version__
 from atx.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser, report
 from atx.errors import UsageError
+from atx.logs import configure_logging
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging level (default: INFO)",
     )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="log lines as text, with the XID in brackets, or one JSON object a line"
+        " (time, level, logger, message, xid, branch_id) (default: text)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for subcommand in SUBCOMMANDS:
         if not _available(subcommand):
@@ -99,10 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Unrecognised arguments are the top parser's to report: point at the deepest command.
             error.details["hint"] = f"see `{_deepest(parser, arguments).prog} --help`"
         return report(error, as_json="--json" in arguments, debug=False)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(args.log_level, args.log_format)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

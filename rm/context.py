@@ -12,6 +12,7 @@ import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from atx.logs import add_xid_source
 from atx.rm.errors import InvalidConfigurationError
 
 __all__ = [
@@ -131,3 +132,7 @@ def bind_global_lock(policy: LockRetryPolicy | None = None) -> Iterator[None]:
             _lock_retry.reset(policy_token)
         _active.reset(active_token)
         _global_lock.reset(token)
+
+
+# Every log record emitted inside a global transaction carries its XID (atx.logs).
+add_xid_source(current_xid)

@@ -12,6 +12,7 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 
 from atx.errors import AtxError, InvalidArgumentError, abort_async
+from atx.logs import log_xid
 from atx.status import BranchStatus, BranchType, GlobalStatus
 from atx.tc.coordinator import TransactionCoordinator
 from atx.v1 import resource_manager_pb2 as rm_pb2
@@ -44,11 +45,14 @@ def tracked(handler: F) -> F:
     async def wrapper(self: Any, request: Any, context: Any) -> Any:
         tc = self.tc
         tc.in_flight += 1
+        # The TC's log records of this request carry its XID (atx.logs).
+        token = log_xid.set(getattr(request, "xid", None) or None)
         try:
             return await handler(self, request, context)
         except AtxError as error:
             await abort_async(context, error)
         finally:
+            log_xid.reset(token)
             tc.in_flight -= 1
 
     return wrapper  # type: ignore[return-value]
