@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -12,6 +13,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,3 +102,54 @@ def test_installed_wheel_imports_in_a_fresh_venv(wheel: Path, tmp_path: Path) ->
     ).stdout  # fmt: skip
     files = [line.strip() for line in shown.split("Files:", 1)[1].splitlines() if line.strip()]
     assert {f.split("/")[0] for f in files if not f.startswith(("atx-", "../"))} == {"atx"}
+
+
+def _lower_bounds() -> dict[str, Version]:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        deps: list[str] = tomllib.load(f)["project"]["dependencies"]
+    bounds = {}
+    for line in deps:
+        req = Requirement(line)
+        lower = [spec.version for spec in req.specifier if spec.operator == ">="]
+        assert len(lower) == 1, f"{line}: one >= bound expected"
+        bounds[canonicalize_name(req.name)] = Version(lower[0])
+    return bounds
+
+
+def test_min_deps_pins_every_lower_bound() -> None:
+    """scripts/min-deps.txt, what scripts/test-min runs the suite on, pins each runtime
+    dependency at its lower bound in pyproject.toml, and nothing else."""
+    pins = {}
+    for line in (ROOT / "scripts" / "min-deps.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            req = Requirement(line)
+            (spec,) = req.specifier
+            assert spec.operator == "==", line
+            pins[canonicalize_name(req.name)] = Version(spec.version)
+    assert pins == _lower_bounds()
+
+
+def test_lower_bounds_admit_no_runtime_the_stubs_refuse() -> None:
+    """The generated stubs check their runtime: *_pb2.py refuse a protobuf older than
+    their gencode, *_pb2_grpc.py a grpcio older than their generator."""
+    stubs = [ROOT / "atx" / "v1", ROOT / "services" / "v1"]
+    gencode = {
+        Version(".".join(m))
+        for folder in stubs
+        for path in folder.glob("*_pb2.py")
+        for m in re.findall(
+            r"ValidateProtobufRuntimeVersion\(\s*\S+,\s*(\d+),\s*(\d+),\s*(\d+),",
+            path.read_text(),
+        )
+    }
+    generator = {
+        Version(m)
+        for folder in stubs
+        for path in folder.glob("*_pb2_grpc.py")
+        for m in re.findall(r"GRPC_GENERATED_VERSION = '([^']+)'", path.read_text())
+    }
+    assert gencode and generator
+    bounds = _lower_bounds()
+    assert bounds["protobuf"] >= max(gencode)
+    assert bounds["grpcio"] >= max(generator)
