@@ -1,26 +1,21 @@
-"""The job lock in Redis, for :class:`services.common.jobs.JobRunner`.
+"""The job lock in Redis, for :class:`atx.shop.common.jobs.JobRunner`.
 
-``SET NX PX`` with the run's owner token; renewal and release are Lua
-compare-and-set, so only the holder extends or frees it.
+redis-py's own :class:`redis.lock.Lock` with the run's owner token: ``SET NX
+PX`` to take it, and its compare-and-set scripts to extend and release, so
+only the holder renews or frees it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
+from redis.exceptions import LockError
+from redis.lock import Lock
+
 from atx.shop.payment.channel.redis_store import RedisKeys, connect
 
 __all__ = ["RedisJobLock"]
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class RedisJobLock:
@@ -28,20 +23,41 @@ class RedisJobLock:
 
     def __init__(self, redis_url: str) -> None:
         self._redis: RedisKeys = connect(redis_url)
-        self._renew = self._redis.client.register_script(_RENEW)
-        self._release = self._redis.client.register_script(_RELEASE)
+        # The held locks by (name, token): a run renews and releases its own.
+        self._held: dict[tuple[str, str], Lock] = {}
+        self._guard = threading.Lock()
 
     def key(self, name: str) -> str:
         return self._redis.key("job", name, "lock")
 
+    def _lock(self, name: str, ttl_ms: int) -> Lock:
+        return Lock(self._redis.client, self.key(name), timeout=ttl_ms / 1000, thread_local=False)
+
     def acquire(self, name: str, token: str, ttl_ms: int) -> bool:
-        return bool(self._redis.client.set(self.key(name), token, nx=True, px=ttl_ms))
+        lock = self._lock(name, ttl_ms)
+        if not lock.acquire(blocking=False, token=token):
+            return False
+        with self._guard:
+            self._held[(name, token)] = lock
+        return True
 
     def renew(self, name: str, token: str, ttl_ms: int) -> bool:
-        return bool(self._renew(keys=[self.key(name)], args=[token, ttl_ms]))
+        with self._guard:
+            lock = self._held.get((name, token))
+        if lock is None:
+            return False
+        try:
+            return bool(lock.extend(ttl_ms / 1000, replace_ttl=True))
+        except LockError:  # taken over after it expired: not ours any more
+            return False
 
     def release(self, name: str, token: str) -> None:
-        self._release(keys=[self.key(name)], args=[token])
+        with self._guard:
+            lock = self._held.pop((name, token), None)
+        if lock is None:
+            return
+        with contextlib.suppress(LockError):  # expired or taken over: nothing to free
+            lock.release()
 
     def close(self) -> None:
         self._redis.client.close()

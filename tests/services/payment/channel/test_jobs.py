@@ -80,3 +80,25 @@ def test_periodic_runs(redis_url: str) -> None:
     runner.start()
     assert count.acquire(timeout=10) and count.acquire(timeout=10)
     runner.close()
+
+
+def test_only_the_holder_renews_or_releases_the_redis_lock(redis_url: str) -> None:
+    lock = RedisJobLock(redis_url)
+    other = RedisJobLock(redis_url)
+    try:
+        assert lock.acquire("sweep", "mine", 300)
+        assert not other.acquire("sweep", "theirs", 300)  # held
+        assert not other.renew("sweep", "theirs", 300)  # not theirs to renew
+        other.release("sweep", "theirs")  # nor to free
+        assert not other.acquire("sweep", "theirs", 300)
+        assert lock.renew("sweep", "mine", 300)
+        time.sleep(0.4)  # expired: another process may take it over
+        assert other.acquire("sweep", "theirs", 300)
+        assert not lock.renew("sweep", "mine", 300)  # the old holder cannot renew it back
+        lock.release("sweep", "mine")  # and cannot free the new holder's
+        assert not lock.acquire("sweep", "mine", 300)
+        other.release("sweep", "theirs")
+        assert lock.acquire("sweep", "mine", 300)
+    finally:
+        lock.close()
+        other.close()
