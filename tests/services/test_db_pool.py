@@ -11,7 +11,7 @@ import pytest
 
 import atx.rm as rm
 from atx.shop.common import db as db_module
-from atx.shop.common.db import POOL_MAX_OVERFLOW, POOL_SIZE, Database, execute
+from atx.shop.common.db import Database, execute
 
 THREADS = 8
 PER_THREAD = 20
@@ -43,7 +43,7 @@ def test_a_closed_connection_goes_back_to_the_pool(db: Database) -> None:
 
 
 def test_threads_each_take_their_own_proxy(db: Database) -> None:
-    seen: set[int] = set()
+    seen: list[object] = []  # the proxies themselves, so that no id() is reused
     failures: list[BaseException] = []
     start = threading.Barrier(THREADS)
 
@@ -52,7 +52,7 @@ def test_threads_each_take_their_own_proxy(db: Database) -> None:
             start.wait()
             for i in range(PER_THREAD):
                 with db.transaction() as connection:
-                    seen.add(id(connection.dbapi_connection))
+                    seen.append(connection.dbapi_connection)
                     execute(connection, db, "INSERT INTO items (id) VALUES (?)", (f"{n}-{i}",))
         except BaseException as error:
             failures.append(error)
@@ -64,7 +64,12 @@ def test_threads_each_take_their_own_proxy(db: Database) -> None:
         thread.join(60)
     assert failures == []
     assert db.query("SELECT COUNT(*) FROM items") == [(THREADS * PER_THREAD,)]
-    assert len(seen) <= min(THREADS, POOL_SIZE + POOL_MAX_OVERFLOW)  # reused, not one per use
+    # Reused, not one per use. Not bounded by the pool's size: an overflow
+    # connection returned while POOL_SIZE idle ones wait is closed, and a later
+    # burst opens a new one.
+    distinct = {id(proxy) for proxy in seen}
+    assert len(distinct) <= THREADS * PER_THREAD // 4
+    assert max(seen.count(proxy) for proxy in set(seen)) > 1
 
 
 def test_close_then_connect_opens_a_new_pool(db: Database) -> None:
