@@ -8,7 +8,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from atx.dsn import parse_mysql_url, redact_url
+from atx.dsn import is_postgres_url, parse_mysql_url, parse_postgres_url, redact_url
 from atx.errors import InvalidArgumentError, InvalidUrlOptionError, UnsupportedDatabaseError
 from atx.testing import self_signed_cert
 
@@ -97,3 +97,24 @@ def test_a_url_option_is_used_for_real(mariadb_url: str) -> None:
         cursor.execute("SELECT @@character_set_client")
         assert cursor.fetchone() == ("latin1",)
     connection.close()
+
+
+def test_a_postgres_url_gives_libpq_parameters() -> None:
+    target = parse_postgres_url("postgresql://app:p%40ss@db.example:6543/shop?sslmode=verify-full")
+    assert target.connect_kwargs() == {
+        "host": "db.example",
+        "port": 6543,
+        "user": "app",
+        "password": "p@ss",
+        "dbname": "shop",
+        "sslmode": "verify-full",
+    }
+    assert (
+        target.url("other") == "postgresql://app:p%40ss@db.example:6543/other?sslmode=verify-full"
+    )
+    assert is_postgres_url("postgres://x/y") and not is_postgres_url("mysql://x/y")
+
+
+def test_a_postgres_url_with_an_unknown_option_is_refused() -> None:
+    with pytest.raises(InvalidUrlOptionError, match="sslmod"):
+        parse_postgres_url("postgresql://h/db?sslmod=require")
