@@ -46,7 +46,15 @@ from atx.rm.interceptors import (
     XidClientInterceptor,
     XidServerInterceptor,
 )
-from atx.rm.proxy import ConnectionProxy, CursorProxy, connect_mysql, connect_sqlite, pool, wrap
+from atx.rm.proxy import (
+    ConnectionProxy,
+    CursorProxy,
+    connect_mysql,
+    connect_postgres,
+    connect_sqlite,
+    pool,
+    wrap,
+)
 from atx.rm.resource import Resource, get_resource, register_resource
 from atx.rm.runtime import RMRuntime, ensure_runtime, get_runtime, shutdown
 from atx.rm.tc_client import TCClient, get_tc_client
@@ -89,6 +97,7 @@ __all__ = [
     "bind_xid",
     "configure",
     "connect_mysql",
+    "connect_postgres",
     "connect_sqlite",
     "current_xid",
     "definition_of",

@@ -85,6 +85,13 @@ class Branch:
                 # IMMEDIATE takes the write lock now, so the before image cannot go stale.
                 raw.execute("BEGIN IMMEDIATE")
             return bool(autocommit)
+        if self.resource.dialect is Dialect.POSTGRES:
+            if raw.autocommit:
+                if not joined:
+                    # psycopg's commit() ends a transaction opened by hand in autocommit.
+                    raw.execute("BEGIN")
+                return True
+            return False
         if raw.get_autocommit():
             if not joined:
                 raw.begin()

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 #: Raw connections a resource keeps for phase two between uses (the rollback pool's size).
 IDLE_CONNECTIONS = 4
 
-#: Makes a fresh raw DB-API connection (pymysql or sqlite3) to the resource's database.
+#: Makes a fresh raw DB-API connection (pymysql, psycopg or sqlite3) to the resource's database.
 ConnectionFactory = Callable[[], Any]
 
 
@@ -66,18 +66,16 @@ class Resource:
         """A raw connection for the RM's own work (phase two, purges), kept for the next use.
 
         Connecting is the expensive part of a phase-two step on MySQL (PyMySQL builds
-        a TLS context on every connect): the undo deleter and the rollback workers
+        a TLS context on every connect) and PostgreSQL (a backend process per
+        connection): the undo deleter and the rollback workers
         reuse up to ``IDLE_CONNECTIONS`` connections. One that failed is closed, not kept.
         """
         with self._idle_lock:
             connection = self._idle.pop() if self._idle else None
-        if connection is not None and self.dialect is Dialect.MYSQL:
-            try:
-                connection.ping(False)  # the server may have dropped an idle one
-            except Exception:
-                with contextlib.suppress(Exception):
-                    connection.close()
-                connection = None
+        if connection is not None and not _usable(self.dialect, connection):
+            with contextlib.suppress(Exception):
+                connection.close()
+            connection = None
         if connection is None:
             connection = self.factory()
         try:
@@ -87,7 +85,7 @@ class Resource:
                 connection.close()
             raise
         # SQLite connects in microseconds, and its connections may be bound to a thread.
-        if self.dialect is Dialect.MYSQL:
+        if self.dialect is not Dialect.SQLITE:
             with self._idle_lock:
                 if len(self._idle) < IDLE_CONNECTIONS:
                     self._idle.append(connection)
@@ -109,6 +107,18 @@ class Resource:
             self.undo.ensure_table(connection)
         finally:
             connection.close()
+
+
+def _usable(dialect: Dialect, connection: Any) -> bool:
+    """An idle connection is still open (the server may have dropped it)."""
+    if dialect is Dialect.MYSQL:
+        try:
+            connection.ping(False)
+        except Exception:
+            return False
+        return True
+    # psycopg knows without a round trip; a kept one is never left in a transaction.
+    return not (connection.closed or connection.broken)
 
 
 _lock = threading.Lock()

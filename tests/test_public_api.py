@@ -19,7 +19,8 @@ PINNED = {
         "PropagationError", "RMError", "Resource", "TCClient", "TransactionDefinition",
         "TransactionRolledBackError", "TransactionScope", "TransactionTimeoutError",
         "UnsupportedSQLError", "XidClientInterceptor", "XidServerInterceptor", "bind_xid",
-        "configure", "connect_mysql", "connect_sqlite", "current_xid", "definition_of",
+        "configure", "connect_mysql", "connect_postgres", "connect_sqlite", "current_xid",
+        "definition_of",
         "ensure_runtime", "get_config", "get_resource", "get_runtime", "get_tc_client", "RMRuntime",
         "global_lock", "global_lock_scope", "global_transaction", "global_transactional",
         "in_global_lock", "in_global_transaction", "pool", "register_resource", "require_xid",
@@ -55,8 +56,8 @@ PINNED = {
         "UndoDeleter", "purge_registered_resources", "purge_undo_log",
     ],
     "atx.rm.proxy": [
-        "ConnectionProxy", "CursorProxy", "GuardedCursorProxy", "connect_mysql", "connect_sqlite",
-        "pool", "wrap",
+        "ConnectionProxy", "CursorProxy", "GuardedCursorProxy", "connect_mysql", "connect_postgres",
+        "connect_sqlite", "pool", "wrap",
     ],
     "atx.tc.testing": ["InProcessTC", "test_config"],
 }  # fmt: skip

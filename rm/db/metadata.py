@@ -1,4 +1,5 @@
-"""Table metadata read from the database: columns, primary key, unique keys."""
+"""Table metadata read from the database (information_schema, SQLite pragmas, the
+PostgreSQL catalog): columns, primary key, unique keys."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def read_table_meta(cursor: Any, dialect: Dialect, table: str) -> TableMeta:
     """Read a table's metadata with ``cursor`` (a plain tuple cursor)."""
     if dialect is Dialect.MYSQL:
         return _mysql(cursor, table)
+    if dialect is Dialect.POSTGRES:
+        return _postgres(cursor, table)
     return _sqlite(cursor, table)
 
 
@@ -89,3 +92,56 @@ def _sqlite(cursor: Any, table: str) -> TableMeta:
             cursor.execute(f'PRAGMA {prefix}index_info("{index_name}")')
             unique.append(tuple(str(r[2]) for r in sorted(cursor.fetchall(), key=lambda r: r[0])))
     return TableMeta(table, columns, pk, types, auto, tuple(unique), lock_name=lock_name)
+
+
+# The table by name as written (quoted) and case-folded as PostgreSQL folds unquoted names;
+# columns with their type, identity / serial default and generated flag; whether the table
+# is found without its schema (then lock keys use the bare name).
+_PG_COLUMNS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+       a.attidentity <> '' OR COALESCE(pg_get_expr(d.adbin, d.adrelid), '') LIKE 'nextval(%%',
+       a.attgenerated <> '', n.nspname, c.relname, pg_table_is_visible(c.oid), c.oid
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE c.oid = COALESCE(to_regclass(%s), to_regclass(%s))
+ORDER BY a.attnum
+"""
+
+# Unique indexes over plain columns (not partial, not on expressions), primary key first.
+_PG_KEYS = """
+SELECT i.indisprimary, ic.relname, a.attname
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = %s::oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+  AND k.ord <= i.indnkeyatts
+ORDER BY i.indisprimary DESC, ic.relname, k.ord
+"""
+
+
+def _postgres(cursor: Any, table: str) -> TableMeta:
+    schema, _ = _split(table)
+    quoted = Dialect.POSTGRES.table_ident(table)
+    folded = Dialect.POSTGRES.table_ident(table.lower())
+    cursor.execute(_PG_COLUMNS, (quoted, folded))
+    rows = cursor.fetchall()
+    if not rows:
+        raise TableMetaError(table, f"table {table!r} not found")
+    stored_schema, stored_name, visible, oid = rows[0][4:8]
+    lock_name = str(stored_name) if visible and schema is None else f"{stored_schema}.{stored_name}"
+    columns = tuple(str(r[0]) for r in rows)
+    types = {str(r[0]): str(r[1]).lower() for r in rows}
+    auto = next((str(r[0]) for r in rows if r[2]), None)
+    generated = frozenset(str(r[0]) for r in rows if r[3])
+    cursor.execute(_PG_KEYS, (oid,))
+    keys: dict[str, list[str]] = {}
+    pk: list[str] = []
+    for primary, index_name, column in cursor.fetchall():
+        keys.setdefault(str(index_name), []).append(str(column))
+        if primary:
+            pk.append(str(column))
+    unique = tuple(tuple(k) for k in keys.values())
+    return TableMeta(table, columns, tuple(pk), types, auto, unique, generated, lock_name)

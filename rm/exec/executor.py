@@ -84,7 +84,7 @@ class StatementExecutor:
         run = _EXECUTORS.get((rec.sql_type, rec.is_join))
         if run is None:  # plain SELECT, SET, ...: nothing to record
             Statement(cursor, None, rec, params, self.tables).run()
-            return ExecutionResult(cursor.rowcount, cursor.lastrowid)
+            return ExecutionResult(cursor.rowcount, getattr(cursor, "lastrowid", None))
         aux = self.dialect.plain_cursor(cursor.connection)
         try:
             return run(Statement(cursor, aux, rec, params, self.tables))

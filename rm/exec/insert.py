@@ -3,7 +3,7 @@
 Primary keys come from the statement's values, or from the database for its
 auto-increment column (MySQL reports the first generated id of a statement,
 SQLite the last; consecutive ids are assumed, stepped by MySQL's
-``auto_increment_increment``).
+``auto_increment_increment``). PostgreSQL hands the rows back with ``RETURNING``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from atx.dialect import Dialect
 from atx.rm.db.reads import select_by_pks
 from atx.rm.errors import RMError, UnsupportedSQLError
 from atx.rm.exec.statement import Statement, lock_keys_of
+from atx.rm.sql.builder import returning_sql
 from atx.rm.types.image import ExecutionResult, SQLUndoLog, TableImage
 from atx.rm.types.meta import TableMeta
 from atx.rm.types.sql import SQLRecognition, SQLType, ValueKind
@@ -22,6 +23,8 @@ __all__ = ["execute", "insert_columns"]
 
 
 def execute(st: Statement) -> ExecutionResult:
+    if st.dialect is Dialect.POSTGRES:
+        return _postgres(st)
     meta, rec = st.meta, st.rec
     rows = _row_pks(st.dialect, meta, rec, st.params)
     generated = sum(1 for _, gen in rows if gen)
@@ -44,6 +47,59 @@ def execute(st: Statement) -> ExecutionResult:
     before = TableImage.empty(meta.name, meta.columns, meta.pk_columns)
     item = SQLUndoLog(SQLType.INSERT, meta.name, before, after)
     return st.result([item], lock_keys_of(after, meta))
+
+
+def _postgres(st: Statement) -> ExecutionResult:
+    """psycopg reports no generated keys: the rows come back from ``RETURNING``.
+
+    Without a RETURNING of the caller's own, the statement runs with ``RETURNING``
+    every column, which is the after image (no SELECT, and no guess about sequence
+    values, which concurrent sessions interleave). The caller's own RETURNING rows
+    stay for the caller: their primary key columns select the after image.
+    """
+    meta, rec = st.meta, st.rec
+    before = TableImage.empty(meta.name, meta.columns, meta.pk_columns)
+    returning = rec.extra.get("returning")
+    if returning is None:
+        st.run(returning_sql(st.dialect, rec.sql, meta.columns, st.params is not None))
+        rows = _fetch_tuples(st.cursor)
+        after = TableImage(meta.name, meta.columns, meta.pk_columns, rows)
+        item = SQLUndoLog(SQLType.INSERT, meta.name, before, after)
+        return st.result([item], lock_keys_of(after, meta))
+    returned = {name.lower() for name in returning}
+    if "*" in returned or all(c.lower() in returned for c in meta.pk_columns):
+        st.run()
+        names = [d.name.lower() for d in st.cursor.description or ()]
+        fetched = _fetch_tuples(st.cursor)
+        st.cursor.scroll(0, mode="absolute")  # the caller fetches the rows again
+        # ``RETURNING *`` names the table's columns in order, before any others.
+        at = [names.index(c.lower()) for c in meta.pk_columns]
+        pks = [tuple(row[i] for i in at) for row in fetched]
+    else:
+        rows_pks = _row_pks(st.dialect, meta, rec, st.params)
+        if any(gen for _, gen in rows_pks):
+            raise UnsupportedSQLError(
+                "INSERT ... RETURNING without the generated primary key column"
+                f" ({', '.join(meta.pk_columns)}) among the returned columns",
+                rec.sql,
+            )
+        st.run()
+        pks = [pk for pk, _ in rows_pks]
+    after = select_by_pks(st.aux, st.dialect, meta.name, meta.columns, meta.pk_columns, pks)
+    item = SQLUndoLog(SQLType.INSERT, meta.name, before, after)
+    return st.result([item], lock_keys_of(after, meta))
+
+
+def _fetch_tuples(cursor: Any) -> tuple[tuple[Any, ...], ...]:
+    """The result's rows as tuples, whatever row factory the caller's cursor has."""
+    from psycopg.rows import tuple_row  # only PostgreSQL comes here
+
+    factory = cursor.row_factory
+    cursor.row_factory = tuple_row
+    try:
+        return tuple(tuple(row) for row in cursor.fetchall())
+    finally:
+        cursor.row_factory = factory
 
 
 def insert_columns(meta: TableMeta, rec: SQLRecognition) -> tuple[str, ...]:

@@ -105,10 +105,12 @@ class Statement:
     def result(
         self, items: list[SQLUndoLog] | None = None, keys: list[LockKey] | None = None
     ) -> ExecutionResult:
-        return ExecutionResult(self.cursor.rowcount, self.cursor.lastrowid, items or [], keys or [])
+        # psycopg's cursors have no lastrowid.
+        lastrowid = getattr(self.cursor, "lastrowid", None)
+        return ExecutionResult(self.cursor.rowcount, lastrowid, items or [], keys or [])
 
     def before_image(self, columns: tuple[str, ...] | None = None) -> TableImage:
-        """The rows the statement's own WHERE selects, locked (``FOR UPDATE`` on MySQL;
+        """The rows the statement's own WHERE selects, locked (``FOR UPDATE``;
         SQLite's BEGIN IMMEDIATE already holds the write lock): all columns, or ``columns``."""
         meta = self.meta
         tail, values = self.tail()

@@ -1,4 +1,4 @@
-"""Making proxies: wrap an open connection, or connect with PyMySQL or sqlite3."""
+"""Making proxies: wrap an open connection, or connect with PyMySQL, psycopg 3 or sqlite3."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Any
 import pymysql
 
 from atx.dialect import Dialect
-from atx.dsn import parse_mysql_url
+from atx.dsn import parse_mysql_url, parse_postgres_url
 from atx.rm.errors import InvalidConfigurationError
 from atx.rm.proxy.connection import ConnectionProxy
 from atx.rm.resource import ConnectionFactory, register_resource
 
-__all__ = ["connect_mysql", "connect_sqlite", "wrap"]
+__all__ = ["connect_mysql", "connect_postgres", "connect_sqlite", "wrap"]
 
 
 def wrap(
@@ -35,6 +35,8 @@ def wrap(
             dialect = Dialect.SQLITE
         elif isinstance(raw, pymysql.connections.Connection):
             dialect = Dialect.MYSQL
+        elif type(raw).__module__.startswith("psycopg"):
+            dialect = Dialect.POSTGRES
         else:
             raise InvalidConfigurationError(
                 f"cannot tell the dialect of {type(raw).__name__}; pass dialect="
@@ -70,6 +72,47 @@ def connect_mysql(
         return pymysql.connect(**{**connect_kwargs, "autocommit": False})
 
     proxy = wrap(pymysql.connect(**connect_kwargs), resource_id, factory, Dialect.MYSQL)
+    if create_undo_table:
+        proxy.resource.undo.ensure_table(proxy.raw)
+    return proxy
+
+
+def connect_postgres(
+    url_or_kwargs: str | Mapping[str, Any],
+    resource_id: str | None = None,
+    *,
+    create_undo_table: bool = False,
+    **kwargs: Any,
+) -> ConnectionProxy:
+    """Connect with psycopg 3 (``postgresql://user:pw@host:5432/db`` or connect kwargs).
+
+    The default resource id is ``postgresql://host:port/db``. ``kwargs`` go to
+    ``psycopg.connect`` (e.g. ``autocommit``, ``row_factory``, ``connect_timeout``).
+    Needs the ``postgres`` extra.
+    """
+    try:
+        import psycopg  # the postgres extra: only PostgreSQL users install it
+    except ImportError as error:
+        raise InvalidConfigurationError(
+            "PostgreSQL needs psycopg 3: pip install 'atx[postgres]'"
+        ) from error
+    if isinstance(url_or_kwargs, str):
+        connect_kwargs = parse_postgres_url(url_or_kwargs).connect_kwargs()
+    else:
+        connect_kwargs = dict(url_or_kwargs)
+    connect_kwargs.update(kwargs)
+    if resource_id is None:
+        resource_id = (
+            f"postgresql://{connect_kwargs.get('host', '127.0.0.1')}:"
+            f"{connect_kwargs.get('port', 5432)}/{connect_kwargs.get('dbname') or ''}"
+        )
+    # Phase two's connections: plain tuple rows, not autocommit, whatever the caller's are.
+    plain = {k: v for k, v in connect_kwargs.items() if k not in ("row_factory", "cursor_factory")}
+
+    def factory() -> Any:
+        return psycopg.connect(**{**plain, "autocommit": False})
+
+    proxy = wrap(psycopg.connect(**connect_kwargs), resource_id, factory, Dialect.POSTGRES)
     if create_undo_table:
         proxy.resource.undo.ensure_table(proxy.raw)
     return proxy

@@ -24,7 +24,7 @@ _OWN = frozenset({"_raw", "resource", "branch", "guard", "_cursor_class"})
 
 
 class ConnectionProxy:
-    """Wraps a raw pymysql or sqlite3 connection; other attributes are the raw one's.
+    """Wraps a raw pymysql, psycopg or sqlite3 connection; other attributes are the raw one's.
 
     Reads of those go through a per-driver subclass (:mod:`atx.rm.proxy.delegate`)
     rather than ``__getattr__``, which would slow every attribute access down.
@@ -103,12 +103,13 @@ class ConnectionProxy:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        # sqlite3's meaning (commit or roll back); pymysql connections are also closed.
+        # sqlite3's meaning (commit or roll back); pymysql and psycopg connections are
+        # also closed, as their own context managers do.
         if exc_type is None:
             self.commit()
         else:
             self.rollback()
-        if self.resource.dialect is Dialect.MYSQL:
+        if self.resource.dialect is not Dialect.SQLITE:
             self.close()
 
     if TYPE_CHECKING:

@@ -140,7 +140,8 @@ class CursorProxy:
             raise
         if statement_autocommit:
             branch.commit()
-        if resource.dialect is Dialect.SQLITE:
+        # pymysql's execute returns the row count; sqlite3's and psycopg's, the cursor.
+        if resource.dialect is not Dialect.MYSQL:
             return self
         return outcome.rowcount
 
@@ -150,7 +151,7 @@ class CursorProxy:
 
     @property
     def lastrowid(self) -> Any:
-        return self._raw.lastrowid
+        return getattr(self._raw, "lastrowid", None)  # psycopg's cursors have none
 
     def close(self) -> None:
         self._raw.close()

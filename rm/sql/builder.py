@@ -19,6 +19,7 @@ __all__ = [
     "insert_sql",
     "join_image_sql",
     "pk_condition",
+    "returning_sql",
     "update_by_pk_sql",
 ]
 
@@ -56,7 +57,8 @@ def image_sql(
     source = dialect.table_ident(table) + (f" AS {dialect.ident(alias)}" if alias else "")
     cols = ", ".join(dialect.ident(c) for c in columns)
     sql = f"SELECT {cols} FROM {source} {tail}".rstrip()
-    if for_update and dialect is Dialect.MYSQL:
+    # SQLite's BEGIN IMMEDIATE already holds the database's write lock.
+    if for_update and dialect is not Dialect.SQLITE:
         sql += " FOR UPDATE"
     return sql
 
@@ -68,7 +70,7 @@ def join_image_sql(
     """One table's columns of a join: ``SELECT q.<columns> FROM <source> <tail> FOR UPDATE``."""
     cols = ", ".join(f"{qualifier}.{dialect.ident(c)}" for c in columns)
     sql = f"SELECT {cols} FROM {source} {tail}".rstrip()
-    return sql + " FOR UPDATE" if dialect is Dialect.MYSQL else sql
+    return sql + " FOR UPDATE" if dialect is not Dialect.SQLITE else sql
 
 
 def delete_by_pks_sql(dialect: Dialect, table: str, condition: str) -> str:
@@ -77,9 +79,26 @@ def delete_by_pks_sql(dialect: Dialect, table: str, condition: str) -> str:
 
 def insert_sql(dialect: Dialect, table: str, columns: Sequence[str]) -> str:
     cols = ", ".join(dialect.ident(c) for c in columns)
+    # PostgreSQL: a deleted row gets its old key back even in a GENERATED ALWAYS
+    # identity column (the clause is a no-op on other tables).
+    override = " OVERRIDING SYSTEM VALUE" if dialect is Dialect.POSTGRES else ""
     return (
-        f"INSERT INTO {dialect.table_ident(table)} ({cols}) VALUES ({dialect.marks(len(columns))})"
+        f"INSERT INTO {dialect.table_ident(table)} ({cols}){override}"
+        f" VALUES ({dialect.marks(len(columns))})"
     )
+
+
+def returning_sql(dialect: Dialect, sql: str, columns: Sequence[str], has_params: bool) -> str:
+    """The caller's INSERT with ``RETURNING <columns>`` appended (PostgreSQL): the after
+    image comes back with the statement instead of costing a SELECT."""
+    text = sql.rstrip()
+    if text.endswith(";"):
+        text = text[:-1]
+    cols = ", ".join(dialect.ident(c) for c in columns)
+    if has_params:
+        cols = cols.replace("%", "%%")
+    # A new line: the statement may end in a ``--`` comment.
+    return f"{text}\nRETURNING {cols}"
 
 
 def update_by_pk_sql(

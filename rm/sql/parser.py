@@ -41,6 +41,7 @@ _FIRST_WORD = re.compile(r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*([A-Za-z]+)", re.S)
 _FOR_UPDATE_TAIL = re.compile(
     r"\s+FOR\s+UPDATE(?:\s+OF\s+[\w`\".,\s]+?)?(?:\s+NOWAIT|\s+SKIP\s+LOCKED)?\s*;?\s*$", re.I
 )
+_NAMES = {Dialect.MYSQL: "MySQL", Dialect.SQLITE: "SQLite", Dialect.POSTGRES: "PostgreSQL"}
 _DDL_NODES: tuple[type[exp.Expression], ...] = (exp.Create, exp.Alter, exp.Drop, exp.TruncateTable)
 
 
@@ -95,8 +96,12 @@ def _multi(sql: str, dialect: Dialect, has_params: bool, count: int) -> SQLRecog
     def refuse(construct: str) -> SQLRecognition:
         return SQLRecognition(sql, SQLType.OTHER, unsupported=construct, extra={"dml": True})
 
-    if dialect is not Dialect.MYSQL:
+    if dialect is Dialect.SQLITE:
         return refuse("multiple statements (sqlite3 runs one statement per execute)")
+    if dialect is Dialect.POSTGRES:
+        return refuse(
+            "multiple statements (psycopg runs one statement per execute with parameters)"
+        )
     pieces = split_statements(sql, dialect)
     if len(pieces) != count:
         return refuse("multiple statements that cannot be told apart")
@@ -244,14 +249,21 @@ class _Builder:
             dup_columns = tuple(
                 eq.this.name for eq in conflict.expressions if isinstance(eq, exp.EQ)
             )
-        if tree.args.get("returning"):
-            return self._refuse(sql_type, "INSERT ... RETURNING")
+        extra: dict[str, Any] = {}
+        returning = tree.args.get("returning")
+        if returning is not None:
+            if self.dialect is not Dialect.POSTGRES:
+                return self._refuse(sql_type, "INSERT ... RETURNING")
+            if self._subquery(returning):
+                return self._refuse(sql_type, "subquery in INSERT ... RETURNING")
+            extra["returning"] = _returned_columns(returning)
         return self._base(
             sql_type,
             table=table,
             columns=columns,
             insert_rows=rows,
             on_duplicate_columns=dup_columns,
+            extra=extra,
         )
 
     def _value(self, node: exp.Expression) -> InsertValue:
@@ -300,7 +312,8 @@ class _Builder:
             return self._refuse(sql_type, refusal)
         if self._table_count(tree) > 1:
             return self._refuse(sql_type, f"multi-table {word}")
-        if tree.args.get("returning"):
+        # PostgreSQL's RETURNING only hands the caller rows the images select anyway.
+        if tree.args.get("returning") and self.dialect is not Dialect.POSTGRES:
             return self._refuse(sql_type, f"{word} ... RETURNING")
         alias = target.alias or None
         columns: tuple[str, ...] = ()
@@ -326,7 +339,7 @@ class _Builder:
         if not tables:
             return None
         if self.dialect is not Dialect.MYSQL:
-            return "multi-table DELETE syntax (DELETE t FROM ...) on SQLite"
+            return f"multi-table DELETE syntax (DELETE t FROM ...) on {_NAMES[self.dialect]}"
         if len(tables) > 1:
             return "DELETE with JOIN"
         named = tables[0]
@@ -366,7 +379,9 @@ class _Builder:
         """MySQL ``UPDATE a JOIN b ... SET`` / ``UPDATE a, b SET``: images per assigned table."""
         kind = SQLType.UPDATE
         if self.dialect is not Dialect.MYSQL:
-            return self._refuse(kind, "multi-table UPDATE (UPDATE ... FROM / JOIN) on SQLite")
+            return self._refuse(
+                kind, f"multi-table UPDATE (UPDATE ... FROM / JOIN) on {_NAMES[self.dialect]}"
+            )
         if source is not None:
             return self._refuse(kind, "multi-table UPDATE ... FROM")
         tables = [target]
@@ -443,6 +458,17 @@ class _Builder:
             limit=self._clause(tree.args.get("limit")),
             stripped_sql=stripped,
         )
+
+
+def _returned_columns(returning: exp.Expression) -> tuple[str, ...]:
+    """The plain columns a RETURNING clause hands back, by output name (``*``: all)."""
+    names: list[str] = []
+    for node in returning.expressions:
+        if isinstance(node, exp.Star) or (isinstance(node, exp.Column) and node.is_star):
+            names.append("*")
+        elif isinstance(node, exp.Column):
+            names.append(node.name)
+    return tuple(names)
 
 
 def _resolve(tables: list[exp.Table], qualifier: str) -> int | None:

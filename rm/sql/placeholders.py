@@ -1,7 +1,9 @@
 """Find driver placeholders in SQL text, outside quotes and comments.
 
-pymysql uses ``%s`` and ``%(name)s`` (``%%`` is a literal percent); sqlite3
-uses ``?``, ``?NNN``, ``:name``, ``@name`` and ``$name``. Each placeholder is
+pymysql uses ``%s`` and ``%(name)s`` (``%%`` is a literal percent); psycopg the
+same plus its binary/text forms ``%b``, ``%t``, ``%(name)b``; sqlite3 uses ``?``,
+``?NNN``, ``:name``, ``@name`` and ``$name``. PostgreSQL's dollar-quoted strings
+(``$$...$$``, ``$tag$...$tag$``) are quotes. Each placeholder is
 rewritten to a numbered marker ``:__pK`` that sqlglot parses as a named
 placeholder, so every clause of the parsed tree knows exactly which of the
 caller's parameters it consumes, whatever order the clauses come in.
@@ -20,7 +22,11 @@ __all__ = ["MARKER_PREFIX", "Normalized", "normalize", "render", "split_statemen
 MARKER_PREFIX = "__p"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DIGITS = re.compile(r"[0-9]+")
-_MARKER = re.compile(r":__p([0-9]+)")
+# sqlglot writes a marker back as ``:__pK``, or as ``%(__pK)s`` for PostgreSQL.
+_MARKER = re.compile(r":__p([0-9]+)|%\(__p([0-9]+)\)s")
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+#: The dialects whose drivers interpolate ``%`` placeholders (and need ``%%`` then).
+_PERCENT = frozenset({Dialect.MYSQL, Dialect.POSTGRES})
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,11 @@ def _segments(sql: str, dialect: Dialect) -> list[tuple[bool, str]]:
     n = len(sql)
     while i < n:
         c = sql[i]
-        if c in "'\"`" or (c == "[" and dialect is Dialect.SQLITE):
+        dollar = _DOLLAR_TAG.match(sql, i) if c == "$" and dialect is Dialect.POSTGRES else None
+        if dollar is not None and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+            close = sql.find(dollar.group(), dollar.end())
+            end = n if close < 0 else close + len(dollar.group())
+        elif c in "'\"`" or (c == "[" and dialect is Dialect.SQLITE):
             end = (
                 _skip_quoted(sql, i, c, backslash and c != "`")
                 if c != "["
@@ -119,8 +129,9 @@ def normalize(sql: str, dialect: Dialect, has_params: bool = True) -> Normalized
     parts: list[str] = []
     for is_code, text in _segments(sql, dialect):
         if not is_code:
-            # pymysql interpolates the whole text, quotes included: '%%' there is one '%'.
-            mysql_params = dialect is Dialect.MYSQL and has_params
+            # pymysql and psycopg interpolate the whole text, quotes included: '%%' there
+            # is one '%'.
+            mysql_params = dialect in _PERCENT and has_params
             parts.append(text.replace("%%", "%") if mysql_params else text)
             continue
         i = 0
@@ -129,8 +140,10 @@ def normalize(sql: str, dialect: Dialect, has_params: bool = True) -> Normalized
         while i < n:
             c = text[i]
             ref: int | str | None = None
-            if dialect is Dialect.MYSQL and c == "%" and has_params:
-                if text.startswith("%s", i):
+            if c == "%" and has_params and dialect in _PERCENT:
+                if text.startswith("%s", i) or (
+                    dialect is Dialect.POSTGRES and text.startswith(("%b", "%t"), i)
+                ):
                     ref, i = positional, i + 2
                     positional += 1
                 elif text.startswith("%%", i):
@@ -138,8 +151,9 @@ def normalize(sql: str, dialect: Dialect, has_params: bool = True) -> Normalized
                     i += 2
                     continue
                 elif text.startswith("%(", i):
-                    close = text.find(")s", i)
-                    if close > 0:
+                    close = text.find(")", i)
+                    kinds = "sbt" if dialect is Dialect.POSTGRES else "s"
+                    if close > 0 and text[close + 1 : close + 2] in tuple(kinds):
                         ref, i = text[i + 2 : close], close + 2
             elif dialect is Dialect.SQLITE and c == "?":
                 digits = _DIGITS.match(text, i + 1)
@@ -170,22 +184,22 @@ def render(generated: str, refs: tuple[int | str, ...], dialect: Dialect) -> Par
 
     Every marker becomes a positional placeholder; ``refs`` of the result lists the
     caller's parameter (index or name) each one consumes. On MySQL a literal ``%``
-    is doubled because the SQL is always run with parameters.
+    is doubled (psycopg's too) because the SQL is always run with parameters.
     """
     out: list[str] = []
     used: list[int | str] = []
     placeholder = dialect.placeholder
     for is_code, text in _segments(generated, dialect):
         if not is_code:
-            out.append(text.replace("%", "%%") if dialect is Dialect.MYSQL else text)
+            out.append(text.replace("%", "%%") if dialect in _PERCENT else text)
             continue
-        if dialect is Dialect.MYSQL:
-            text = text.replace("%", "%%")
+        double = dialect in _PERCENT
         pos = 0
         for match in _MARKER.finditer(text):
-            out.append(text[pos : match.start()])
+            piece = text[pos : match.start()]
+            out.append(piece.replace("%", "%%") if double else piece)
             out.append(placeholder)
-            used.append(refs[int(match.group(1))])
+            used.append(refs[int(match.group(1) or match.group(2))])
             pos = match.end()
-        out.append(text[pos:])
+        out.append(text[pos:].replace("%", "%%") if double else text[pos:])
     return ParamSQL("".join(out), tuple(used))

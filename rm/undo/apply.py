@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -92,10 +93,16 @@ def _delete(
     cursor.execute(delete_by_pks_sql(dialect, table, condition), params)
 
 
+def _param(value: Any) -> Any:
+    """A value as the driver binds it: psycopg adapts no ``dict``, so a JSON document
+    goes as its text, which PostgreSQL reads as the column's json or jsonb."""
+    return json.dumps(value) if isinstance(value, dict) else value
+
+
 def _insert(cursor: Any, dialect: Dialect, image: TableImage, generated: frozenset[str]) -> None:
     keep = [i for i, c in enumerate(image.columns) if c not in generated]
     sql = insert_sql(dialect, image.table, [image.columns[i] for i in keep])
-    cursor.executemany(sql, [tuple(row[i] for i in keep) for row in image.rows])
+    cursor.executemany(sql, [tuple(_param(row[i]) for i in keep) for row in image.rows])
 
 
 def _update(cursor: Any, dialect: Dialect, image: TableImage, generated: frozenset[str]) -> None:
@@ -104,4 +111,7 @@ def _update(cursor: Any, dialect: Dialect, image: TableImage, generated: frozens
     if not keep:
         return
     sql = update_by_pk_sql(dialect, image.table, [image.columns[i] for i in keep], image.pk_columns)
-    cursor.executemany(sql, [tuple(row[i] for i in keep) + image.pk_of(row) for row in image.rows])
+    cursor.executemany(
+        sql,
+        [tuple(_param(row[i]) for i in keep) + image.pk_of(row) for row in image.rows],
+    )

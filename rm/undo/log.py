@@ -64,7 +64,9 @@ class UndoLogManager:
             f"INSERT INTO {self._ident} (branch_id, xid, context, rollback_info, log_status,"
             f" log_created, log_modified) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph})"
         )
-        lock = " FOR UPDATE" if dialect is Dialect.MYSQL else ""
+        # Locks the branch's undo row against a concurrent rollback (SQLite: the
+        # write lock is the database's).
+        lock = " FOR UPDATE" if dialect is not Dialect.SQLITE else ""
         self._select_sql = (
             f"SELECT context, rollback_info, log_status FROM {self._ident}"
             f" WHERE xid = {ph} AND branch_id = {ph}{lock}"

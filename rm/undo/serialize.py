@@ -3,7 +3,8 @@
 Values keep their Python type across the round trip: ``datetime`` (with
 microseconds and tzinfo), ``date``, ``time``, ``timedelta`` (pymysql's TIME),
 ``Decimal`` (exact text), ``bytes``, ``None``, ``bool``, ``int``, ``float``
-and ``str``. The undo row's ``context`` column names the encoding, e.g.
+and ``str``; from psycopg also ``UUID``, JSON documents (``dict``) and arrays
+(``list``, element by element). The undo row's ``context`` column names the encoding, e.g.
 ``serializer=json;compressor=zlib``.
 """
 
@@ -13,6 +14,7 @@ import base64
 import datetime as dt
 import json
 import math
+import uuid
 import zlib
 from decimal import Decimal
 from typing import Any
@@ -47,6 +49,12 @@ def encode_value(value: Any) -> Any:
         return {"$b": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, set | frozenset):  # pymysql may return SET columns as sets
         return {"$set": sorted(str(v) for v in value)}
+    if isinstance(value, uuid.UUID):
+        return {"$uuid": str(value)}
+    if isinstance(value, dict):  # psycopg's json / jsonb: the document as it is
+        return {"$json": value}
+    if isinstance(value, list):  # psycopg's arrays
+        return {"$list": [encode_value(v) for v in value]}
     raise UndoLogError(f"cannot serialise a {type(value).__name__} value in an undo image")
 
 
@@ -70,6 +78,12 @@ def decode_value(value: Any) -> Any:
         return float(raw)
     if tag == "$set":
         return set(raw)
+    if tag == "$uuid":
+        return uuid.UUID(raw)
+    if tag == "$json":
+        return raw
+    if tag == "$list":
+        return [decode_value(v) for v in raw]
     raise UndoLogError(f"unknown value tag {tag!r} in an undo image")
 
 

@@ -1,4 +1,5 @@
-"""A small harness: the same test on SQLite and MariaDB with raw DB-API connections."""
+"""A small harness: the same test on SQLite, MariaDB and PostgreSQL with raw DB-API
+connections."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pymysql
 import pytest
 
 from atx.dialect import Dialect
-from atx.dsn import parse_mysql_url
+from atx.dsn import parse_mysql_url, parse_postgres_url
 from atx.rm.exec import StatementExecutor
 from atx.rm.types import ExecutionResult
 from atx.rm.undo.log import UndoLogManager
@@ -28,8 +29,8 @@ class DB:
         return self.dialect.placeholder
 
     def sql(self, text: str) -> str:
-        """Write tests with ``?``; MySQL gets ``%s``."""
-        return text.replace("?", "%s") if self.dialect is Dialect.MYSQL else text
+        """Write tests with ``?``; MySQL and PostgreSQL get ``%s``."""
+        return text if self.dialect is Dialect.SQLITE else text.replace("?", "%s")
 
     def setup(self, ddl: str, rows: list[tuple[Any, ...]] = (), insert: str = "") -> None:  # type: ignore[assignment]
         conn = self.connect()
@@ -46,6 +47,8 @@ class DB:
         cur = conn.cursor()
         cur.execute(f"SELECT * FROM {table} ORDER BY {order}")
         out = [tuple(r) for r in cur.fetchall()]
+        if order == "1":  # ties in column 1 come in any order (PostgreSQL): all columns
+            out.sort(key=lambda row: tuple((v is not None, v) for v in row))
         conn.commit()
         conn.close()
         return out
@@ -96,12 +99,27 @@ def mysql_db(url: str) -> DB:
     return DB(Dialect.MYSQL, lambda: pymysql.connect(**kwargs, autocommit=False))
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
+def postgres_db(url: str) -> DB:
+    import psycopg
+
+    kwargs = parse_postgres_url(url).connect_kwargs()
+    return DB(Dialect.POSTGRES, lambda: psycopg.connect(**kwargs))
+
+
+@pytest.fixture(params=["sqlite", "mariadb", "postgres"])
 def data_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> DB:
-    """The same test on a fresh SQLite file and a fresh MariaDB database."""
+    """The same test on a fresh SQLite file, MariaDB database and PostgreSQL database."""
     if request.param == "sqlite":
         return sqlite_db(str(tmp_path_factory.mktemp("db") / "t.db"))
+    if request.param == "postgres":
+        return postgres_db(request.getfixturevalue("postgres_url"))
     return mysql_db(request.getfixturevalue("mariadb_url"))
+
+
+@pytest.fixture
+def pg_db(postgres_url: str) -> DB:
+    """A fresh PostgreSQL database, for PostgreSQL-only statements."""
+    return postgres_db(postgres_url)
 
 
 @pytest.fixture

@@ -1,3 +1,3 @@
-from tests.rm.dbs import data_db
+from tests.rm.dbs import data_db, pg_db
 
-__all__ = ["data_db"]
+__all__ = ["data_db", "pg_db"]

@@ -71,6 +71,24 @@ def test_multi_table_refused_before_execution_mysql(
     _check_refused(mysql_db(mariadb_url), sql, construct)
 
 
+# PostgreSQL's own forms: refused before they run (a failed statement would abort the
+# whole local transaction there).
+REFUSED_POSTGRES = [
+    ("UPDATE t SET v = u.id FROM u WHERE t.id = u.id", "multi-table UPDATE (UPDATE ... FROM"),
+    ("DELETE FROM t USING u WHERE t.id = u.id", "DELETE with JOIN"),
+    ("INSERT INTO t VALUES (3, 3) RETURNING (SELECT 1)", "subquery in INSERT ... RETURNING"),
+    ("INSERT INTO t VALUES (1, 3) ON CONFLICT (id) DO UPDATE SET v = (SELECT 1)", "subquery"),
+    ("INSERT INTO t VALUES (1, 3) ON CONFLICT (id) DO UPDATE SET id = 7", "primary key"),
+    ("SELECT * FROM t JOIN u ON t.id = u.id FOR UPDATE", "FOR UPDATE over several tables"),
+    ("UPDATE t SET v = 9 WHERE id = 1; UPDATE t SET v = 8 WHERE id = 2", "psycopg runs one"),
+]
+
+
+@pytest.mark.parametrize(("sql", "construct"), REFUSED_POSTGRES)
+def test_postgres_forms_refused_before_execution(pg_db: DB, sql: str, construct: str) -> None:
+    _check_refused(pg_db, sql, construct)
+
+
 def test_sqlite_update_from_refused(tmp_path: Path) -> None:
     sql = "UPDATE t SET v = u.id FROM u WHERE t.id = u.id"
     _check_refused(sqlite_db(str(tmp_path / "a.db")), sql, "multi-table UPDATE")
