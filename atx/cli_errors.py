@@ -152,7 +152,8 @@ def opening(
 def _url_forms(flag: str) -> str:
     return (
         f"{flag or 'the URL'} takes sqlite:///relative.db or sqlite:////absolute/path.db,"
-        " redis://host:6379/0 or mysql://user:password@host:3306/database"
+        " redis://host:6379/0, mysql://user:password@host:3306/database"
+        " or postgresql://user:password@host:5432/database"
     )
 
 
@@ -175,6 +176,7 @@ def _driver_error(
     for cause in _chain(error):
         found = (
             _mysql_error(cause, url, flag, create_hint)
+            or _postgres_error(cause, url, flag)
             or _redis_error(cause, url, flag)
             or _sqlite_error(cause, url, flag, sqlite_path)
             or _bind_error(cause)
@@ -228,6 +230,36 @@ def _mysql_error(error: BaseException, url: str, flag: str, create_hint: str) ->
             hint=f"is the server running? check the host and port in {name}",
         )
     return None
+
+
+def _postgres_error(error: BaseException, url: str, flag: str) -> AtxError | None:
+    # psycopg is the postgres extra; without it no psycopg error can occur.
+    if not type(error).__module__.startswith("psycopg"):
+        return None
+    import psycopg
+
+    if not isinstance(error, psycopg.OperationalError):
+        return None
+    # libpq reports connection failures as text only (no SQLSTATE before a session).
+    text = str(error).strip().splitlines()[-1] if str(error).strip() else str(error)
+    host, database = _where(url)
+    on = f" on {host}" if host else ""
+    name = flag or "the URL"
+    if "does not exist" in text and "database" in text:
+        return DatabaseNotFoundError(
+            f"PostgreSQL database {database!r} does not exist{on}",
+            database=database,
+            hint=f'create it with `CREATE DATABASE "{database}"`',
+        )
+    if "authentication failed" in text or "no pg_hba.conf entry" in text:
+        return DatabaseAccessDeniedError(
+            f"PostgreSQL refused the login{on}: {text}",
+            hint=f"check the user and password in {name} (postgresql://user:password@host:port/db)",
+        )
+    return DatabaseUnreachableError(
+        f"cannot reach PostgreSQL{on}: {text}",
+        hint=f"is the server running? check the host and port in {name}",
+    )
 
 
 def _redis_error(error: BaseException, url: str, flag: str) -> AtxError | None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 _DSN_HELP = (
     "mysql://user:password@host:3306/db[?ssl_ca=PATH...], sqlite:///relative.db"
-    " or sqlite:////absolute/path.db (PostgreSQL: not yet)"
+    " or sqlite:////absolute/path.db, postgresql://user:password@host:5432/db"
 )
 
 
@@ -54,12 +54,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _dialect_of(dsn: str) -> Dialect:
     from atx.dialect import Dialect
-    from atx.dsn import parse_mysql_url
+    from atx.dsn import is_postgres_url, parse_mysql_url, parse_postgres_url
 
     if dsn.startswith("sqlite:"):
         return Dialect.SQLITE
+    if is_postgres_url(dsn):
+        with opening(dsn, flag="--dsn"):
+            parse_postgres_url(dsn)  # refuses unknown URL options
+        return Dialect.POSTGRES
     with opening(dsn, flag="--dsn"):
-        parse_mysql_url(dsn)  # refuses PostgreSQL by name, and unknown URL options
+        parse_mysql_url(dsn)  # refuses unknown URL options
     return Dialect.MYSQL
 
 
@@ -69,12 +73,25 @@ def _sqlite_path(dsn: str) -> str:
 
 
 def _connect(dsn: str) -> Any:
-    """A raw DB-API connection (sqlite3 or pymysql, not autocommit) to ``dsn``."""
+    """A raw DB-API connection (sqlite3, psycopg or pymysql, not autocommit) to ``dsn``."""
     if dsn.startswith("sqlite:"):
         import sqlite3
 
         with opening(dsn, flag="--dsn", sqlite_path=_sqlite_path(dsn)):
             return sqlite3.connect(_sqlite_path(dsn))
+    from atx.dsn import is_postgres_url, parse_postgres_url
+
+    if is_postgres_url(dsn):
+        with opening(dsn, flag="--dsn"):
+            try:
+                import psycopg
+            except ImportError as error:
+                from atx.rm.errors import InvalidConfigurationError
+
+                raise InvalidConfigurationError(
+                    "PostgreSQL needs psycopg 3", hint="pip install 'atx[postgres]'"
+                ) from error
+            return psycopg.connect(**parse_postgres_url(dsn).connect_kwargs(), connect_timeout=10)
     import pymysql
 
     from atx.dsn import parse_mysql_url

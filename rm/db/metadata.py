@@ -123,7 +123,6 @@ ORDER BY i.indisprimary DESC, ic.relname, k.ord
 
 
 def _postgres(cursor: Any, table: str) -> TableMeta:
-    schema, _ = _split(table)
     quoted = Dialect.POSTGRES.table_ident(table)
     folded = Dialect.POSTGRES.table_ident(table.lower())
     cursor.execute(_PG_COLUMNS, (quoted, folded))
@@ -131,7 +130,8 @@ def _postgres(cursor: Any, table: str) -> TableMeta:
     if not rows:
         raise TableMetaError(table, f"table {table!r} not found")
     stored_schema, stored_name, visible, oid = rows[0][4:8]
-    lock_name = str(stored_name) if visible and schema is None else f"{stored_schema}.{stored_name}"
+    # Visible: the bare name finds this very table (search_path), so keys use that.
+    lock_name = str(stored_name) if visible else f"{stored_schema}.{stored_name}"
     columns = tuple(str(r[0]) for r in rows)
     types = {str(r[0]): str(r[1]).lower() for r in rows}
     auto = next((str(r[0]) for r in rows if r[2]), None)
@@ -144,4 +144,6 @@ def _postgres(cursor: Any, table: str) -> TableMeta:
         if primary:
             pk.append(str(column))
     unique = tuple(tuple(k) for k in keys.values())
-    return TableMeta(table, columns, tuple(pk), types, auto, unique, generated, lock_name)
+    # The images quote the name: they use the stored spelling (``ACCOUNT`` is account).
+    stored = f"{stored_schema}.{stored_name}" if "." in table else str(stored_name)
+    return TableMeta(stored, columns, tuple(pk), types, auto, unique, generated, lock_name)

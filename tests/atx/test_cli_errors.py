@@ -155,11 +155,11 @@ def test_rm_init_with_a_relative_sqlite_path_that_cannot_be_opened(tmp_path: Pat
     assert "relative" in done.stderr
 
 
-def test_rm_init_with_a_postgresql_dsn() -> None:
-    for dsn in ("postgresql://postgres@127.0.0.1:5432/atx", "postgres://postgres@127.0.0.1/atx"):
-        line = one_error(atx("rm", "init", "--dsn", dsn), "UNSUPPORTED_DATABASE")
-        assert "PostgreSQL is not supported yet" in line
-        assert "not a MySQL URL" not in line
+def test_rm_init_with_a_missing_postgresql_database(postgres_url: str) -> None:
+    missing = postgres_url.rsplit("/", 1)[0] + "/atx_no_such_database"
+    for dsn in (missing, missing.replace("postgresql://", "postgres://")):
+        line = one_error(atx("rm", "init", "--dsn", dsn), "DATABASE_NOT_FOUND")
+        assert "'atx_no_such_database' does not exist" in line
 
 
 def test_rm_init_with_an_unknown_url_option(mariadb_url: str) -> None:

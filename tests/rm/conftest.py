@@ -15,7 +15,7 @@ import pymysql
 import pytest
 
 import atx.rm as rm
-from atx.dsn import parse_mysql_url
+from atx.dsn import parse_mysql_url, parse_postgres_url
 from atx.rm.tc_client import TCClient
 from atx.status import GlobalStatus
 
@@ -37,28 +37,34 @@ def tc(tc_address: str) -> TCClient:
 
 @dataclass
 class Database:
-    """One test database behind the proxy: SQLite file or MariaDB database."""
+    """One test database behind the proxy: SQLite file, MariaDB or PostgreSQL database."""
 
-    kind: str
+    kind: str  # sqlite, mariadb or postgres
     location: str
     resource_id: str
 
     @property
     def ph(self) -> str:
-        return "%s" if self.kind == "mariadb" else "?"
+        return "?" if self.kind == "sqlite" else "%s"
 
     def q(self, sql: str) -> str:
         """Write SQL with %s; converted to the driver's placeholder."""
-        return sql if self.kind == "mariadb" else sql.replace("%s", "?")
+        return sql.replace("%s", "?") if self.kind == "sqlite" else sql
 
     def connect(self) -> rm.ConnectionProxy:
         if self.kind == "mariadb":
             return rm.connect_mysql(self.location, resource_id=self.resource_id)
+        if self.kind == "postgres":
+            return rm.connect_postgres(self.location, resource_id=self.resource_id)
         return rm.connect_sqlite(self.location, resource_id=self.resource_id)
 
     def raw(self) -> Any:
         if self.kind == "mariadb":
             return pymysql.connect(**parse_mysql_url(self.location).connect_kwargs())
+        if self.kind == "postgres":
+            import psycopg
+
+            return psycopg.connect(**parse_postgres_url(self.location).connect_kwargs())
         return sqlite3.connect(self.location, timeout=30)
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -102,22 +108,29 @@ class Database:
 DatabaseFactory = Callable[[], Database]
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
+@pytest.fixture(params=["sqlite", "mariadb", "postgres"])
 def make_db(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseFactory:
     """Make databases of the parametrised kind (each its own resource)."""
+    return database_factory(request, str(request.param), tmp_path)
+
+
+def database_factory(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> DatabaseFactory:
+    """Make databases of ``kind``. Call it before requesting the TC fixture: the server
+    databases are then torn down after the TC, once the RM has shut down."""
     counter = iter(range(100))
-    # Set MariaDB up now, so that it is torn down after the TC fixture (request `db`
-    # or `make_db` before `tc`): the RM shuts down before the databases are dropped.
-    maria = request.getfixturevalue("mariadb_factory") if request.param == "mariadb" else None
+    server = None
+    if kind == "mariadb":
+        server = request.getfixturevalue("mariadb_factory")
+    elif kind == "postgres":
+        server = request.getfixturevalue("postgres_factory")
 
     def make() -> Database:
         n = next(counter)
-        if request.param == "sqlite":
+        if kind == "sqlite":
             path = str(tmp_path / f"db{n}.sqlite")
             return Database("sqlite", path, f"sqlite-{uuid.uuid4().hex[:8]}")
-        assert maria is not None
-        url = maria()
-        return Database("mariadb", url, f"maria-{uuid.uuid4().hex[:8]}")
+        assert server is not None
+        return Database(kind, server(), f"{kind}-{uuid.uuid4().hex[:8]}")
 
     return make
 
@@ -125,6 +138,12 @@ def make_db(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseFactory:
 @pytest.fixture
 def db(make_db: DatabaseFactory) -> Database:
     return make_db()
+
+
+@pytest.fixture(params=["mariadb", "postgres"])
+def server_db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    """A MariaDB or PostgreSQL database (request it before ``tc``)."""
+    return database_factory(request, str(request.param), tmp_path)()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:

@@ -1,4 +1,4 @@
-"""Anti-suspension on MariaDB: the TC's rollback reaches the RM after the branch
+"""Anti-suspension on MariaDB and PostgreSQL: the TC's rollback reaches the RM after the branch
 registered but before its local commit. The undo finds no undo row and leaves the
 placeholder; the late local commit then fails on it and leaves no data.
 
@@ -28,9 +28,9 @@ class RollbackRacesRegistration(TCClient):
 
 
 def test_late_local_commit_fails_after_rollback(
-    mariadb_url: str, tc: TCClient, monkeypatch: pytest.MonkeyPatch
+    server_db: Database, tc: TCClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = Database("mariadb", mariadb_url, "maria-suspend")
+    db = server_db
     db.setup_accounts(1)
     conn = db.connect()
     channel = rm.ensure_runtime()
@@ -38,7 +38,13 @@ def test_late_local_commit_fails_after_rollback(
     racing = RollbackRacesRegistration.from_config(rm.get_config())
     monkeypatch.setattr(branch_module, "get_tc_client", lambda: racing)
     xid = ""
-    with pytest.raises(pymysql.err.IntegrityError), rm.global_transaction("suspended") as tx:
+    if db.kind == "postgres":
+        import psycopg
+
+        integrity: type[Exception] = psycopg.IntegrityError
+    else:
+        integrity = pymysql.err.IntegrityError
+    with pytest.raises(integrity), rm.global_transaction("suspended") as tx:
         xid = tx.xid or ""
         conn.cursor().execute("UPDATE account SET balance = 0 WHERE id = %s", (1,))
         conn.commit()

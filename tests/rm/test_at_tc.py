@@ -280,8 +280,8 @@ def test_nested_required_joins_and_hooks_fire_once(db: Database, tc: TCClient) -
     conn.close()
 
 
-def test_select_for_update_checks_global_locks(mariadb_url: str, tc: TCClient) -> None:
-    db = Database("mariadb", mariadb_url, "maria-sfu")
+def test_select_for_update_checks_global_locks(server_db: Database, tc: TCClient) -> None:
+    db = server_db
     db.setup_accounts(2)
     holder, reader = db.connect(), db.connect()
     _attached()
@@ -306,7 +306,7 @@ def test_select_for_update_checks_global_locks(mariadb_url: str, tc: TCClient) -
         t = threading.Thread(target=read)
         t.start()
         t.join(20)
-        assert results[0] == ((100,),)
+        assert [tuple(row) for row in results[0]] == [(100,)]  # type: ignore[attr-defined]
         assert isinstance(results[1], rm.GlobalLockWaitTimeout)
     holder.close()
     reader.close()
@@ -316,8 +316,9 @@ def test_two_spellings_of_one_table_share_lock_keys(db: Database, tc: TCClient) 
     """``account``, ``ACCOUNT`` (SQLite ignores case) and ``<schema>.account`` are one
     table: a global lock taken through one spelling holds against the others."""
     db.setup_accounts(1)
-    schema = "main" if db.kind == "sqlite" else db.location.rsplit("/", 1)[1]
-    spellings = [f"{schema}.account"] + (["ACCOUNT"] if db.kind == "sqlite" else [])
+    schema = {"sqlite": "main", "postgres": "public"}.get(db.kind, db.location.rsplit("/", 1)[1])
+    # SQLite ignores case; PostgreSQL folds unquoted names to lower case.
+    spellings = [f"{schema}.account"] + (["ACCOUNT"] if db.kind != "mariadb" else [])
     holder, other = db.connect(), db.connect()
     _attached()
     with rm.global_transaction("holder"):

@@ -1,4 +1,5 @@
-"""The bank invariant on MariaDB: concurrent transfers across three databases.
+"""The bank invariant: concurrent transfers across three databases, one each of
+MariaDB, PostgreSQL and SQLite.
 
 8 threads each run ATX_BANK_TRANSFERS (default 200, as the issue asks)
 transfers between accounts in two random databases; ATX_BANK_FAIL_RATE (0.2)
@@ -14,6 +15,7 @@ import random
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import grpc
 import pytest
@@ -21,11 +23,12 @@ import pytest
 import atx.rm as rm
 from atx.rm.tc_client import TCClient
 from atx.v1 import admin_pb2, admin_pb2_grpc
-from tests.rm.conftest import Database, wait_until
+from tests.rm.conftest import database_factory, wait_until
 
 THREADS = 8
 ACCOUNTS = 50
 START = 1000
+KINDS = ("mariadb", "postgres", "sqlite")
 
 
 class Refused(Exception):
@@ -34,10 +37,17 @@ class Refused(Exception):
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-def test_bank_invariant(mariadb_factory: object, tc_address: str, tc: TCClient) -> None:
+def test_bank_invariant(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    mariadb_factory: object,  # set up before the TC: dropped after the RM shut down
+    postgres_factory: object,
+    tc_address: str,
+    tc: TCClient,
+) -> None:
     transfers = int(os.environ.get("ATX_BANK_TRANSFERS", "200"))
     fail_rate = float(os.environ.get("ATX_BANK_FAIL_RATE", "0.2"))
-    dbs = [Database("mariadb", mariadb_factory(), f"bank-{i}") for i in range(3)]  # type: ignore[operator]
+    dbs = [database_factory(request, kind, tmp_path)() for kind in KINDS]
     for db in dbs:
         db.setup_accounts(ACCOUNTS, START)
     channel = rm.ensure_runtime()
@@ -57,7 +67,8 @@ def test_bank_invariant(mariadb_factory: object, tc_address: str, tc: TCClient) 
             for index, account, delta in ((src, a, -amount), (dst, b, amount)):
                 conn = conns[index]
                 conn.cursor().execute(
-                    "UPDATE account SET balance = balance + %s WHERE id = %s", (delta, account)
+                    dbs[index].q("UPDATE account SET balance = balance + %s WHERE id = %s"),
+                    (delta, account),
                 )
                 conn.commit()
             if fail:

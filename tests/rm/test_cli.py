@@ -7,7 +7,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from atx.dsn import parse_mysql_url
+from atx.dsn import parse_mysql_url, parse_postgres_url
 from atx.rm import cli
 
 
@@ -38,3 +38,26 @@ def test_init_mariadb(mariadb_url: str) -> None:
         cur.execute("SHOW TABLES")
         assert ("undo_log",) in cur.fetchall()
     conn.close()
+
+
+def test_print_sql_postgres(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(["init", "--dsn", "postgresql://postgres@h/db", "--print-sql"]) == 0
+    out = capsys.readouterr().out
+    assert '"rollback_info" BYTEA NOT NULL' in out
+    assert (
+        'CREATE UNIQUE INDEX IF NOT EXISTS "ux_undo_log" ON "undo_log" ("xid", "branch_id")' in out
+    )
+
+
+def test_init_postgres(postgres_url: str) -> None:
+    import psycopg
+
+    assert _run(["init", "--dsn", postgres_url]) == 0
+    assert _run(["init", "--dsn", postgres_url, "--table", "undo_log"]) == 0  # idempotent
+    with psycopg.connect(**parse_postgres_url(postgres_url).connect_kwargs()) as conn:
+        rows = conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_name = 'undo_log' ORDER BY ordinal_position"
+        ).fetchall()
+    assert rows[0] == ("id", "bigint") and ("rollback_info", "bytea") in rows
+    assert ("log_created", "timestamp without time zone") in rows
