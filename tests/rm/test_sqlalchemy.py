@@ -1,10 +1,12 @@
-"""The proxy works where a DB-API connection is expected: SQLAlchemy's creator."""
+"""The proxy works where a DB-API connection is expected: SQLAlchemy's creator, Core and
+the ORM, on MariaDB and PostgreSQL."""
 
 from __future__ import annotations
 
 import pytest
 import sqlalchemy
-from sqlalchemy import text
+from sqlalchemy import String, select, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import atx.rm as rm
 from atx.rm.tc_client import TCClient
@@ -49,4 +51,57 @@ def test_sqlalchemy_engine_over_the_proxy(mariadb_url: str, tc: TCClient) -> Non
     with pytest.raises(Boom):
         move(50, True)
     assert db.accounts() == [(1, 90, "a1"), (2, 110, "a2")]
+    engine.dispose()
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    __tablename__ = "note"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    body: Mapped[str] = mapped_column(String(40))
+    hits: Mapped[int] = mapped_column(default=0)
+
+
+_URLS = {"mariadb": "mysql+pymysql://", "postgres": "postgresql+psycopg://"}
+
+
+def test_orm_insert_and_update_roll_back(server_db: Database, tc: TCClient) -> None:
+    """A sync engine with ``creator=`` over the proxy: the ORM's INSERT (PostgreSQL's
+    with RETURNING its key) and UPDATE in a global transaction that fails are undone."""
+    db = server_db
+    connect = rm.connect_postgres if db.kind == "postgres" else rm.connect_mysql
+    # SQLAlchemy's psycopg dialect looks the hstore type up with psycopg's TypeInfo,
+    # which wants psycopg's own Connection class, not a proxy of it.
+    options = {"use_native_hstore": False} if db.kind == "postgres" else {}
+    engine = sqlalchemy.create_engine(
+        _URLS[db.kind], creator=lambda: connect(db.location, resource_id=db.resource_id), **options
+    )
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        session.add(Note(body="kept"))
+        session.commit()
+    proxy = db.connect()
+    proxy.resource.undo.ensure_table(proxy.raw)
+    proxy.close()
+    channel = rm.ensure_runtime()
+    assert channel is not None and channel.wait_connected(10)
+
+    @rm.global_transactional(name="orm")
+    def change() -> None:
+        with Session(engine) as session:
+            session.add(Note(body="new", hits=1))
+            kept = session.scalars(select(Note).where(Note.body == "kept")).one()
+            kept.hits += 5
+            session.commit()
+            assert session.scalars(select(Note.hits).order_by(Note.id)).all() == [5, 1]
+        raise Boom()
+
+    with pytest.raises(Boom):
+        change()
+    assert db.query("SELECT id, body, hits FROM note ORDER BY id") == [(1, "kept", 0)]
+    assert db.undo_rows() == 0
     engine.dispose()
