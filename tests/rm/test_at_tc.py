@@ -1,4 +1,4 @@
-"""The AT runtime end to end against a real TC, on SQLite and MariaDB:
+"""The AT runtime end to end against a real TC, on SQLite, MariaDB and PostgreSQL:
 proxy + undo + branch registration + phase two over the Attach stream."""
 
 from __future__ import annotations
@@ -353,3 +353,21 @@ def _capture(run: Any, errors: list[BaseException]) -> None:
         run()
     except BaseException as error:
         errors.append(error)
+
+
+def test_autocommit_statement_is_its_own_branch(server_db: Database, tc: TCClient) -> None:
+    """On an autocommit connection each statement commits as a branch of its own (psycopg:
+    the RM opens the transaction by hand) and the global rollback still undoes it."""
+    db = server_db
+    db.setup_accounts(2)
+    connect = rm.connect_postgres if db.kind == "postgres" else rm.connect_mysql
+    conn = connect(db.location, resource_id=db.resource_id, autocommit=True)
+    _attached()
+    with pytest.raises(Boom), rm.global_transaction("autocommit"):
+        conn.cursor().execute("UPDATE account SET balance = 1 WHERE id = %s", (1,))
+        conn.cursor().execute("UPDATE account SET balance = 2 WHERE id = %s", (2,))
+        assert db.undo_rows() == 2  # committed, one undo row per statement
+        raise Boom()
+    restored = [(1, 100, "a1"), (2, 100, "a2")]
+    wait_until(lambda: db.accounts() == restored and db.undo_rows() == 0, what="undone")
+    conn.close()
