@@ -72,7 +72,8 @@ class Database:
         try:
             cursor = connection.cursor()
             cursor.execute(self.q(sql), params)
-            rows = [tuple(r) for r in cursor.fetchall()]
+            # psycopg's fetchall() raises after a statement without a result.
+            rows = [tuple(r) for r in cursor.fetchall()] if cursor.description else []
             connection.commit()
             return rows
         finally:

@@ -1,4 +1,4 @@
-"""Undo-log retention on SQLite and MariaDB against a real TC: old placeholders go,
+"""Undo-log retention on SQLite, MariaDB and PostgreSQL against a real TC: old placeholders go,
 old undo rows go only when the TC says their global transaction is over."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ LONG_MS = 600_000  # a live transaction must not time out during the test
 
 
 def _dialect(db: Database) -> Dialect:
-    return Dialect.MYSQL if db.kind == "mariadb" else Dialect.SQLITE
+    return {"mariadb": Dialect.MYSQL, "postgres": Dialect.POSTGRES}.get(db.kind, Dialect.SQLITE)
 
 
 def _undo_table(db: Database) -> None:
@@ -289,7 +289,7 @@ def test_configuration_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _dsn(db: Database) -> str:
-    return db.location if db.kind == "mariadb" else f"sqlite:///{db.location}"
+    return f"sqlite:///{db.location}" if db.kind == "sqlite" else db.location
 
 
 def _cli(argv: list[str]) -> int:
