@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from atx.dsn import is_postgres_url
 from atx.rm.errors import InvalidConfigurationError
-from atx.rm.proxy.connect import connect_mysql
+from atx.rm.proxy.connect import connect_mysql, connect_postgres
 from atx.rm.proxy.connection import ConnectionProxy
 
 if TYPE_CHECKING:
@@ -35,8 +36,8 @@ def pool(
     pre_ping: bool = False,
     **connect_kwargs: Any,
 ) -> QueuePool:
-    """A QueuePool of proxies: ``source`` is a ``mysql://`` URL (with ``resource_id``
-    and PyMySQL ``connect_kwargs``) or a function making one proxy.
+    """A QueuePool of proxies: ``source`` is a ``mysql://`` or ``postgresql://`` URL (with
+    ``resource_id`` and PyMySQL / psycopg ``connect_kwargs``) or a function making one proxy.
 
     ``size`` connections are kept, up to ``max_overflow`` more are opened under
     load, and ``connect()`` waits ``timeout`` seconds for a free one. ``recycle``
@@ -59,8 +60,10 @@ def pool(
     if isinstance(source, str):
         url = source
 
+        connect = connect_postgres if is_postgres_url(url) else connect_mysql
+
         def creator() -> Any:
-            return connect_mysql(url, resource_id, **connect_kwargs)
+            return connect(url, resource_id, **connect_kwargs)
 
     else:
         if resource_id is not None or connect_kwargs:

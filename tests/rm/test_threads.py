@@ -16,10 +16,10 @@ THREADS = 8
 PER_THREAD = 50
 
 
-def test_pool_serves_threads_running_global_transactions(mariadb_url: str, tc: TCClient) -> None:
-    db = Database("mariadb", mariadb_url, "maria-pool")
+def test_pool_serves_threads_running_global_transactions(server_db: Database, tc: TCClient) -> None:
+    db = server_db
     db.setup_accounts(THREADS, balance=1000)
-    pool = rm.pool(mariadb_url, resource_id=db.resource_id, size=THREADS, max_overflow=0)
+    pool = rm.pool(db.location, resource_id=db.resource_id, size=THREADS, max_overflow=0)
     runtime = rm.ensure_runtime()
     assert runtime is not None and runtime.wait_connected(10)
 
