@@ -1,15 +1,13 @@
-"""Phase two reuses its raw connections: connecting (PyMySQL builds a TLS context each
-time) is the costly part of deleting a committed branch's undo row."""
+"""Phase two reuses its raw connections (MariaDB, PostgreSQL): connecting (PyMySQL builds a
+TLS context each time, PostgreSQL starts a backend) is the costly part of deleting a
+committed branch's undo row."""
 
 from __future__ import annotations
 
 import contextlib
 from typing import Any
 
-import pymysql
-
 import atx.rm as rm
-from atx.dsn import parse_mysql_url
 from atx.rm.resource import IDLE_CONNECTIONS
 from atx.rm.tc_client import TCClient
 from tests.rm.conftest import Database, wait_until
@@ -17,17 +15,16 @@ from tests.rm.conftest import Database, wait_until
 TRANSACTIONS = 30
 
 
-def test_undo_deletes_and_rollbacks_reuse_connections(mariadb_url: str, tc: TCClient) -> None:
-    db = Database("mariadb", mariadb_url, "maria-reuse")
+def test_undo_deletes_and_rollbacks_reuse_connections(server_db: Database, tc: TCClient) -> None:
+    db = server_db
     db.setup_accounts(2)
-    kwargs = parse_mysql_url(mariadb_url).connect_kwargs()
     made: list[Any] = []
 
     def factory() -> Any:
         made.append(1)
-        return pymysql.connect(**{**kwargs, "autocommit": False})
+        return db.raw()  # not autocommit
 
-    conn = rm.wrap(pymysql.connect(**kwargs), "maria-reuse", factory)
+    conn = rm.wrap(db.raw(), db.resource_id, factory)
     runtime = rm.ensure_runtime()
     assert runtime is not None and runtime.wait_connected(10)
 
