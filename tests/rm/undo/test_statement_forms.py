@@ -25,15 +25,17 @@ from atx.rm.exec import Statement, StatementExecutor, TableCache
 from atx.rm.exec import delete as delete_executor
 from atx.rm.tc_client import TCClient
 from atx.rm.types import ExecutionResult, format_lock_keys
-from tests.conftest import MariaDBFactory
+from tests.conftest import MariaDBFactory, PostgresFactory
 from tests.rm.conftest import Database, wait_final, wait_until
-from tests.rm.dbs import DB, mysql_db, sqlite_db
+from tests.rm.dbs import DB, mysql_db, postgres_db, sqlite_db
 
 ACCT_DDL = {
     Dialect.SQLITE: "CREATE TABLE acct (id INTEGER PRIMARY KEY, name VARCHAR(20),"
     " qty INT, price DECIMAL(10,2), at TEXT)",
     Dialect.MYSQL: "CREATE TABLE acct (id INT PRIMARY KEY, name VARCHAR(20) NULL,"
     " qty INT NULL, price DECIMAL(10,2) NULL, at DATETIME(6) NULL)",
+    Dialect.POSTGRES: "CREATE TABLE acct (id INT PRIMARY KEY, name VARCHAR(20) NULL,"
+    " qty INT NULL, price DECIMAL(10,2) NULL, at TIMESTAMP(6) NULL)",
 }
 FLAG_DDL = "CREATE TABLE flag (id INT PRIMARY KEY, acct_id INT NOT NULL, kind VARCHAR(5) NOT NULL)"
 T0 = dt.datetime(2024, 5, 6, 7, 8, 9, 123456)
@@ -99,11 +101,14 @@ def check(at: DB, twin: DB, sql: str, params: object) -> ExecutionResult:
     return result
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
+@pytest.fixture(params=["sqlite", "mariadb", "postgres"])
 def pair(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[DB, DB]:
     """A database for the executor and a twin for the plain SQL, both seeded."""
     if request.param == "sqlite":
         at, twin = sqlite_db(str(tmp_path / "at.db")), sqlite_db(str(tmp_path / "twin.db"))
+    elif request.param == "postgres":
+        make: PostgresFactory = request.getfixturevalue("postgres_factory")
+        at, twin = postgres_db(make()), postgres_db(make())
     else:
         factory: MariaDBFactory = request.getfixturevalue("mariadb_factory")
         at, twin = mysql_db(factory()), multi_db(factory())
@@ -229,7 +234,7 @@ def test_multi_dirty_write_is_refused(maria_db: DB) -> None:
     assert len(db.undo_rows()) == 1
 
 
-# -- EXISTS in WHERE (SQLite and MariaDB) ------------------------------------------------------
+# -- EXISTS in WHERE (SQLite, MariaDB and PostgreSQL) ----------------------------------------
 
 
 def test_delete_where_exists(pair: tuple[DB, DB]) -> None:
