@@ -9,10 +9,14 @@ on commit).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from atx.dialect import Dialect
 from atx.rm.branch import Branch
+from atx.rm.context import scope_active
+from atx.rm.errors import InvalidUsageError
 from atx.rm.proxy.cursor import CursorProxy, GuardedCursorProxy
 from atx.rm.proxy.delegate import delegating_subclass
 from atx.rm.proxy.guard import ConnectionGuard
@@ -99,6 +103,30 @@ class ConnectionProxy:
         finally:
             guard.exit()
 
+    @contextlib.contextmanager
+    def transaction(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """psycopg's ``with conn.transaction():`` block. Outside a global transaction or
+        ``@global_lock`` scope it is psycopg's own; inside one, the block's end is the
+        branch's commit (registration, undo row, local commit) or its rollback, as
+        ``commit()`` / ``rollback()`` are: psycopg's would commit behind the branch's back.
+        """
+        if not scope_active():
+            with self._raw.transaction(*args, **kwargs) as block:
+                yield block
+            return
+        if args or kwargs or self.branch.active or _in_transaction(self._raw):
+            # A savepoint rolled back would undo rows the branch already imaged.
+            raise InvalidUsageError(
+                "inside a global transaction, conn.transaction() takes no arguments and"
+                " cannot nest (no savepoints): commit or roll back the connection first"
+            )
+        try:
+            yield None
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
     def __enter__(self) -> ConnectionProxy:
         return self
 
@@ -121,3 +149,9 @@ class ConnectionProxy:
             object.__setattr__(self, name, value)
         else:
             setattr(self._raw, name, value)
+
+
+def _in_transaction(raw: Any) -> bool:
+    """psycopg: the connection has a transaction open (status not IDLE)."""
+    info = getattr(raw, "info", None)
+    return info is not None and int(info.transaction_status) != 0

@@ -371,3 +371,27 @@ def test_autocommit_statement_is_its_own_branch(server_db: Database, tc: TCClien
     restored = [(1, 100, "a1"), (2, 100, "a2")]
     wait_until(lambda: db.accounts() == restored and db.undo_rows() == 0, what="undone")
     conn.close()
+
+
+def test_psycopg_transaction_block_is_the_branch(postgres_url: str, tc: TCClient) -> None:
+    """``with conn.transaction():`` inside a global transaction commits as the branch
+    (psycopg's own block would commit behind it) and is undone by the global rollback."""
+    db = Database("postgres", postgres_url, "pg-block")
+    db.setup_accounts(2)
+    conn = db.connect()
+    _attached()
+    with pytest.raises(Boom), rm.global_transaction("block"):
+        with conn.transaction():
+            conn.execute("UPDATE account SET balance = 7 WHERE id = %s", (1,))
+        assert db.undo_rows() == 1  # committed as a branch
+        conn.execute("UPDATE account SET balance = 8 WHERE id = %s", (2,))
+        with pytest.raises(rm.RMError, match="cannot nest"), conn.transaction():
+            pass
+        conn.rollback()
+        raise Boom()
+    restored = [(1, 100, "a1"), (2, 100, "a2")]
+    wait_until(lambda: db.accounts() == restored and db.undo_rows() == 0, what="undone")
+    with conn.transaction():  # outside: psycopg's own
+        conn.execute("UPDATE account SET balance = 9 WHERE id = 1")
+    assert db.accounts()[0] == (1, 9, "a1")
+    conn.close()
