@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from atx.dialect import Dialect
 from atx.rm.branch import Branch
 from atx.rm.context import current_xid, scope_active
-from atx.rm.errors import DDLInGlobalTransactionError
+from atx.rm.errors import DDLInGlobalTransactionError, UnsupportedSQLError
 from atx.rm.proxy.delegate import delegating_subclass
 from atx.rm.proxy.guard import ConnectionGuard
 from atx.rm.types.sql import StatementKind
@@ -144,6 +144,16 @@ class CursorProxy:
         if resource.dialect is not Dialect.MYSQL:
             return self
         return outcome.rowcount
+
+    def copy(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        """psycopg's COPY: a ``COPY ... FROM`` would load rows the RM cannot image, so
+        inside a global transaction or ``@global_lock`` scope it is refused."""
+        if scope_active():
+            text = statement if isinstance(statement, str) else statement.as_string(self._raw)
+            kind = self._branch.resource.executor.classify(text)
+            if kind is not StatementKind.OTHER:
+                raise UnsupportedSQLError("COPY ... FROM", text)
+        return self._raw.copy(statement, *args, **kwargs)
 
     @property
     def description(self) -> Any:

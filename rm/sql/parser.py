@@ -41,6 +41,8 @@ _FIRST_WORD = re.compile(r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*([A-Za-z]+)", re.S)
 _FOR_UPDATE_TAIL = re.compile(
     r"\s+FOR\s+UPDATE(?:\s+OF\s+[\w`\".,\s]+?)?(?:\s+NOWAIT|\s+SKIP\s+LOCKED)?\s*;?\s*$", re.I
 )
+# COPY table [(columns)] FROM ...; COPY (query) TO ... only reads.
+_COPY_FROM = re.compile(r"^\s*COPY\s+[^(\s].*?\bFROM\b", re.I | re.S)
 _NAMES = {Dialect.MYSQL: "MySQL", Dialect.SQLITE: "SQLite", Dialect.POSTGRES: "PostgreSQL"}
 _DDL_NODES: tuple[type[exp.Expression], ...] = (exp.Create, exp.Alter, exp.Drop, exp.TruncateTable)
 
@@ -67,6 +69,8 @@ def parse(sql: str, dialect: Dialect, has_params: bool = True) -> SQLRecognition
     word = _first_word(sql)
     if word in ("REPLACE", "MERGE"):
         return SQLRecognition(sql, SQLType.OTHER, unsupported=word, extra={"dml": True})
+    if word == "COPY" and _COPY_FROM.search(sql):  # PostgreSQL's bulk load: no images
+        return SQLRecognition(sql, SQLType.OTHER, unsupported="COPY ... FROM", extra={"dml": True})
     norm = normalize(sql, dialect, has_params)
     try:
         trees = [t for t in sqlglot.parse(norm.text, read=dialect.value) if t is not None]

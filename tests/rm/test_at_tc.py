@@ -387,6 +387,11 @@ def test_psycopg_transaction_block_is_the_branch(postgres_url: str, tc: TCClient
         conn.execute("UPDATE account SET balance = 8 WHERE id = %s", (2,))
         with pytest.raises(rm.RMError, match="cannot nest"), conn.transaction():
             pass
+        # COPY ... FROM loads rows the RM cannot image: refused before it runs.
+        with pytest.raises(rm.UnsupportedSQLError, match="COPY"):
+            conn.cursor().copy("COPY account (id, balance) FROM STDIN")
+        with pytest.raises(rm.UnsupportedSQLError, match="COPY"):
+            conn.execute("COPY account FROM '/nonexistent'")
         conn.rollback()
         raise Boom()
     restored = [(1, 100, "a1"), (2, 100, "a2")]
