@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -218,6 +220,44 @@ def test_postgres_insert_returning(pg_db: DB) -> None:
         executor.execute(cur, "INSERT INTO auto (name) VALUES ('d') RETURNING name")
     conn.rollback()
     conn.close()
+
+
+PG_TYPES_DDL = (
+    "CREATE TABLE kinds (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, u UUID, doc JSONB,"
+    " j JSON, flag BOOLEAN, at TIMESTAMPTZ(6), tags INT[], amount NUMERIC(20, 6), raw BYTEA,"
+    " twice NUMERIC(21, 6) GENERATED ALWAYS AS (amount * 2) STORED)"
+)
+PG_KINDS = (
+    uuid.UUID(int=7),
+    json.dumps({"a": [1, 2], "b": {"c": None}}),
+    json.dumps({"k": "v"}),
+    True,
+    dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC),
+    [3, None, 5],
+    Decimal("12345678901234.000001"),
+    b"\x00\xff",
+)
+
+
+def test_postgres_types_round_trip(pg_db: DB) -> None:
+    """psycopg's own types (UUID, json / jsonb, bool, timestamptz, arrays) survive the undo
+    image; a deleted row gets its GENERATED ALWAYS key back; the generated column is
+    never written."""
+    db = pg_db
+    insert = (
+        "INSERT INTO kinds (u, doc, j, flag, at, tags, amount, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    db.setup(PG_TYPES_DDL, [PG_KINDS, PG_KINDS], insert)
+    round_trip(
+        db,
+        [
+            (insert, PG_KINDS),
+            ("UPDATE kinds SET u = ?, doc = ?, flag = NOT flag, tags = ?, amount = ? WHERE id = 1",
+             (uuid.UUID(int=9), json.dumps({"z": 1}), [1], Decimal("0.5"))),
+            ("DELETE FROM kinds WHERE id = 2", None),
+        ],
+        table="kinds",
+    )  # fmt: skip
 
 
 def test_dirty_write_is_refused(data_db: DB) -> None:

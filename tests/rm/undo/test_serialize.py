@@ -14,6 +14,10 @@ values = st.one_of(
     st.floats(allow_nan=False), st.decimals(allow_nan=False, allow_infinity=False),
     st.datetimes(), st.dates(), st.times(), st.timedeltas(),
     st.datetimes(timezones=st.just(dt.UTC)),
+    st.uuids(),  # psycopg's uuid, json / jsonb documents and arrays
+    st.dictionaries(st.text(), st.one_of(st.integers(), st.text(), st.lists(st.integers()))),
+    st.lists(st.one_of(st.none(), st.integers(), st.decimals(allow_nan=False,
+                                                             allow_infinity=False))),
 )  # fmt: skip
 
 
