@@ -30,6 +30,28 @@ def test_sqlite_named_and_numbered() -> None:
     assert rec.where.refs == ("id", 1) and rec.where.text == "id = ? AND v > ?"
 
 
+def test_postgres_placeholders_quotes_and_casts() -> None:
+    """psycopg's %s / %b / %t and %(name)s, %% for a percent, $$-quoted text, :: casts."""
+    rec = parse(
+        "UPDATE t SET v = %b::int, note = $tag$50%s off$tag$"
+        " WHERE id = %s AND n LIKE 'a%%' AND k = %t::text",
+        Dialect.POSTGRES,
+    )
+    assert rec.sql_type is SQLType.UPDATE and rec.columns == ("v", "note")
+    assert rec.param_count == 3 and rec.where is not None and rec.where.refs == (1, 2)
+    named = parse("DELETE FROM t WHERE id = %(id)s", Dialect.POSTGRES)
+    assert named.param_style is ParamStyle.NAMED and named.where is not None
+    assert named.where.refs == ("id",) and named.where.text == "id = %s"
+    assert rec.where.text == "id = %s AND n LIKE 'a%%' AND k = CAST(%s AS TEXT)"
+    upsert = parse(
+        "INSERT INTO t (id, v) VALUES (%s, %s) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v"
+        " RETURNING id",
+        Dialect.POSTGRES,
+    )
+    assert upsert.sql_type is SQLType.INSERT_ON_DUPLICATE and upsert.on_duplicate_columns == ("v",)
+    assert upsert.extra["returning"] == ("id",)
+
+
 def test_insert_values() -> None:
     rec = parse(
         "INSERT INTO t (a, b) VALUES (%(a)s, 1), (NULL, 'x') ON DUPLICATE KEY UPDATE b = 2",
