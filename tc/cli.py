@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--store",
         default=env("ATX_TC_STORE", ""),
         metavar="URL",
-        help="session store: sqlite:////absolute/path.db, redis://host:6379/0?key_prefix=atx:"
+        help="session store: sqlite:////absolute/path.db (sqlite:///relative.db), redis://host:6379/0?key_prefix=atx:"
         " or mysql://user:password@host:3306/database (default: sqlite at $ATX_DATA_DIR/tc.db"
         " or ~/.local/share/atx/tc.db; env ATX_TC_STORE)",
     )
