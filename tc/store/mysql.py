@@ -10,8 +10,9 @@ InnoDB schema and MySQL's spelling of what differs. Ids come in blocks from
 is a duplicate key (InnoDB rolls back that statement only).
 
 Connections come from SQLAlchemy's ``QueuePool`` (the ``mysql`` extra)
-rather than a hand-written pool: it is well kept, already what the RM's
-``atx.rm.pool`` uses, and thread-safe. Up to 16 idle connections are kept
+rather than a hand-written pool: it is well kept, thread-safe and already
+what the RM's ``atx.rm.pool`` uses (DBUtils' ``PooledDB`` would do too, as
+one more dependency the project has nowhere else). Up to 16 idle connections are kept
 (most recently used first); busier moments open, and then close, more. A
 connection that failed is invalidated (closed, never handed out again), and
 after a lost connection the idle ones are dropped too, since they most
