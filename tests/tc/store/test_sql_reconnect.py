@@ -1,7 +1,8 @@
 """The SQL stores (MariaDB, PostgreSQL) outlive their connections: when the
 server drops every connection of the store (a restart, a failover, an admin's
 KILL), the next call is rerun on a fresh one, and the pool's idle connections,
-dead too, are not handed out again."""
+dead too, are not handed out again. A COMMIT that fails is never rerun: its
+outcome is unknown, and the caller is told so."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import pymysql
 import pytest
 
 from atx.dsn import parse_mysql_url, parse_postgres_url
+from atx.errors import UnavailableError
 from atx.status import GlobalStatus
 from atx.tc.store.base import GlobalRecord, create_store
 from atx.tc.store.sql_store import SqlSessionStore
-from atx.tc.store.sql_txn import ATTEMPTS
+from atx.tc.store.sql_txn import ATTEMPTS, Cursor
 
 Killer = Callable[[], int]
 
@@ -45,7 +47,8 @@ def _postgres_killer(url: str) -> Iterator[Killer]:
 
     def kill() -> int:
         rows = admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            # With a timeout it waits until the backends are gone.
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
             " WHERE datname=%s AND pid<>pg_backend_pid()",
             (target.database,),
         ).fetchall()
@@ -81,3 +84,22 @@ def test_calls_survive_the_server_dropping_every_connection(
     found = store.get_global("x-1")
     assert found is not None and found.status == GlobalStatus.BEGIN
     assert store.change_status("x-1", {GlobalStatus.BEGIN}, GlobalStatus.COMMITTING) is not None
+
+
+def test_a_failed_commit_is_not_rerun(store_and_killer: tuple[SqlSessionStore, Killer]) -> None:
+    store, kill = store_and_killer
+    runs: list[int] = []
+
+    def step(cur: Cursor) -> None:
+        runs.append(1)
+        cur.execute(
+            "INSERT INTO distributed_lock (name, owner, expire_ms) VALUES (%s, %s, %s)",
+            ("job", "me", 1),
+        )
+        assert kill() >= 1  # this step's own connection: COMMIT comes next
+
+    with pytest.raises(UnavailableError) as failed:
+        store._run(step)
+    assert failed.value.details.get("committing") == "True"
+    assert runs == [1]
+    assert store.try_job_lock("job", "other", 1000)  # the killed insert did not commit
