@@ -31,7 +31,7 @@ from pymysql.constants import CLIENT
 from pymysql.cursors import Cursor as MySQLCursor
 
 from atx.dialect import Dialect
-from atx.dsn import parse_mysql_url
+from atx.dsn import parse_mysql_url, redact_url
 from atx.errors import ConfigurationError, InvalidArgumentError, UnavailableError
 from atx.tc.store.base import register_store
 from atx.tc.store.sql_common import AUDIT_INSERT, StoreSql
@@ -105,7 +105,8 @@ class MySQLSessionStore(SqlSessionStore[PoolProxiedConnection]):
         super().__init__(history_size)
         target = parse_mysql_url(url)
         if not target.database:
-            raise InvalidArgumentError(f"MySQL store URL {url!r} names no database", url=url)
+            shown = redact_url(url)  # never a password in a message
+            raise InvalidArgumentError(f"MySQL store URL {shown!r} names no database", url=shown)
         kwargs = target.connect_kwargs()
         self._closed = False
 

@@ -35,7 +35,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from atx.dialect import Dialect
-from atx.dsn import parse_postgres_url
+from atx.dsn import parse_postgres_url, redact_url
 from atx.errors import ConfigurationError, InvalidArgumentError, UnavailableError
 from atx.tc.store.base import register_store
 from atx.tc.store.sql_common import AUDIT_INSERT, StoreSql
@@ -119,7 +119,10 @@ class PostgresSessionStore(SqlSessionStore[psycopg.Connection[Any]]):
         super().__init__(history_size)
         target = parse_postgres_url(url)
         if not target.database:
-            raise InvalidArgumentError(f"PostgreSQL store URL {url!r} names no database", url=url)
+            shown = redact_url(url)  # never a password in a message
+            raise InvalidArgumentError(
+                f"PostgreSQL store URL {shown!r} names no database", url=shown
+            )
         kwargs = {"connect_timeout": _CONNECT_TIMEOUT, **target.connect_kwargs()}
         self._closed = False
         with psycopg.connect(**kwargs) as conn:  # commits the schema on leaving
