@@ -19,6 +19,7 @@ __all__ = [
     "parse_postgres_url",
     "parse_redis_url",
     "redact_url",
+    "sqlite_path",
 ]
 
 _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
@@ -237,6 +238,24 @@ def parse_redis_url(url: str) -> RedisTarget:
     rest = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
     clean = parts._replace(query=rest).geturl()
     return RedisTarget(url=clean, key_prefix=prefix)
+
+
+def sqlite_path(url: str) -> str:
+    """The file a ``sqlite:`` URL names, by SQLAlchemy's convention everywhere in atx
+    (TC store, RM, services): ``sqlite:///relative.db`` is relative to the current
+    directory, ``sqlite:////absolute/path.db`` absolute, ``sqlite://`` or
+    ``sqlite:///:memory:`` in memory. Query options are not part of the path."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise InvalidArgumentError(f"not a SQLite URL: {url!r}", url=url)
+    if parts.netloc:
+        raise InvalidArgumentError(
+            f"SQLite URL {url!r} has a host part",
+            url=url,
+            hint="write sqlite:///relative.db or sqlite:////absolute/path.db",
+        )
+    path = unquote(parts.path).removeprefix("/")
+    return path if path and path != ":memory:" else ":memory:"
 
 
 def redact_url(url: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from atx.dsn import is_postgres_url, parse_mysql_url, parse_postgres_url, redact_url
+from atx.dsn import is_postgres_url, parse_mysql_url, parse_postgres_url, redact_url, sqlite_path
 from atx.errors import InvalidArgumentError, InvalidUrlOptionError, UnsupportedDatabaseError
 from atx.testing import self_signed_cert
 
@@ -118,3 +118,26 @@ def test_a_postgres_url_gives_libpq_parameters() -> None:
 def test_a_postgres_url_with_an_unknown_option_is_refused() -> None:
     with pytest.raises(InvalidUrlOptionError, match="sslmod"):
         parse_postgres_url("postgresql://h/db?sslmod=require")
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///tc.db", "tc.db"),
+        ("sqlite:///data/tc.db", "data/tc.db"),
+        ("sqlite:////var/lib/atx/tc.db", "/var/lib/atx/tc.db"),
+        ("sqlite:////tmp/a%20b.db?synchronous=FULL", "/tmp/a b.db"),
+        ("sqlite://", ":memory:"),
+        ("sqlite:///:memory:", ":memory:"),
+    ],
+)
+def test_every_command_reads_sqlite_urls_as_sqlalchemy(url: str, path: str) -> None:
+    from atx.tc.store.sqlite import sqlite_path_from_url
+
+    assert sqlite_path(url) == path
+    assert sqlite_path_from_url(url)[0] == path  # the TC's store, the same way
+
+
+def test_a_sqlite_url_with_a_host_is_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="host part"):
+        sqlite_path("sqlite://tc.db")
