@@ -117,8 +117,14 @@ def _usable(dialect: Dialect, connection: Any) -> bool:
         except Exception:
             return False
         return True
-    # psycopg knows without a round trip; a kept one is never left in a transaction.
-    return not (connection.closed or connection.broken)
+    # psycopg: no ping without opening a transaction. A connection the client closed,
+    # that failed, or that is not idle goes; one the server dropped fails at its next
+    # use, which closes it (the phase-two step is retried).
+    from psycopg.pq import TransactionStatus  # only PostgreSQL comes here
+
+    if connection.closed or connection.broken:
+        return False
+    return bool(connection.info.transaction_status == TransactionStatus.IDLE)
 
 
 _lock = threading.Lock()
