@@ -66,6 +66,13 @@ def _skip_comment(sql: str, i: int, dialect: Dialect) -> int:
     return i
 
 
+def _escape_string(sql: str, i: int, dialect: Dialect) -> bool:
+    """PostgreSQL's ``E'...'`` string, whose backslashes escape (plain strings' do not)."""
+    if dialect is not Dialect.POSTGRES or sql[i] != "'" or i == 0 or sql[i - 1] not in "eE":
+        return False
+    return i == 1 or not (sql[i - 2].isalnum() or sql[i - 2] == "_")
+
+
 def _segments(sql: str, dialect: Dialect) -> list[tuple[bool, str]]:
     """Split into (is_code, text) segments; quotes and comments are not code."""
     out: list[tuple[bool, str]] = []
@@ -80,7 +87,7 @@ def _segments(sql: str, dialect: Dialect) -> list[tuple[bool, str]]:
             end = n if close < 0 else close + len(dollar.group())
         elif c in "'\"`" or (c == "[" and dialect is Dialect.SQLITE):
             end = (
-                _skip_quoted(sql, i, c, backslash and c != "`")
+                _skip_quoted(sql, i, c, (backslash and c != "`") or _escape_string(sql, i, dialect))
                 if c != "["
                 else (sql.find("]", i) + 1 or n)
             )

@@ -17,13 +17,23 @@ class Boom(Exception):
     pass
 
 
-def test_sqlalchemy_engine_over_the_proxy(mariadb_url: str, tc: TCClient) -> None:
-    db = Database("mariadb", mariadb_url, "maria-sqlalchemy")
-    db.setup_accounts(2)
-    engine = sqlalchemy.create_engine(
-        "mysql+pymysql://",
-        creator=lambda: rm.connect_mysql(mariadb_url, resource_id=db.resource_id),
+_URLS = {"mariadb": "mysql+pymysql://", "postgres": "postgresql+psycopg://"}
+
+
+def _engine(db: Database) -> sqlalchemy.Engine:
+    connect = rm.connect_postgres if db.kind == "postgres" else rm.connect_mysql
+    # SQLAlchemy's psycopg dialect looks the hstore type up with psycopg's TypeInfo,
+    # which wants psycopg's own Connection class, not a proxy of it.
+    options = {"use_native_hstore": False} if db.kind == "postgres" else {}
+    return sqlalchemy.create_engine(
+        _URLS[db.kind], creator=lambda: connect(db.location, resource_id=db.resource_id), **options
     )
+
+
+def test_sqlalchemy_engine_over_the_proxy(server_db: Database, tc: TCClient) -> None:
+    db = server_db
+    db.setup_accounts(2)
+    engine = _engine(db)
     channel = rm.ensure_runtime()
     assert channel is not None and channel.wait_connected(10)
 
@@ -66,20 +76,11 @@ class Note(Base):
     hits: Mapped[int] = mapped_column(default=0)
 
 
-_URLS = {"mariadb": "mysql+pymysql://", "postgres": "postgresql+psycopg://"}
-
-
 def test_orm_insert_and_update_roll_back(server_db: Database, tc: TCClient) -> None:
     """A sync engine with ``creator=`` over the proxy: the ORM's INSERT (PostgreSQL's
     with RETURNING its key) and UPDATE in a global transaction that fails are undone."""
     db = server_db
-    connect = rm.connect_postgres if db.kind == "postgres" else rm.connect_mysql
-    # SQLAlchemy's psycopg dialect looks the hstore type up with psycopg's TypeInfo,
-    # which wants psycopg's own Connection class, not a proxy of it.
-    options = {"use_native_hstore": False} if db.kind == "postgres" else {}
-    engine = sqlalchemy.create_engine(
-        _URLS[db.kind], creator=lambda: connect(db.location, resource_id=db.resource_id), **options
-    )
+    engine = _engine(db)
     Base.metadata.create_all(engine)
     with Session(engine) as session:
         session.add(Note(body="kept"))

@@ -39,6 +39,9 @@ def test_postgres_placeholders_quotes_and_casts() -> None:
     )
     assert rec.sql_type is SQLType.UPDATE and rec.columns == ("v", "note")
     assert rec.param_count == 3 and rec.where is not None and rec.where.refs == (1, 2)
+    escaped = parse("UPDATE t SET note = E'it\\'s %%' WHERE id = %s", Dialect.POSTGRES)
+    assert escaped.param_count == 1 and escaped.where is not None
+    assert escaped.where.refs == (0,)
     named = parse("DELETE FROM t WHERE id = %(id)s", Dialect.POSTGRES)
     assert named.param_style is ParamStyle.NAMED and named.where is not None
     assert named.where.refs == ("id",) and named.where.text == "id = %s"
