@@ -3,15 +3,16 @@
 Values keep their Python type across the round trip: ``datetime`` (with
 microseconds and tzinfo), ``date``, ``time``, ``timedelta`` (pymysql's TIME),
 ``Decimal`` (exact text), ``bytes``, ``None``, ``bool``, ``int``, ``float``
-and ``str``; from psycopg also ``UUID``, JSON documents (``dict``) and arrays
-(``list``, element by element). The undo row's ``context`` column names the encoding, e.g.
-``serializer=json;compressor=zlib``.
+and ``str``; from psycopg also ``UUID``, ``ipaddress`` values (inet, cidr), JSON
+documents (``dict``) and arrays (``list``, element by element). The undo row's
+``context`` column names the encoding, e.g. ``serializer=json;compressor=zlib``.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 import json
 import math
 import uuid
@@ -26,6 +27,16 @@ from atx.rm.types.sql import SQLType
 __all__ = ["DEFAULT_COMPRESS_THRESHOLD", "decode", "decode_value", "encode", "encode_value"]
 
 DEFAULT_COMPRESS_THRESHOLD = 4096
+_IP_TYPES = (
+    ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Interface,
+    ipaddress.IPv6Interface, ipaddress.IPv4Network, ipaddress.IPv6Network,
+)  # fmt: skip
+_IP_KINDS = {"Address": "address", "Interface": "interface", "Network": "network"}
+_IP_MAKERS: dict[str, Any] = {
+    "address": ipaddress.ip_address,
+    "interface": ipaddress.ip_interface,
+    "network": ipaddress.ip_network,
+}
 _VERSION = 1
 
 
@@ -51,6 +62,8 @@ def encode_value(value: Any) -> Any:
         return {"$set": sorted(str(v) for v in value)}
     if isinstance(value, uuid.UUID):
         return {"$uuid": str(value)}
+    if isinstance(value, _IP_TYPES):  # psycopg's inet / cidr
+        return {"$ip": [_IP_KINDS[type(value).__name__[4:]], str(value)]}
     if isinstance(value, dict):  # psycopg's json / jsonb: the document as it is
         return {"$json": value}
     if isinstance(value, list):  # psycopg's arrays
@@ -80,6 +93,8 @@ def decode_value(value: Any) -> Any:
         return set(raw)
     if tag == "$uuid":
         return uuid.UUID(raw)
+    if tag == "$ip":
+        return _IP_MAKERS[raw[0]](raw[1])
     if tag == "$json":
         return raw
     if tag == "$list":

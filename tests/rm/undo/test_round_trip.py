@@ -225,6 +225,7 @@ def test_postgres_insert_returning(pg_db: DB) -> None:
 PG_TYPES_DDL = (
     "CREATE TABLE kinds (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, u UUID, doc JSONB,"
     " j JSON, flag BOOLEAN, at TIMESTAMPTZ(6), tags INT[], amount NUMERIC(20, 6), raw BYTEA,"
+    " addr INET, net CIDR,"
     " twice NUMERIC(21, 6) GENERATED ALWAYS AS (amount * 2) STORED)"
 )
 PG_KINDS = (
@@ -236,23 +237,27 @@ PG_KINDS = (
     [3, None, 5],
     Decimal("12345678901234.000001"),
     b"\x00\xff",
+    "10.1.2.3/24",
+    "192.168.0.0/16",
 )
 
 
 def test_postgres_types_round_trip(pg_db: DB) -> None:
-    """psycopg's own types (UUID, json / jsonb, bool, timestamptz, arrays) survive the undo
-    image; a deleted row gets its GENERATED ALWAYS key back; the generated column is
-    never written."""
+    """psycopg's own types (UUID, json / jsonb, bool, timestamptz, arrays, inet / cidr)
+    survive the undo image; a deleted row gets its GENERATED ALWAYS key back; the
+    generated column is never written."""
     db = pg_db
     insert = (
-        "INSERT INTO kinds (u, doc, j, flag, at, tags, amount, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO kinds (u, doc, j, flag, at, tags, amount, raw, addr, net)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
     db.setup(PG_TYPES_DDL, [PG_KINDS, PG_KINDS], insert)
     round_trip(
         db,
         [
             (insert, PG_KINDS),
-            ("UPDATE kinds SET u = ?, doc = ?, flag = NOT flag, tags = ?, amount = ? WHERE id = 1",
+            ("UPDATE kinds SET u = ?, doc = ?, flag = NOT flag, tags = ?, amount = ?,"
+             " addr = '::1', net = '10.0.0.0/8' WHERE id = 1",
              (uuid.UUID(int=9), json.dumps({"z": 1}), [1], Decimal("0.5"))),
             ("DELETE FROM kinds WHERE id = 2", None),
         ],

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +15,9 @@ values = st.one_of(
     st.floats(allow_nan=False), st.decimals(allow_nan=False, allow_infinity=False),
     st.datetimes(), st.dates(), st.times(), st.timedeltas(),
     st.datetimes(timezones=st.just(dt.UTC)),
-    st.uuids(),  # psycopg's uuid, json / jsonb documents and arrays
+    st.uuids(), st.ip_addresses(),  # psycopg's uuid, inet, json / jsonb documents and arrays
+    st.ip_addresses(v=4).map(lambda a: ipaddress.ip_interface(f"{a}/24")),
+    st.ip_addresses(v=6).map(lambda a: ipaddress.ip_network(f"{a}/128")),
     st.dictionaries(st.text(), st.one_of(st.integers(), st.text(), st.lists(st.integers()))),
     st.lists(st.one_of(st.none(), st.integers(), st.decimals(allow_nan=False,
                                                              allow_infinity=False))),
