@@ -3,7 +3,8 @@
 Primary keys come from the statement's values, or from the database for its
 auto-increment column (MySQL reports the first generated id of a statement,
 SQLite the last; consecutive ids are assumed, stepped by MySQL's
-``auto_increment_increment``). PostgreSQL hands the rows back with ``RETURNING``.
+``auto_increment_increment``). PostgreSQL hands the rows back with ``RETURNING``;
+a caller's own RETURNING (PostgreSQL, MariaDB) hands back their keys.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ __all__ = ["execute", "insert_columns"]
 
 
 def execute(st: Statement) -> ExecutionResult:
+    if st.rec.extra.get("returning") is not None:
+        return _returning(st)
     if st.dialect is Dialect.POSTGRES:
         return _postgres(st)
     meta, rec = st.meta, st.rec
@@ -50,31 +53,39 @@ def execute(st: Statement) -> ExecutionResult:
 
 
 def _postgres(st: Statement) -> ExecutionResult:
-    """psycopg reports no generated keys: the rows come back from ``RETURNING``.
-
-    Without a RETURNING of the caller's own, the statement runs with ``RETURNING``
-    every column, which is the after image (no SELECT, and no guess about sequence
-    values, which concurrent sessions interleave). The caller's own RETURNING rows
-    stay for the caller: their primary key columns select the after image.
-    """
+    """psycopg reports no generated keys: the statement runs with ``RETURNING`` every
+    column, and the rows that come back are the after image (no SELECT, and no guess
+    about sequence values, which concurrent sessions interleave); for an
+    ``INSERT ... SELECT`` too."""
     meta, rec = st.meta, st.rec
+    st.run(returning_sql(st.dialect, rec.sql, meta.columns, st.params is not None))
+    rows = _fetch_tuples(st.cursor)
+    after = TableImage(meta.name, meta.columns, meta.pk_columns, rows)
     before = TableImage.empty(meta.name, meta.columns, meta.pk_columns)
-    returning = rec.extra.get("returning")
-    if returning is None:
-        st.run(returning_sql(st.dialect, rec.sql, meta.columns, st.params is not None))
-        rows = _fetch_tuples(st.cursor)
-        after = TableImage(meta.name, meta.columns, meta.pk_columns, rows)
-        item = SQLUndoLog(SQLType.INSERT, meta.name, before, after)
-        return st.result([item], lock_keys_of(after, meta))
-    returned = {name.lower() for name in returning}
+    item = SQLUndoLog(SQLType.INSERT, meta.name, before, after)
+    return st.result([item], lock_keys_of(after, meta))
+
+
+def _returning(st: Statement) -> ExecutionResult:
+    """The caller's own RETURNING (PostgreSQL, MariaDB; SQLAlchemy's ORM writes
+    ``RETURNING note.id``): the statement runs unchanged, its rows are read and rewound
+    for the caller, and their primary key columns select the after image."""
+    meta, rec = st.meta, st.rec
+    returned = {name.lower() for name in rec.extra["returning"]}
     if "*" in returned or all(c.lower() in returned for c in meta.pk_columns):
         st.run()
-        names = [d.name.lower() for d in st.cursor.description or ()]
+        names = [str(d[0]).lower() for d in st.cursor.description or ()]
         fetched = _fetch_tuples(st.cursor)
         st.cursor.scroll(0, mode="absolute")  # the caller fetches the rows again
         # ``RETURNING *`` names the table's columns in order, before any others.
         at = [names.index(c.lower()) for c in meta.pk_columns]
         pks = [tuple(row[i] for i in at) for row in fetched]
+    elif rec.extra.get("select"):
+        raise UnsupportedSQLError(
+            "INSERT ... SELECT ... RETURNING without the primary key columns"
+            f" ({', '.join(meta.pk_columns)}) among the returned columns",
+            rec.sql,
+        )
     else:
         rows_pks = _row_pks(st.dialect, meta, rec, st.params)
         if any(gen for _, gen in rows_pks):
@@ -86,15 +97,21 @@ def _postgres(st: Statement) -> ExecutionResult:
         st.run()
         pks = [pk for pk, _ in rows_pks]
     after = select_by_pks(st.aux, st.dialect, meta.name, meta.columns, meta.pk_columns, pks)
+    before = TableImage.empty(meta.name, meta.columns, meta.pk_columns)
     item = SQLUndoLog(SQLType.INSERT, meta.name, before, after)
     return st.result([item], lock_keys_of(after, meta))
 
 
 def _fetch_tuples(cursor: Any) -> tuple[tuple[Any, ...], ...]:
-    """The result's rows as tuples, whatever row factory the caller's cursor has."""
-    from psycopg.rows import tuple_row  # only PostgreSQL comes here
+    """The result's rows as tuples, whatever rows the caller's cursor makes (a psycopg
+    row factory, PyMySQL's DictCursor)."""
+    factory = getattr(cursor, "row_factory", None)
+    if factory is None:
+        return tuple(
+            tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in cursor.fetchall()
+        )
+    from psycopg.rows import tuple_row  # a psycopg cursor
 
-    factory = cursor.row_factory
     cursor.row_factory = tuple_row
     try:
         return tuple(tuple(row) for row in cursor.fetchall())

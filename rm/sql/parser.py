@@ -225,9 +225,15 @@ class _Builder:
         # and OR ROLLBACK ends the transaction: neither leaves images to trust.
         if alternative not in ("", "ABORT") and not or_ignore:
             return self._refuse(SQLType.INSERT, f"INSERT OR {alternative}")
+        if tree.args.get("with_") or tree.args.get("with"):
+            return self._refuse(SQLType.INSERT, "WITH (common table expression) in INSERT")
         source = tree.expression
         if isinstance(source, exp.Query) and not isinstance(source, exp.Values):
-            return self._refuse(SQLType.INSERT, "INSERT ... SELECT")
+            # PostgreSQL's RETURNING names the rows an INSERT ... SELECT made (SQLAlchemy's
+            # many-row ORM insert is one); elsewhere nothing would.
+            if self.dialect is not Dialect.POSTGRES or tree.args.get("conflict") is not None:
+                return self._refuse(SQLType.INSERT, "INSERT ... SELECT")
+            return self._insert_select(tree, table, columns)
         if not isinstance(source, exp.Values):
             return self._refuse(SQLType.INSERT, "INSERT without VALUES")
         if self._subquery(source):
@@ -256,8 +262,11 @@ class _Builder:
         extra: dict[str, Any] = {}
         returning = tree.args.get("returning")
         if returning is not None:
-            if self.dialect is not Dialect.POSTGRES:
+            # sqlite3's cursors cannot rewind the rows for the caller.
+            if self.dialect is Dialect.SQLITE:
                 return self._refuse(sql_type, "INSERT ... RETURNING")
+            if sql_type is SQLType.INSERT_ON_DUPLICATE and self.dialect is Dialect.MYSQL:
+                return self._refuse(sql_type, "INSERT ... ON DUPLICATE KEY UPDATE ... RETURNING")
             if self._subquery(returning):
                 return self._refuse(sql_type, "subquery in INSERT ... RETURNING")
             extra["returning"] = _returned_columns(returning)
@@ -269,6 +278,17 @@ class _Builder:
             on_duplicate_columns=dup_columns,
             extra=extra,
         )
+
+    def _insert_select(
+        self, tree: exp.Insert, table: str, columns: tuple[str, ...]
+    ) -> SQLRecognition:
+        extra: dict[str, Any] = {"select": True}
+        returning = tree.args.get("returning")
+        if returning is not None:
+            if self._subquery(returning):
+                return self._refuse(SQLType.INSERT, "subquery in INSERT ... RETURNING")
+            extra["returning"] = _returned_columns(returning)
+        return self._base(SQLType.INSERT, table=table, columns=columns, extra=extra)
 
     def _value(self, node: exp.Expression) -> InsertValue:
         if isinstance(node, exp.Placeholder) and str(node.this).startswith(MARKER_PREFIX):

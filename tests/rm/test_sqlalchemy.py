@@ -78,7 +78,7 @@ class Note(Base):
 
 def test_orm_insert_and_update_roll_back(server_db: Database, tc: TCClient) -> None:
     """A sync engine with ``creator=`` over the proxy: the ORM's INSERT (PostgreSQL's
-    with RETURNING its key) and UPDATE in a global transaction that fails are undone."""
+    with RETURNING its keys) and UPDATE in a global transaction that fails are undone."""
     db = server_db
     engine = _engine(db)
     Base.metadata.create_all(engine)
@@ -94,11 +94,12 @@ def test_orm_insert_and_update_roll_back(server_db: Database, tc: TCClient) -> N
     @rm.global_transactional(name="orm")
     def change() -> None:
         with Session(engine) as session:
-            session.add(Note(body="new", hits=1))
+            # Two rows: PostgreSQL's insertmanyvalues form, INSERT ... SELECT ... RETURNING.
+            session.add_all([Note(body="new", hits=1), Note(body="newer", hits=2)])
             kept = session.scalars(select(Note).where(Note.body == "kept")).one()
             kept.hits += 5
             session.commit()
-            assert session.scalars(select(Note.hits).order_by(Note.id)).all() == [5, 1]
+            assert session.scalars(select(Note.hits).order_by(Note.id)).all() == [5, 1, 2]
         raise Boom()
 
     with pytest.raises(Boom):

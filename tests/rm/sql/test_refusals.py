@@ -24,7 +24,6 @@ REFUSED = [
     ("WITH c AS (SELECT 1 AS id) DELETE FROM t WHERE id = 1", "WITH (common table expression)"),
     ("REPLACE INTO t (id, v) VALUES (1, 9)", "REPLACE"),
     ("MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN UPDATE SET v = 1", "MERGE"),
-    ("INSERT INTO t SELECT * FROM u", "INSERT ... SELECT"),
     ("UPDATE t SET id = 5 WHERE id = 1", "primary key"),
     ("UPDATE nopk SET v = 2", "without a primary key"),
     ("UPDATE t SET v = 1; DELETE FROM t", "multiple statements"),
@@ -81,12 +80,22 @@ REFUSED_POSTGRES = [
     ("INSERT INTO t VALUES (1, 3) ON CONFLICT (id) DO UPDATE SET id = 7", "primary key"),
     ("SELECT * FROM t JOIN u ON t.id = u.id FOR UPDATE", "FOR UPDATE over several tables"),
     ("UPDATE t SET v = 9 WHERE id = 1; UPDATE t SET v = 8 WHERE id = 2", "psycopg runs one"),
+    ("INSERT INTO t SELECT id, id FROM u ON CONFLICT DO NOTHING", "INSERT ... SELECT"),
+    ("INSERT INTO t SELECT id + 5, id FROM u RETURNING v", "RETURNING without the primary key"),
+    ("WITH x AS (DELETE FROM u RETURNING id) INSERT INTO t SELECT id, 1 FROM x", "WITH"),
+    ("COPY t FROM STDIN", "COPY ... FROM"),
 ]
 
 
 @pytest.mark.parametrize(("sql", "construct"), REFUSED_POSTGRES)
 def test_postgres_forms_refused_before_execution(pg_db: DB, sql: str, construct: str) -> None:
     _check_refused(pg_db, sql, construct)
+
+
+def test_insert_select_refused_without_returning(tmp_path: Path, mariadb_url: str) -> None:
+    """Only PostgreSQL's RETURNING tells which rows an INSERT ... SELECT made."""
+    for db in (sqlite_db(str(tmp_path / "a.db")), mysql_db(mariadb_url)):
+        _check_refused(db, "INSERT INTO t SELECT * FROM u", "INSERT ... SELECT")
 
 
 def test_sqlite_update_from_refused(tmp_path: Path) -> None:

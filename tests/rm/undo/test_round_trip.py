@@ -203,10 +203,31 @@ def test_postgres_upserts_round_trip(pg_db: DB, sql: str, params: object) -> Non
         assert db.undo_rows() == []
 
 
-def test_postgres_insert_returning(pg_db: DB) -> None:
-    """The caller's RETURNING rows stay for the caller; RETURNING without the generated
-    key is refused before it runs."""
+def test_postgres_insert_select_round_trip(pg_db: DB) -> None:
+    """PostgreSQL's RETURNING names the rows an INSERT ... SELECT made: SQLAlchemy's
+    many-row ORM insert (insertmanyvalues) and a plain one."""
     db = pg_db
+    db.setup(AUTO_DDL[db.dialect], [("a", 1)], "INSERT INTO auto (name, u) VALUES (?, ?)")
+    sentinel = (
+        "INSERT INTO auto (name) SELECT p0::VARCHAR FROM (VALUES (%(n0)s::VARCHAR, 0),"
+        " (%(n1)s::VARCHAR, 1)) AS imp_sen(p0, sen_counter) ORDER BY sen_counter"
+        " RETURNING auto.id, auto.id AS id__1"
+    )
+    round_trip(
+        db,
+        [
+            ("INSERT INTO auto (name, u) SELECT name || '2', u + 10 FROM auto", None),
+            (sentinel, {"n0": "x", "n1": "y"}),
+        ],
+        table="auto",
+    )
+
+
+@pytest.mark.parametrize("fixture", ["maria_db", "pg_db"])
+def test_insert_returning(request: pytest.FixtureRequest, fixture: str) -> None:
+    """The caller's RETURNING rows (PostgreSQL, MariaDB) stay for the caller; RETURNING
+    without the generated key is refused before it runs."""
+    db: DB = request.getfixturevalue(fixture)
     db.setup(AUTO_DDL[db.dialect], [("a", 1)], "INSERT INTO auto (name, u) VALUES (?, ?)")
     executor = StatementExecutor(db.dialect, "r1")
     conn = db.connect()
@@ -214,7 +235,7 @@ def test_postgres_insert_returning(pg_db: DB) -> None:
     result = executor.execute(
         cur, "INSERT INTO auto (name) VALUES (%s), (%s) RETURNING id", ("b", "c")
     )
-    assert cur.fetchall() == [(2,), (3,)]
+    assert [tuple(row) for row in cur.fetchall()] == [(2,), (3,)]
     assert [k.pk for k in result.lock_keys] == ["2", "3"]
     with pytest.raises(UnsupportedSQLError, match="RETURNING without the generated primary key"):
         executor.execute(cur, "INSERT INTO auto (name) VALUES ('d') RETURNING name")
