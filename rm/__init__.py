@@ -1,11 +1,12 @@
 """atx resource manager and transaction API.
 
-Make a PyMySQL or sqlite3 program transactional across databases::
+Make a PyMySQL, psycopg 3 or sqlite3 program transactional across databases::
 
     import atx.rm as rm
 
     rm.configure(tc_addresses=["127.0.0.1:8091"], application_id="orders")
     conn = rm.connect_mysql("mysql://root@127.0.0.1:3306/orders", resource_id="orders-db")
+    # or rm.connect_postgres("postgresql://app@127.0.0.1:5432/orders", ...), rm.connect_sqlite
 
     @rm.global_transactional(timeout=30.0)
     def place_order(...):
