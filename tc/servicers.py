@@ -11,6 +11,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
+from atx import tracing
 from atx.errors import AtxError, InvalidArgumentError, abort_async
 from atx.logs import log_xid
 from atx.status import BranchStatus, BranchType, GlobalStatus
@@ -47,6 +48,7 @@ def tracked(handler: F) -> F:
         tc.in_flight += 1
         # The TC's log records of this request carry its XID (atx.logs).
         token = log_xid.set(getattr(request, "xid", None) or None)
+        tracing.tag(branch_id=getattr(request, "branch_id", None))
         try:
             return await handler(self, request, context)
         except AtxError as error:
