@@ -207,6 +207,13 @@ def _grpc_filter() -> Any:
     return filters.negate(filters.any_of(*untraced, filters.health_check()))
 
 
+def _tag_response(span: Any, response: Any) -> None:
+    # Begin answers the XID and BranchRegister the branch id: the call's span gets them.
+    xid, branch_id = getattr(response, "xid", None), getattr(response, "branch_id", None)
+    if span.is_recording() and (xid or branch_id):
+        span.set_attributes(_attributes(xid, branch_id, {}))
+
+
 def trace_channel(channel: Any) -> Any:
     """``channel`` with a client span for each call (itself without the extra).
 
@@ -219,7 +226,9 @@ def trace_channel(channel: Any) -> Any:
         from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
     except ImportError:
         return channel
-    interceptor = client_interceptor(filter_=_grpc_filter())  # type: ignore[no-untyped-call]
+    interceptor = client_interceptor(  # type: ignore[no-untyped-call]
+        filter_=_grpc_filter(), response_hook=_tag_response
+    )
     return intercept_channel(channel, interceptor)  # type: ignore[no-untyped-call]
 
 
@@ -231,7 +240,8 @@ def aio_client_interceptors() -> list[Any]:
         from opentelemetry.instrumentation.grpc import aio_client_interceptors as make
     except ImportError:
         return []
-    return list(make(filter_=_grpc_filter()))  # type: ignore[no-untyped-call]
+    hooked = make(filter_=_grpc_filter(), response_hook=_tag_response)  # type: ignore[no-untyped-call]
+    return list(hooked)
 
 
 def server_interceptors(aio: bool = False) -> list[Any]:

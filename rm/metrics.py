@@ -128,6 +128,8 @@ class RMMetrics:
 
 _lock = threading.Lock()
 _metrics = RMMetrics(REGISTRY)
+#: One set of collectors per registry: registering a name twice on one registry fails.
+_by_registry: dict[int, RMMetrics] = {id(REGISTRY): _metrics}
 _server: Any = None
 
 
@@ -141,7 +143,8 @@ def use_registry(registry: CollectorRegistry) -> RMMetrics:
     global _metrics
     with _lock:
         source = _metrics._pending_source
-        _metrics = RMMetrics(registry)
+        _metrics = _by_registry.get(id(registry)) or RMMetrics(registry)
+        _by_registry[id(registry)] = _metrics
         if source is not None:
             _metrics.track_undo_pending(source)
         return _metrics

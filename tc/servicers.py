@@ -50,7 +50,9 @@ def tracked(handler: F) -> F:
         token = log_xid.set(getattr(request, "xid", None) or None)
         tracing.tag(branch_id=getattr(request, "branch_id", None))
         try:
-            return await handler(self, request, context)
+            response = await handler(self, request, context)
+            tracing.tag(getattr(response, "xid", None), getattr(response, "branch_id", None))
+            return response
         except AtxError as error:
             await abort_async(context, error)
         finally:
