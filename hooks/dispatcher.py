@@ -50,6 +50,7 @@ from atx.errors import GlobalTransactionNotFoundError
 from atx.hooks.outbox import on_deferred
 from atx.hooks.store import OutboxRow, OutboxStore
 from atx.hooks.targets import TargetRegistry, default_registry
+from atx.logs import bind_log_xid
 from atx.rm.metrics import get_metrics
 from atx.rm.tc_client import get_tc_client
 from atx.status import GlobalStatus
@@ -215,7 +216,21 @@ class Dispatcher:
         return Decision.WAIT
 
     def _process(self, row: OutboxRow) -> bool:
+        # One span per attempt, in the trace of the transaction that deferred the call
+        # when this process remembers it (atx.tracing.remember); its XID on the log records.
+        parent = tracing.remembered(row.xid)
+        with (
+            bind_log_xid(row.xid),
+            tracing.span(
+                "atx.deferred_call", xid=row.xid, parent=parent, target=row.target,
+                request=row.request_id,
+            ),
+        ):  # fmt: skip
+            return self._attempt(row)
+
+    def _attempt(self, row: OutboxRow) -> bool:
         decision = self.decide(row)
+        tracing.tag(decision=decision)
         if decision == Decision.WAIT:
             self._held[row.id] = time.monotonic() + self.config.undecided_delay
             return False
@@ -234,15 +249,7 @@ class Dispatcher:
             return False
         if not self.store.claim(row, int(self.config.lease * 1000)):
             return False
-        parent = tracing.remembered(row.xid)
-        with tracing.span(
-            "atx.deferred_call",
-            xid=row.xid,
-            parent=parent,
-            target=row.target,
-            request=row.request_id,
-        ):
-            return self._call(row)
+        return self._call(row)
 
     def _call(self, row: OutboxRow) -> bool:
         try:

@@ -76,6 +76,7 @@ class PhaseTwoHandler:
         with _observed("atx.rm.branch_commit", command):
             self.deleter.add(command.resource_id, command.xid, command.branch_id)
             get_metrics().commits.inc()
+            logger.debug("branch %s of %s committed", command.branch_id, command.xid)
             reply(result_message(command, BranchStatus.PHASE_TWO_COMMITTED))
 
     def on_rollback(self, reply: Reply, command: rm_pb2.BranchCommand) -> None:
