@@ -108,3 +108,34 @@ def test_a_global_transaction_is_one_trace(tmp_path: Path) -> None:
     root = next(s for s in traced if s.name == "atx.global_transaction")
     assert root.parent is None and (root.attributes or {}).get("atx.status") == "COMMITTED"
     assert not any(s.name.endswith("/Attach") for s in spans)  # a stream, not an operation
+
+
+def test_pass_through_calls_no_observability_code(tmp_path: Path) -> None:
+    """Outside a global transaction the proxy's statements never reach tracing or metrics
+    (what keeps the pass-through overhead of #4 with observability on)."""
+    import atx.rm.metrics
+
+    _exporter()  # tracing installed and active in this process
+    watched = {tracing.__file__, atx.rm.metrics.__file__}
+    conn = rm.connect_sqlite(tmp_path / "p.sqlite", create_undo_table=True)
+    conn.raw.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v INT)")
+    conn.raw.commit()
+    calls: list[str] = []
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        code = frame.f_code  # type: ignore[attr-defined]
+        if event == "call" and code.co_filename in watched:
+            calls.append(code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        for i in range(20):
+            cursor = conn.cursor()
+            cursor.execute("INSERT INTO t (id, v) VALUES (?, ?)", (i, i))
+            cursor.execute("SELECT v FROM t WHERE id = ?", (i,))
+            cursor.fetchall()
+            conn.commit()
+    finally:
+        sys.setprofile(None)
+    conn.close()
+    assert calls == []
