@@ -138,6 +138,7 @@ class Branch:
             if answer.lockable:
                 return
             holder = answer.holder_xid
+            get_metrics().lock_conflict(attempt < policy.times)
             if attempt < policy.times:
                 time.sleep(policy.interval)
         raise GlobalLockWaitTimeout(resource_id, lock_keys, holder, xid)
