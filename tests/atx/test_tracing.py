@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -139,3 +140,66 @@ def test_pass_through_calls_no_observability_code(tmp_path: Path) -> None:
         sys.setprofile(None)
     conn.close()
     assert calls == []
+
+
+_EXPORTING = textwrap.dedent(
+    """
+    from opentelemetry import trace
+    from atx import tracing
+
+    assert tracing.configure_from_env("atx-otlp-test")
+    with tracing.span("atx.test", xid="10.0.0.1:8091:5", branch_id=6):
+        pass
+    trace.get_tracer_provider().shutdown()  # flushes the batch to the endpoint
+    """
+)
+
+
+def test_the_otel_environment_exports_over_otlp(port: int) -> None:
+    """The standard OTEL_* variables: spans reach an OTLP/gRPC endpoint (a real one,
+    served here with the collector's own service definition)."""
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
+
+    received: list[otlp.ExportTraceServiceRequest] = []
+
+    class Collector(otlp_grpc.TraceServiceServicer):
+        def Export(self, request: otlp.ExportTraceServiceRequest, context: object) -> object:
+            received.append(request)
+            return otlp.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    otlp_grpc.add_TraceServiceServicer_to_server(Collector(), server)  # type: ignore[no-untyped-call]
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    try:
+        env = {
+            **os.environ,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        }
+        env.pop("ATX_TRACE_FILE", None)
+        result = subprocess.run(
+            [sys.executable, "-c", _EXPORTING], env=env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        server.stop(1)
+    assert result.returncode == 0, result.stderr
+    spans = [
+        span
+        for request in received
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    assert [s.name for s in spans] == ["atx.test"]
+    attributes = {a.key: a.value for a in spans[0].attributes}
+    assert attributes["atx.xid"].string_value == "10.0.0.1:8091:5"
+    assert attributes["atx.branch_id"].int_value == 6
+    service = {
+        a.key: a.value.string_value for a in received[0].resource_spans[0].resource.attributes
+    }
+    assert service["service.name"] == "atx-otlp-test"
