@@ -92,14 +92,18 @@ class PhaseTwo:
         started = time.perf_counter()
         commands = [self._command(branch) for branch in branches]
         spans = tracing.start_deliveries(_DELIVERY[rollback], commands)
-        outcomes = await self.streams.dispatch_many(
-            [
-                (command, branch.client_id)
-                for command, branch in zip(commands, branches, strict=True)
-            ],
-            rollback=rollback,
-            timeout_s=self.config.branch_timeout_ms / 1000,
-        )
+        try:
+            outcomes = await self.streams.dispatch_many(
+                [
+                    (command, branch.client_id)
+                    for command, branch in zip(commands, branches, strict=True)
+                ],
+                rollback=rollback,
+                timeout_s=self.config.branch_timeout_ms / 1000,
+            )
+        except BaseException:
+            tracing.end_deliveries(spans, ["error"] * len(spans))
+            raise
         latency = self._latency[rollback]
         elapsed = time.perf_counter() - started
         statuses: list[tuple[B, str]] = []
