@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from atx.logs import current_log_xid
@@ -41,8 +41,6 @@ __all__ = [
     "available",
     "configure_from_env",
     "end_deliveries",
-    "extract",
-    "inject",
     "install_xid_processor",
     "remember",
     "remembered",
@@ -92,8 +90,8 @@ def span(
 ) -> contextlib.AbstractContextManager[Any]:
     """A span named ``name``, current for the block (a no-op without the extra).
 
-    ``xid`` defaults to the bound one; ``parent`` is a carrier from :func:`inject`
-    received from another process (the TC's phase-two command); each keyword
+    ``xid`` defaults to the bound one; ``parent`` is a W3C carrier received from
+    another process (a phase-two command's ``trace_context``); each keyword
     becomes an attribute ``atx.<keyword>``.
     """
     if _tracer is None:
@@ -125,17 +123,6 @@ def tag(xid: str | None = None, branch_id: int | None = None, **attributes: Any)
     current = _trace.get_current_span()
     if current.is_recording():
         current.set_attributes(_attributes(xid, branch_id, attributes))
-
-
-def inject(carrier: MutableMapping[str, str]) -> None:
-    """Write the current trace context into ``carrier`` (W3C ``traceparent``)."""
-    if _propagate is not None:
-        _propagate.inject(carrier)
-
-
-def extract(carrier: Mapping[str, str]) -> Any:
-    """The context a carrier from :func:`inject` names (None without the extra)."""
-    return _propagate.extract(carrier) if _propagate is not None else None
 
 
 # --- hops that are not RPCs: phase-two commands and deferred calls ------------------------
