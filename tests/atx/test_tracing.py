@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import atx.rm as rm
 from atx import tracing
 from atx.tc.testing import InProcessTC
-from tests.rm.conftest import wait_until
+from atx.testing import wait_until
 
 _BLOCKED = textwrap.dedent(
     """
