@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
+from atx import tracing
 from atx.rm.context import (
     DEFAULT_LOCK_RETRY_INTERVAL,
     DEFAULT_LOCK_RETRY_TIMES,
@@ -232,6 +233,9 @@ class TransactionScope:
         elif action is _Action.SUSPEND:
             stack.enter_context(unbind_xid())
         elif action is _Action.BEGIN:
+            stack.enter_context(
+                tracing.span("atx.global_transaction", transaction=self.definition.name)
+            )
             if current is not None:
                 stack.enter_context(unbind_xid())
             hooks = stack.enter_context(hook_scope())
