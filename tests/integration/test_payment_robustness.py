@@ -402,7 +402,7 @@ def test_one_runner_across_processes_and_periodic_jobs(
     assert sorted(results) == [False, True]
     with pytest.raises(AtxError) as unknown:
         r.run_job(shop, f"nope-{uuid.uuid4().hex[:4]}")
-    assert unknown.value.code == "SHOP_JOB_UNKNOWN"
+    assert unknown.value.code == "JOB_UNKNOWN"
 
     # The periodic compensation settles a payment whose notification was dropped.
     cid = h.collectible(shop, total=3)
