@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit
 
 from atx.errors import InvalidArgumentError, InvalidUrlOptionError, UnsupportedDatabaseError
@@ -41,14 +41,34 @@ MYSQL_URL_OPTIONS = (
 
 
 @dataclass(frozen=True)
-class MySQLTarget:
+class _ServerTarget:
+    """A database server's address, login and database, as a URL gave them."""
+
     host: str
     port: int
     user: str
     password: str
     database: str
-    #: The URL's query options, validated, in their order (see MYSQL_URL_OPTIONS).
+    #: The URL's query options, validated, in their order.
     options: tuple[tuple[str, str], ...] = ()
+
+    scheme: ClassVar[str]
+
+    def url(self, database: str | None = None) -> str:
+        """The URL again, naming ``database`` instead when given."""
+        auth = quote(self.user, safe="") + (
+            f":{quote(self.password, safe='')}" if self.password else ""
+        )
+        query = f"?{urlencode(self.options)}" if self.options else ""
+        name = database or self.database
+        return f"{self.scheme}://{auth}@{self.host}:{self.port}/{name}{query}"
+
+
+@dataclass(frozen=True)
+class MySQLTarget(_ServerTarget):
+    """Options: MYSQL_URL_OPTIONS."""
+
+    scheme: ClassVar[str] = "mysql"
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``pymysql.connect``."""
@@ -74,13 +94,6 @@ class MySQLTarget:
             kwargs.setdefault("ssl_verify_identity", kwargs["ssl_verify_cert"])
         return kwargs
 
-    def url(self, database: str | None = None) -> str:
-        auth = quote(self.user, safe="") + (
-            f":{quote(self.password, safe='')}" if self.password else ""
-        )
-        query = f"?{urlencode(self.options)}" if self.options else ""
-        return f"mysql://{auth}@{self.host}:{self.port}/{database or self.database}{query}"
-
 
 #: Query options of a PostgreSQL URL, libpq's connection parameters of the same name.
 POSTGRES_URL_OPTIONS = (
@@ -96,14 +109,10 @@ POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 
 
 @dataclass(frozen=True)
-class PostgresTarget:
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-    #: The URL's query options, validated, in their order (see POSTGRES_URL_OPTIONS).
-    options: tuple[tuple[str, str], ...] = ()
+class PostgresTarget(_ServerTarget):
+    """Options: POSTGRES_URL_OPTIONS (libpq's parameters)."""
+
+    scheme: ClassVar[str] = "postgresql"
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``psycopg.connect`` (libpq parameters)."""
@@ -117,13 +126,6 @@ class PostgresTarget:
             kwargs["password"] = self.password
         kwargs.update(self.options)
         return kwargs
-
-    def url(self, database: str | None = None) -> str:
-        auth = quote(self.user, safe="") + (
-            f":{quote(self.password, safe='')}" if self.password else ""
-        )
-        query = f"?{urlencode(self.options)}" if self.options else ""
-        return f"postgresql://{auth}@{self.host}:{self.port}/{database or self.database}{query}"
 
 
 def is_postgres_url(url: str) -> bool:
