@@ -55,6 +55,10 @@ class TCConfig:
     shutdown_grace_s: float = 10.0
     #: Distributed job lock lifetime.
     job_lock_ttl_ms: int = 10_000
+    #: A BranchRegister waiting for a conflicting holder (its ``lock_wait_ms``) waits
+    #: at most this long, and looks again this often for holders on other nodes.
+    max_lock_wait_ms: int = 60_000
+    lock_wait_poll_ms: int = 10
 
     @property
     def advertise_host(self) -> str:

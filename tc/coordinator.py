@@ -25,6 +25,7 @@ from atx.status import GlobalStatus as G
 from atx.tc.config import TCConfig
 from atx.tc.errors import InvalidTimeoutError
 from atx.tc.lock_keys import row_locks
+from atx.tc.lock_waits import LockReleases
 from atx.tc.metrics import TCMetrics
 from atx.tc.phase_two import PhaseTwo
 from atx.tc.runner import StoreRunner
@@ -77,6 +78,8 @@ class TransactionCoordinator:
         self.streams = streams or StreamRegistry(config.node_id, config.heartbeat_interval_ms)
         self.metrics = metrics or TCMetrics()
         self.phase_two = PhaseTwo(config, self.run, self.streams, self.metrics)
+        #: Registrations waiting for a holder's row locks (BranchRegister.lock_wait_ms).
+        self.lock_releases = LockReleases()
         #: The store's one-step "commit an empty session", when it has one (SQLite).
         self._finish_if_empty: Callable[[str, G, G], bool] | None = getattr(
             store, "finish_if_empty", None
@@ -191,6 +194,8 @@ class TransactionCoordinator:
         # that arrives after the timeout but before the timeout job rolled the
         # transaction back still commits: its locks were held until now.
         record, moved = await self.run(self._commit_step, xid)
+        if moved:
+            self.lock_releases.released(xid)  # the commit step released its locks
         if moved and record is None:  # an empty transaction, finished in that step
             self.phase_two.ended(xid, G.COMMITTED)
             return G.COMMITTED
@@ -217,6 +222,9 @@ class TransactionCoordinator:
         parse_xid(xid)
         target = G.TIMEOUT_ROLLBACKING if timeout else G.ROLLBACKING
         record, moved = await self.run(self._rollback_step, xid, target)
+        if moved:
+            # Waiters learn at once that the holder rolls back (they fail fast).
+            self.lock_releases.released(xid)
         if moved and record is None:  # no branches: finished in that step
             final = final_rollback_status(target)
             logger.info("%s %s", xid, final.name, extra={"xid": xid})
@@ -278,7 +286,11 @@ class TransactionCoordinator:
         lock_keys: str,
         application_data: str = "",
         client_id: str = "",
+        lock_wait_ms: int = 0,
     ) -> int:
+        """Register a branch with its row locks. On a conflict, wait up to
+        ``lock_wait_ms`` for the holder to release them (tc/lock_waits.py), then
+        raise the conflict; a holder that is rolling back fails fast."""
         xid_parts = parse_xid(xid)
         if not resource_id:
             raise InvalidArgumentError("resource_id is empty", xid=xid)
@@ -292,26 +304,44 @@ class TransactionCoordinator:
                 f"branch type {branch_type.name} is not supported (only AT)", xid=xid
             )
         rows = row_locks(resource_id, lock_keys)
-        try:
-            branch_id = await self.run(
-                self._insert_branch,
-                xid,
-                xid_parts.transaction_id,
-                resource_id,
-                branch_type,
-                lock_keys,
-                application_data,
-                client_id,
-                rows,
-            )
-        except LockConflictError:
-            self.metrics.lock_conflicts.inc()
-            raise
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(lock_wait_ms, self.config.max_lock_wait_ms) / 1000
+        while True:
+            try:
+                branch_id = await self.run(
+                    self._insert_branch,
+                    xid,
+                    xid_parts.transaction_id,
+                    resource_id,
+                    branch_type,
+                    lock_keys,
+                    application_data,
+                    client_id,
+                    rows,
+                )
+                break
+            except LockConflictError as conflict:
+                self.metrics.lock_conflicts.inc()
+                left = deadline - loop.time()
+                if conflict.fail_fast or left <= 0:
+                    raise
+                await self._wait_for_release(conflict.holder_xid, left)
         self.metrics.branches.inc()
         logger.debug(
             "%s: branch %d registered on %s", xid, branch_id, resource_id, extra={"xid": xid}
         )
         return branch_id
+
+    async def _wait_for_release(self, holder_xid: str, left_s: float) -> None:
+        # A waiting request is not one the store runner should batch for: it
+        # counts as in flight again only once it has something to store.
+        self.in_flight -= 1
+        try:
+            await self.lock_releases.wait(
+                holder_xid, min(left_s, self.config.lock_wait_poll_ms / 1000)
+            )
+        finally:
+            self.in_flight += 1
 
     def _insert_branch(
         self,
@@ -405,4 +435,5 @@ class TransactionCoordinator:
         if in_flight and not record.retry_stopped:
             raise IllegalStatusError(xid, record.status.name, "delete (stop retries first)")
         await self.run(self.store.delete_global, xid)
+        self.lock_releases.released(xid)
         logger.warning("%s deleted by an admin", xid, extra={"xid": xid})

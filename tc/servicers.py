@@ -118,6 +118,7 @@ class ResourceManagerServicer(rm_grpc.ResourceManagerServiceServicer):
             request.lock_keys,
             request.application_data,
             request.client_id,
+            request.lock_wait_ms,
         )
         return rm_pb2.BranchRegisterResponse(branch_id=branch_id)
 

@@ -29,6 +29,7 @@ class BranchRegisterRequest(_message.Message):
     LOCK_KEYS_FIELD_NUMBER: _builtins.int
     APPLICATION_DATA_FIELD_NUMBER: _builtins.int
     CLIENT_ID_FIELD_NUMBER: _builtins.int
+    LOCK_WAIT_MS_FIELD_NUMBER: _builtins.int
     xid: _builtins.str
     resource_id: _builtins.str
     branch_type: _types_pb2.BranchType.ValueType
@@ -36,6 +37,11 @@ class BranchRegisterRequest(_message.Message):
     """"table:pk1,pk2;table2:pk"; composite keys joined with "_"."""
     application_data: _builtins.str
     client_id: _builtins.str
+    lock_wait_ms: _builtins.int
+    """On a lock conflict, how long the TC may wait for the holder to release the
+    rows before answering ABORTED (0: answer at once). A holder that is rolling
+    back is answered at once.
+    """
     def __init__(
         self,
         *,
@@ -45,10 +51,11 @@ class BranchRegisterRequest(_message.Message):
         lock_keys: _builtins.str = ...,
         application_data: _builtins.str = ...,
         client_id: _builtins.str = ...,
+        lock_wait_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_data", b"application_data", "branch_type", b"branch_type", "client_id", b"client_id", "lock_keys", b"lock_keys", "resource_id", b"resource_id", "xid", b"xid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_data", b"application_data", "branch_type", b"branch_type", "client_id", b"client_id", "lock_keys", b"lock_keys", "lock_wait_ms", b"lock_wait_ms", "resource_id", b"resource_id", "xid", b"xid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,11 +21,21 @@ def begin(tc: RunningTC, timeout_ms: int = 0, name: str = "t") -> str:
 
 
 def register(
-    tc: RunningTC, xid: str, resource: str = "db1", keys: str = "t:1", client_id: str = "test-rm"
+    tc: RunningTC,
+    xid: str,
+    resource: str = "db1",
+    keys: str = "t:1",
+    client_id: str = "test-rm",
+    lock_wait_ms: int = 0,
 ) -> int:
     branch_id: int = tc.rm.BranchRegister(
         rm_pb2.BranchRegisterRequest(
-            xid=xid, resource_id=resource, branch_type=1, lock_keys=keys, client_id=client_id
+            xid=xid,
+            resource_id=resource,
+            branch_type=1,
+            lock_keys=keys,
+            client_id=client_id,
+            lock_wait_ms=lock_wait_ms,
         )
     ).branch_id
     return branch_id
