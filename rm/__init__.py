@@ -16,6 +16,13 @@ Make a PyMySQL or sqlite3 program transactional across databases::
 """
 
 from atx.dialect import Dialect
+from atx.rm.aio import (
+    AsyncConnectionProxy,
+    AsyncCursorProxy,
+    connect_aiosqlite,
+    connect_asyncmy,
+    wrap_async,
+)
 from atx.rm.config import Config, configure, get_config
 from atx.rm.context import (
     LockRetryPolicy,
@@ -62,6 +69,8 @@ from atx.rm.tm import (
 __all__ = [
     "AioXidClientInterceptor",
     "AioXidServerInterceptor",
+    "AsyncConnectionProxy",
+    "AsyncCursorProxy",
     "Config",
     "ConnectionProxy",
     "CursorProxy",
@@ -88,6 +97,8 @@ __all__ = [
     "XidServerInterceptor",
     "bind_xid",
     "configure",
+    "connect_aiosqlite",
+    "connect_asyncmy",
     "connect_mysql",
     "connect_sqlite",
     "current_xid",
@@ -109,4 +120,5 @@ __all__ = [
     "shutdown",
     "unbind_xid",
     "wrap",
+    "wrap_async",
 ]
