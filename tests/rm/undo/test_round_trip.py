@@ -1,4 +1,5 @@
-"""Undo round trips at the data layer, on SQLite and MariaDB."""
+"""Undo round trips at the data layer, on SQLite and MariaDB, with the sync drivers
+and with the async ones (aiosqlite, asyncmy) through atx.rm.aio's bridge."""
 
 from __future__ import annotations
 
@@ -28,6 +29,16 @@ AUTO_DDL = {
 }
 INSERT = "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)"
 T0 = dt.datetime(2024, 5, 6, 7, 8, 9, 123456)
+
+
+@pytest.fixture
+def data_db(any_db: DB) -> DB:
+    return any_db
+
+
+@pytest.fixture
+def maria_db(any_maria_db: DB) -> DB:
+    return any_maria_db
 
 
 def seed(db: DB) -> None:
