@@ -13,16 +13,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from atx.dialect import Dialect
 from atx.rm.aio.bridge import green_run, green_sleep, spawn
 from atx.rm.aio.dbapi import BridgedConnection, BridgedCursor, Driver
 from atx.rm.aio.tc_client import bridged_tc
 from atx.rm.branch import Branch
 from atx.rm.context import scope_active
+from atx.rm.errors import InvalidUsageError
 from atx.rm.proxy.connection import ConnectionProxy
 from atx.rm.proxy.cursor import CursorProxy
 from atx.rm.proxy.delegate import delegating_subclass
-from atx.rm.proxy.guard import ConnectionGuard
 from atx.rm.resource import Resource
 
 __all__ = ["AsyncConnectionProxy", "AsyncCursorProxy"]
@@ -39,7 +38,7 @@ class AsyncConnectionProxy:
     at the TC and writing its undo log) like the sync proxy's ``commit()``.
     """
 
-    __slots__ = ("_guard", "_raw", "_sync", "driver", "resource")
+    __slots__ = ("_raw", "_sync", "busy", "driver", "resource")
 
     def __new__(cls, raw: Any, resource: Resource, driver: Driver) -> AsyncConnectionProxy:
         if not cls.__dict__.get("_delegating"):
@@ -54,7 +53,8 @@ class AsyncConnectionProxy:
         branch = Branch(bridged, resource, tc=_bridged_tc, sleep=green_sleep)
         # The sync proxy over the bridged connection: the AT path of every statement.
         self._sync = ConnectionProxy(bridged, resource, branch)
-        self._guard: ConnectionGuard = self._sync.guard
+        #: A task is inside a call that talks to the database (the one-task guard).
+        self.busy = False
 
     @property
     def raw(self) -> Any:
@@ -84,29 +84,39 @@ class AsyncConnectionProxy:
         await cursor.execute(sql, params)
         return cursor
 
+    def in_use(self) -> InvalidUsageError:
+        """Two tasks on one connection: their packets would interleave (MySQL) and
+        their statements land in one branch. A flag, not a lock: one thread runs the loop."""
+        return InvalidUsageError(
+            f"the connection to {self.resource.resource_id} is in use by another task: an "
+            "async proxy is one connection for one task at a time; give each task its own"
+        )
+
     async def commit(self) -> None:
-        sync = self._sync
-        if sync.branch.active:
-            await spawn(sync.commit)
-            return
-        guard = self._guard
-        guard.enter()
+        if self.busy:
+            raise self.in_use()
+        self.busy = True
         try:
-            await self._raw.commit()
+            sync = self._sync
+            if sync.branch.active:
+                await spawn(sync.commit)
+            else:
+                await self._raw.commit()
         finally:
-            guard.exit()
+            self.busy = False
 
     async def rollback(self) -> None:
-        sync = self._sync
-        if sync.branch.active:
-            await spawn(sync.rollback)
-            return
-        guard = self._guard
-        guard.enter()
+        if self.busy:
+            raise self.in_use()
+        self.busy = True
         try:
-            await self._raw.rollback()
+            sync = self._sync
+            if sync.branch.active:
+                await spawn(sync.rollback)
+            else:
+                await self._raw.rollback()
         finally:
-            guard.exit()
+            self.busy = False
 
     async def close(self) -> None:
         self._sync.branch.reset()
@@ -163,7 +173,6 @@ class AsyncCursorProxy:
 
     __slots__ = (
         "_connection",
-        "_guard",
         "_in_branch",
         "_raw",
         "_sync",
@@ -180,8 +189,6 @@ class AsyncCursorProxy:
     def __init__(self, connection: AsyncConnectionProxy, raw: Any) -> None:
         sync = connection.sync_proxy
         self._connection = connection
-        # PyMySQL-like drivers interleave two tasks' packets: MySQL guards pass-through too.
-        self._guard = connection._guard if connection.driver.dialect is Dialect.MYSQL else None
         self._raw = raw
         self._sync = CursorProxy(sync, BridgedCursor(sync.raw, raw))
         self._in_branch = False
@@ -214,39 +221,38 @@ class AsyncCursorProxy:
         return self._raw.description
 
     async def execute(self, sql: str, params: Any = None) -> Any:
-        # Checked per call: a cursor made outside a transaction may be used inside one.
-        if scope_active():
-            self._in_branch = True
-            result = await spawn(self._sync.execute, sql, params)
-            return self if result is self._sync else result
-        self._in_branch = False
-        raw = self._raw
-        guard = self._guard
-        if guard is None:
-            result = await (raw.execute(sql) if params is None else raw.execute(sql, params))
-            return self if result is raw else result
-        guard.enter()
+        connection = self._connection
+        if connection.busy:
+            raise connection.in_use()
+        connection.busy = True
         try:
+            # Checked per call: a cursor made outside a transaction may be used inside one.
+            if scope_active():
+                self._in_branch = True
+                result = await spawn(self._sync.execute, sql, params)
+                return self if result is self._sync else result
+            self._in_branch = False
+            raw = self._raw
             result = await (raw.execute(sql) if params is None else raw.execute(sql, params))
         finally:
-            guard.exit()
+            connection.busy = False
         return self if result is raw else result
 
     async def executemany(self, sql: str, seq_of_params: Sequence[Any]) -> Any:
-        if scope_active():
-            self._in_branch = True
-            result = await spawn(self._sync.executemany, sql, seq_of_params)
-            return self if result is self._sync else result
-        self._in_branch = False
-        raw = self._raw
-        guard = self._guard
-        if guard is not None:
-            guard.enter()
+        connection = self._connection
+        if connection.busy:
+            raise connection.in_use()
+        connection.busy = True
         try:
+            if scope_active():
+                self._in_branch = True
+                result = await spawn(self._sync.executemany, sql, seq_of_params)
+                return self if result is self._sync else result
+            self._in_branch = False
+            raw = self._raw
             result = await raw.executemany(sql, seq_of_params)
         finally:
-            if guard is not None:
-                guard.exit()
+            connection.busy = False
         return self if result is raw else result
 
     async def close(self) -> None:

@@ -37,7 +37,7 @@ def test_statements_pass_through_to_the_driver(db: Database) -> None:
     assert db.accounts() == [(1, 101, "a1"), (2, 101, "a2")]
 
 
-def test_two_tasks_on_one_mysql_connection_are_refused(mariadb_url: str) -> None:
+def test_two_tasks_on_one_connection_are_refused(mariadb_url: str) -> None:
     db = Database("mariadb", mariadb_url, "maria-aio-guard")
 
     async def main() -> None:
@@ -47,6 +47,7 @@ def test_two_tasks_on_one_mysql_connection_are_refused(mariadb_url: str) -> None
             first.execute("SELECT SLEEP(0.2)"), second.execute("SELECT 1"), return_exceptions=True
         )
         assert isinstance(results[1], rm.InvalidUsageError), results
+        assert "in use by another task" in str(results[1])
         await first.fetchall()
         await conn.close()
 
