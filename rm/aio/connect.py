@@ -2,8 +2,9 @@
 
 Each registers the resource with a connection factory for phase two that opens
 the same driver's connections on the RM's portal loop
-(:class:`~atx.rm.aio.bridge.Portal`): the phase-two handler applies the undo log
-through them with the same code as for a sync resource.
+(:class:`~atx.rm.aio.bridge.Portal`), and the portal as the resource's runner: the
+phase-two handler applies the undo log with the same code as for a sync resource,
+each step in a greenlet on that loop (:meth:`Resource.apply`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ def wrap_async(raw: Any, resource_id: str, factory: AsyncConnectionFactory) -> A
     """
     driver = driver_of(raw)
     resource = register_resource(
-        resource_id, driver.dialect, bridged_factory(factory, driver, portal.run)
+        resource_id,
+        driver.dialect,
+        bridged_factory(factory, driver, portal.run),
+        runner=portal.call,
     )
     return AsyncConnectionProxy(raw, resource, driver)
 

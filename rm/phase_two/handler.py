@@ -61,8 +61,7 @@ class PhaseTwoHandler:
         xid, branch_id = command.xid, command.branch_id
         try:
             resource = get_resource(command.resource_id)
-            with resource.borrow() as connection:
-                resource.undo.undo(connection, xid, branch_id)
+            resource.apply(lambda connection: resource.undo.undo(connection, xid, branch_id))
         except DirtyWriteError as error:
             logger.error(
                 "branch %s of %s cannot be rolled back: %s",
