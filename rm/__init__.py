@@ -13,6 +13,9 @@ Make a PyMySQL or sqlite3 program transactional across databases::
             cursor.execute("UPDATE stock SET qty = qty - %s WHERE id = %s", (n, item))
         conn.commit()          # registers the branch, writes the undo log
         payment_stub.Pay(...)  # the XID travels with XidClientInterceptor
+
+From asyncio, ``await rm.connect_asyncmy(...)`` / ``await rm.connect_aiosqlite(...)`` give
+async proxies with the same semantics (:mod:`atx.rm.aio`, ``pip install 'atx[aio]'``).
 """
 
 from atx.dialect import Dialect
