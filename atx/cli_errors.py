@@ -7,7 +7,7 @@ configuration errors (bad flags and URLs, a store that is missing, refuses us
 or cannot be reached at start-up), 1 for any other failure, 130 for Ctrl-C.
 
 A command opens what its flags name inside :func:`opening`, which turns the
-drivers' exceptions (PyMySQL, redis-py, sqlite3) into the typed errors of
+drivers' exceptions (PyMySQL, psycopg, redis-py, sqlite3) into the typed errors of
 :mod:`atx.errors`, with a hint that names the flag.
 """
 
@@ -17,6 +17,7 @@ import argparse
 import errno
 import json
 import logging
+import re
 import sqlite3
 import sys
 import traceback
@@ -152,7 +153,8 @@ def opening(
 def _url_forms(flag: str) -> str:
     return (
         f"{flag or 'the URL'} takes sqlite:///relative.db or sqlite:////absolute/path.db,"
-        " redis://host:6379/0 or mysql://user:password@host:3306/database"
+        " redis://host:6379/0, mysql://user:password@host:3306/database"
+        " or postgresql://user:password@host:5432/database"
     )
 
 
@@ -175,6 +177,7 @@ def _driver_error(
     for cause in _chain(error):
         found = (
             _mysql_error(cause, url, flag, create_hint)
+            or _postgres_error(cause, url, flag, create_hint)
             or _redis_error(cause, url, flag)
             or _sqlite_error(cause, url, flag, sqlite_path)
             or _bind_error(cause)
@@ -228,6 +231,52 @@ def _mysql_error(error: BaseException, url: str, flag: str, create_hint: str) ->
             hint=f"is the server running? check the host and port in {name}",
         )
     return None
+
+
+# libpq reports a failed connection as text only (no SQLSTATE reaches the
+# client), so the kind is read from the server's and libpq's English messages.
+_PG_MISSING = re.compile(r'database "(?P<name>[^"]*)" does not exist')
+_PG_DENIED = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",  # role "x" does not exist (a missing database matched first)
+    "permission denied for database",
+    "no password supplied",
+)
+
+
+def _postgres_error(error: BaseException, url: str, flag: str, create_hint: str) -> AtxError | None:
+    psycopg = sys.modules.get("psycopg")  # not loaded: not a psycopg error
+    if psycopg is None or not isinstance(error, psycopg.OperationalError):
+        return None
+    if getattr(error, "sqlstate", None) is not None:
+        return None  # a server error on a working connection, not a failed start
+    # "connection failed: connection to server at "h", port p failed: FATAL:  ..."
+    text = " ".join(str(error).split())
+    reason = text.rpartition("FATAL: ")[2] if "FATAL: " in text else text
+    reason = reason.removeprefix("connection failed: ")
+    host, database = _where(url)
+    on = f" on {host}" if host else ""
+    missing = _PG_MISSING.search(reason)
+    if missing:
+        database = database or missing["name"]
+        quoted = database.replace('"', '""')
+        hint = f'create it with `CREATE DATABASE "{quoted}"`'
+        return DatabaseNotFoundError(
+            f"PostgreSQL database {database!r} does not exist{on}",
+            database=database,
+            hint=hint + (f", or {create_hint}" if create_hint else ""),
+        )
+    name = flag or "the URL"
+    if any(marker in reason for marker in _PG_DENIED):
+        return DatabaseAccessDeniedError(
+            f"PostgreSQL refused the login{on}: {reason}",
+            hint=f"check the user and password in {name} (postgresql://user:password@host:port/db)",
+        )
+    return DatabaseUnreachableError(
+        f"cannot reach PostgreSQL{on}: {reason}",
+        hint=f"is the server running? check the host and port in {name}",
+    )
 
 
 def _redis_error(error: BaseException, url: str, flag: str) -> AtxError | None:

@@ -10,11 +10,16 @@ from atx.errors import InvalidArgumentError, InvalidUrlOptionError, UnsupportedD
 
 __all__ = [
     "MYSQL_URL_OPTIONS",
+    "POSTGRES_URL_OPTIONS",
     "MySQLTarget",
+    "PostgresTarget",
     "RedisTarget",
+    "is_postgres_url",
     "parse_mysql_url",
+    "parse_postgres_url",
     "parse_redis_url",
     "redact_url",
+    "sqlite_path",
 ]
 
 _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
@@ -75,6 +80,91 @@ class MySQLTarget:
         )
         query = f"?{urlencode(self.options)}" if self.options else ""
         return f"mysql://{auth}@{self.host}:{self.port}/{database or self.database}{query}"
+
+
+#: Query options of a PostgreSQL URL, libpq's connection parameters of the same name.
+POSTGRES_URL_OPTIONS = (
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "connect_timeout",
+    "application_name",
+)
+
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    #: The URL's query options, validated, in their order (see POSTGRES_URL_OPTIONS).
+    options: tuple[tuple[str, str], ...] = ()
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``psycopg.connect`` (libpq parameters)."""
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "dbname": self.database or "postgres",
+        }
+        if self.password:
+            kwargs["password"] = self.password
+        kwargs.update(self.options)
+        return kwargs
+
+    def url(self, database: str | None = None) -> str:
+        auth = quote(self.user, safe="") + (
+            f":{quote(self.password, safe='')}" if self.password else ""
+        )
+        query = f"?{urlencode(self.options)}" if self.options else ""
+        return f"postgresql://{auth}@{self.host}:{self.port}/{database or self.database}{query}"
+
+
+def is_postgres_url(url: str) -> bool:
+    return urlsplit(url).scheme in POSTGRES_SCHEMES
+
+
+def parse_postgres_url(url: str) -> PostgresTarget:
+    """``postgresql://user:password@host:port/database?option=value`` (also
+    ``postgres://``); the options are POSTGRES_URL_OPTIONS, anything else is refused."""
+    parts = urlsplit(url)
+    shown = redact_url(url)
+    if parts.scheme not in POSTGRES_SCHEMES:
+        raise InvalidArgumentError(f"not a PostgreSQL URL: {shown!r}", url=shown)
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        raise InvalidArgumentError(f"bad port in PostgreSQL URL {shown!r}", url=shown) from None
+    options: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in POSTGRES_URL_OPTIONS:
+            raise InvalidUrlOptionError(
+                f"unknown option {name!r} in PostgreSQL URL {shown!r}",
+                url=shown,
+                option=name,
+                hint="known options: " + ", ".join(POSTGRES_URL_OPTIONS),
+            )
+        if not value:
+            raise InvalidUrlOptionError(
+                f"option {name} in PostgreSQL URL {shown!r}: it needs a value",
+                url=shown,
+                option=name,
+            )
+        options[name] = value
+    return PostgresTarget(
+        host=parts.hostname or "127.0.0.1",
+        port=port,
+        user=unquote(parts.username or "postgres"),
+        password=unquote(parts.password or ""),
+        database=unquote(parts.path.lstrip("/")),
+        options=tuple(options.items()),
+    )
 
 
 @dataclass(frozen=True)
@@ -148,6 +238,24 @@ def parse_redis_url(url: str) -> RedisTarget:
     rest = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
     clean = parts._replace(query=rest).geturl()
     return RedisTarget(url=clean, key_prefix=prefix)
+
+
+def sqlite_path(url: str) -> str:
+    """The file a ``sqlite:`` URL names, by SQLAlchemy's convention everywhere in atx
+    (TC store, RM, services): ``sqlite:///relative.db`` is relative to the current
+    directory, ``sqlite:////absolute/path.db`` absolute, ``sqlite://`` or
+    ``sqlite:///:memory:`` in memory. Query options are not part of the path."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise InvalidArgumentError(f"not a SQLite URL: {url!r}", url=url)
+    if parts.netloc:
+        raise InvalidArgumentError(
+            f"SQLite URL {url!r} has a host part",
+            url=url,
+            hint="write sqlite:///relative.db or sqlite:////absolute/path.db",
+        )
+    path = unquote(parts.path).removeprefix("/")
+    return path if path and path != ":memory:" else ":memory:"
 
 
 def redact_url(url: str) -> str:

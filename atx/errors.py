@@ -47,6 +47,7 @@ __all__ = [
     "SQLiteOpenError",
     "UnauthenticatedError",
     "UnavailableError",
+    "UnknownJobError",
     "UnsupportedDatabaseError",
     "UsageError",
     "abort",
@@ -161,6 +162,17 @@ class RemoteError(AtxError):
 
 
 # --- errors of the coordinator protocol --------------------------------------
+
+
+class UnknownJobError(NotFoundError):
+    """``run_now`` of a job name no runner registered (atx.jobs)."""
+
+    code = "JOB_UNKNOWN"
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(
+            f"no job named {name!r}; known: {', '.join(sorted(known)) or 'none'}", job=name
+        )
 
 
 class GlobalTransactionNotFoundError(NotFoundError):

@@ -64,8 +64,9 @@ def _dialect_of(dsn: str) -> Dialect:
 
 
 def _sqlite_path(dsn: str) -> str:
-    # sqlite:///relative.db or sqlite:////absolute/path.db (SQLAlchemy's convention)
-    return dsn.removeprefix("sqlite:").removeprefix("//").removeprefix("/") or ":memory:"
+    from atx.dsn import sqlite_path
+
+    return sqlite_path(dsn)
 
 
 def _connect(dsn: str) -> Any:

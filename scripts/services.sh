@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure MariaDB (127.0.0.1:3306) and Redis (127.0.0.1:6379) answer;
+# Make sure MariaDB (127.0.0.1:3306), PostgreSQL (127.0.0.1:5432) and Redis
+# (127.0.0.1:6379) answer;
 # start whichever is down when its binary is installed, else name what is missing.
 set -uo pipefail
 
@@ -37,8 +38,18 @@ if ! answers 127.0.0.1 6379; then
     missing+=("Redis (127.0.0.1:6379; no redis-server installed)")
   fi
 fi
+if ! answers 127.0.0.1 5432; then
+  if command -v pg_ctlcluster >/dev/null && ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "==> starting PostgreSQL"
+    version="$(ls /etc/postgresql | sort -V | tail -1)"
+    pg_ctlcluster "$version" main start || true
+    wait_for PostgreSQL 5432 || missing+=("PostgreSQL (127.0.0.1:5432)")
+  else
+    missing+=("PostgreSQL (127.0.0.1:5432; no pg_ctlcluster installed)")
+  fi
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "required services are not running: ${missing[*]}" >&2
   exit 1
 fi
-echo "==> MariaDB and Redis answer"
+echo "==> MariaDB, PostgreSQL and Redis answer"

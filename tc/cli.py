@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ _EPILOG = "environment:\n" + "\n".join(
 )
 
 _MYSQL_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def _port(text: str) -> int:
@@ -80,14 +82,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--store",
         default=env("ATX_TC_STORE", ""),
         metavar="URL",
-        help="session store: sqlite:////absolute/path.db, redis://host:6379/0?key_prefix=atx:"
-        " or mysql://user:password@host:3306/database (default: sqlite at $ATX_DATA_DIR/tc.db"
-        " or ~/.local/share/atx/tc.db; env ATX_TC_STORE)",
+        help="session store: sqlite:////absolute/path.db (sqlite:///relative.db),"
+        " redis://host:6379/0?key_prefix=atx:, mysql://user:password@host:3306/database"
+        " or postgresql://user:password@host:5432/database (default: sqlite at"
+        " $ATX_DATA_DIR/tc.db or ~/.local/share/atx/tc.db; env ATX_TC_STORE)",
     )
     add(
         "--create-database",
         action="store_true",
-        help="with a MySQL store: create its database if it does not exist (default: off)",
+        help="with a MySQL or PostgreSQL store: create its database if it does not exist"
+        " (default: off)",
     )
     add(
         "--token",
@@ -271,21 +275,42 @@ def _create_mysql_database(url: str) -> None:
         connection.close()
 
 
+def _create_postgres_database(url: str) -> None:
+    import psycopg
+    import psycopg.errors
+
+    from atx.dsn import parse_postgres_url
+
+    target = parse_postgres_url(url)
+    kwargs = {"connect_timeout": 5, **target.connect_kwargs(), "dbname": "postgres"}
+    with psycopg.connect(**kwargs, autocommit=True) as connection:
+        found = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)
+        ).fetchone()
+        if found is None:
+            name = target.database.replace('"', '""')
+            # PostgreSQL has no CREATE DATABASE IF NOT EXISTS: a node starting
+            # at the same moment may win the race, which is just as good.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                connection.execute(f'CREATE DATABASE "{name}"')
+
+
 def open_store(
     url: str, history_size: int, create_database: bool = False, flag: str = "--store"
 ) -> SessionStore:
     """The store ``url`` (given as ``flag``) names, or a typed start-up error
     saying what to fix."""
     from atx.cli_errors import opening
-    from atx.dsn import parse_mysql_url
+    from atx.dsn import parse_mysql_url, parse_postgres_url
     from atx.errors import UsageError
     from atx.tc.store.base import create_store
 
     scheme = urlsplit(url).scheme
     mysql = scheme in _MYSQL_SCHEMES
-    if create_database and not mysql:
+    postgres = scheme in _POSTGRES_SCHEMES
+    if create_database and not (mysql or postgres):
         raise UsageError(
-            f"--create-database works with a MySQL store, not {scheme or url!r}",
+            f"--create-database works with a MySQL or PostgreSQL store, not {scheme or url!r}",
             hint="drop the flag: SQLite creates its file, Redis needs nothing",
         )
     sqlite_path: str | None = None
@@ -303,13 +328,18 @@ def open_store(
                     "the TC's MySQL store does not take connect_timeout yet (it uses 5 s)",
                     hint="drop connect_timeout from --store",
                 )
+        elif postgres and not parse_postgres_url(url).database:
+            raise UsageError(
+                "the PostgreSQL store URL names no database",
+                hint="end --store with /database, e.g. postgresql://postgres@127.0.0.1:5432/atx_tc",
+            )
         elif scheme == "sqlite":
             from atx.tc.store.sqlite import sqlite_path_from_url
 
             sqlite_path = sqlite_path_from_url(url)[0]
     with opening(url, flag=flag, sqlite_path=sqlite_path, create_hint="pass --create-database"):
         if create_database:
-            _create_mysql_database(url)
+            (_create_postgres_database if postgres else _create_mysql_database)(url)
         return create_store(url, history_size)
 
 

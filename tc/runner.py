@@ -9,8 +9,8 @@ work. A call made when nothing is queued and no other request is in flight
 has nobody to share a commit with: it runs at once, in a batch of its own,
 and its caller goes on without waiting for the loop.
 
-Network stores (Redis, MySQL) run in worker threads so that one slow round
-trip does not stall the loop. A store whose round trips cannot wait on
+Network stores (Redis, MySQL, PostgreSQL) run in worker threads so that
+one slow round trip does not stall the loop. A store whose round trips cannot wait on
 anything but the network (``inline_when_idle = True``: Redis, whose scripts
 never block) is called on the loop itself when the call is the only request
 in flight and no worker is busy: the thread hop (two thread wake-ups, a

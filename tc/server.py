@@ -22,7 +22,7 @@ from atx.tc.admin import AdminServicer
 from atx.tc.auth import TokenAuthInterceptor
 from atx.tc.config import TCConfig
 from atx.tc.coordinator import TransactionCoordinator
-from atx.tc.jobs import JobRunner
+from atx.tc.jobs import TCJobs
 from atx.tc.metrics import TCMetrics
 from atx.tc.servicers import ResourceManagerServicer, TransactionManagerServicer
 from atx.tc.store.base import SessionStore, create_store
@@ -53,7 +53,7 @@ class TCServer:
         self.metrics = TCMetrics()
         self.server: grpc.aio.Server | None = None
         self.tc: TransactionCoordinator | None = None
-        self.jobs: JobRunner | None = None
+        self.jobs: TCJobs | None = None
         self.port = config.port
         self._stopped = asyncio.Event()
 
@@ -112,7 +112,7 @@ class TCServer:
         self.server = server
         if config.metrics_port:
             self.metrics.serve(config.metrics_port, config.host)
-        self.jobs = JobRunner(tc)
+        self.jobs = TCJobs(tc)
         self.jobs.start()
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -1,8 +1,9 @@
 """Fixtures shared by every test: real MariaDB databases, Redis prefixes,
 free ports and server processes.
 
-Where the server lives: ATX_TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306/)
-and ATX_TEST_REDIS_URL (default redis://127.0.0.1:6379/0). With CI=true an
+Where the server lives: ATX_TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306/),
+ATX_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test) and
+ATX_TEST_REDIS_URL (default redis://127.0.0.1:6379/0). With CI=true an
 unreachable server fails the test; elsewhere the test is skipped with the reason.
 """
 
@@ -19,7 +20,7 @@ import pymysql
 import pytest
 import redis
 
-from atx.dsn import parse_mysql_url
+from atx.dsn import parse_mysql_url, parse_postgres_url
 from atx.testing import ManagedProcess, free_port, start_process
 
 
@@ -42,6 +43,7 @@ sys.meta_path.insert(0, _TopLevelGuard())
 
 MYSQL_URL = os.environ.get("ATX_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/")
 REDIS_URL = os.environ.get("ATX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get("ATX_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -101,6 +103,43 @@ def mariadb_factory() -> Iterator[MariaDBFactory]:
 def mariadb_url(mariadb_factory: MariaDBFactory) -> str:
     """One fresh MariaDB database for this test."""
     return mariadb_factory()
+
+
+PostgresFactory = Callable[[], str]
+
+
+@pytest.fixture
+def postgres_factory() -> Iterator[PostgresFactory]:
+    """Make fresh, uniquely named PostgreSQL databases; each is dropped afterwards
+    (``WITH (FORCE)``: a test's leftover connections do not keep it alive).
+
+    Returns a function giving the URL ``postgresql://postgres@host:port/atx_t_<hex>``.
+    """
+    import psycopg  # the postgres extra; installed with dev
+
+    target = parse_postgres_url(POSTGRES_URL)
+    try:
+        admin = psycopg.connect(**target.connect_kwargs(), connect_timeout=3, autocommit=True)
+    except psycopg.OperationalError as error:
+        unavailable(f"PostgreSQL at {target.host}:{target.port} is unreachable: {error}")
+    created: list[str] = []
+
+    def make() -> str:
+        name = _unique("atx_t")
+        admin.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return target.url(name)
+
+    yield make
+    for name in created:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_factory: PostgresFactory) -> str:
+    """One fresh PostgreSQL database for this test."""
+    return postgres_factory()
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from atx.errors import (
     GlobalTransactionNotFoundError,
     UnavailableError,
 )
+from atx.jobs import JobRunner
 from atx.rm.errors import InvalidConfigurationError
 from atx.rm.resource import registered_resources
 from atx.rm.sql.builder import pk_condition
@@ -289,7 +290,8 @@ FIRST_PURGE_DELAY = 300.0
 
 
 class RetentionJob:
-    """A thread that purges old undo rows of every registered resource.
+    """A job (on :class:`atx.jobs.JobRunner`) that purges old undo rows of every
+    registered resource.
 
     It runs every ``sweep`` seconds (or every ``period`` when ``sweep`` is 0, or
     when the period is shorter): placeholders older than ``save_days`` go, and
@@ -310,24 +312,29 @@ class RetentionJob:
         self._finished_older_than = dt.timedelta(seconds=sweep) if sweep > 0 else None
         self._interval = min(period, sweep) if sweep > 0 else period
         self._stopping = stopping
-        self._thread = threading.Thread(target=self._run, name="atx-rm-undo-retention", daemon=True)
+        # Each process purges its own resources: no lock shared with other processes.
+        self._runner = JobRunner(None, owner="rm")
+        self._runner.register(
+            "undo-retention",
+            self._purge,
+            self._interval,
+            locked=False,
+            first_after_s=min(self._interval, FIRST_PURGE_DELAY),
+        )
 
     def start(self) -> None:
-        self._thread.start()
+        self._runner.start()
 
-    def _run(self) -> None:
-        delay = min(self._interval, FIRST_PURGE_DELAY)
-        # An Event wait, not sleep: stopping ends the wait at once.
-        while not self._stopping.wait(delay):
-            delay = self._interval
-            try:
-                check = TCFinishedCheck(self._client())
-                purge_registered_resources(
-                    self._older_than, check, self._stopping, self._finished_older_than
-                )
-            except Exception:
-                logger.exception("undo log purge failed, next try in %g s", self._interval)
+    def _purge(self) -> int:
+        try:
+            check = TCFinishedCheck(self._client())
+            result = purge_registered_resources(
+                self._older_than, check, self._stopping, self._finished_older_than
+            )
+        except Exception:
+            logger.exception("undo log purge failed, next try in %g s", self._interval)
+            return 0
+        return sum(r.placeholders_deleted + r.normal_deleted for r in result.values())
 
     def join(self, timeout: float) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        self._runner.stop(timeout)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from atx.dsn import parse_mysql_url
+from atx.dsn import parse_mysql_url, sqlite_path
 from atx.errors import InvalidArgumentError
 
 __all__ = ["POOL_MAX_OVERFLOW", "POOL_RECYCLE_S", "POOL_SIZE", "Database", "execute"]
@@ -41,11 +41,14 @@ class Database:
     def __init__(self, url: str, resource_id: str) -> None:
         self.url = url
         self.resource_id = resource_id
-        if url.startswith("sqlite:///"):
+        if url.startswith("sqlite:"):
             self.dialect = "sqlite"
-            self.path = url[len("sqlite:///") :]
-            if not self.path:
-                raise InvalidArgumentError(f"sqlite URL has no path: {url!r}", url=url)
+            self.path = sqlite_path(url)
+            if self.path == ":memory:":
+                # Each connection would see its own empty database.
+                raise InvalidArgumentError(
+                    f"a service database cannot be in memory: {url!r}", url=url
+                )
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         elif url.startswith(("mysql://", "mariadb://", "mysql+pymysql://")):
             self.dialect = "mysql"

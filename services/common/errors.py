@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from atx.errors import AtxError, NotFoundError, UnavailableError
+from atx.errors import AtxError, UnavailableError, UnknownJobError
 
 __all__ = [
     "ChainUnavailableError",
@@ -97,14 +97,3 @@ class NotificationRejectedError(ShopError):
 
     code = "SHOP_NOTIFICATION_REJECTED"
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
-
-
-class UnknownJobError(NotFoundError):
-    """``run_now`` of a job name no runner registered."""
-
-    code = "SHOP_JOB_UNKNOWN"
-
-    def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__(
-            f"no job named {name!r}; known: {', '.join(sorted(known)) or 'none'}", job=name
-        )

@@ -1,14 +1,15 @@
-"""The TC's storage contract: one interface, three implementations.
+"""The TC's storage contract: one interface, four implementations.
 
 Every method is atomic on its own and durable before it returns: once the
 TC has acknowledged a change to a client, a ``kill -9`` does not lose it.
-Several TC nodes may share one store (Redis, MySQL); the methods that
+Several TC nodes may share one store (Redis, MySQL, PostgreSQL); the methods that
 decide something (status changes, branch registration, lock acquisition,
 job locks) are therefore compare-and-set operations inside the store, never
 read-then-write in the TC process.
 
 Stores are created by URL through a registry (``sqlite:///path``,
-``redis://host:port/db?key_prefix=p:``, ``mysql://user@host:port/db``).
+``redis://host:port/db?key_prefix=p:``, ``mysql://user@host:port/db``,
+``postgresql://user@host:port/db``).
 """
 
 from __future__ import annotations
@@ -327,7 +328,7 @@ def create_store(url: str, history_size: int = 1000) -> SessionStore:
         _load_builtin(scheme)
     factory = _FACTORIES.get(scheme)
     if factory is None:
-        known = ", ".join(sorted({"sqlite", "redis", "mysql", *_FACTORIES}))
+        known = ", ".join(sorted({"sqlite", "redis", "mysql", "postgresql", *_FACTORIES}))
         raise InvalidArgumentError(
             f"unknown store URL scheme {scheme!r} in {url!r}; known: {known}", url=url
         )
@@ -340,8 +341,10 @@ def _load_builtin(scheme: str) -> None:
         "sqlite": "atx.tc.store.sqlite",
         "redis": "atx.tc.store.redis",
         "mysql": "atx.tc.store.mysql",
+        "postgresql": "atx.tc.store.postgres",
     }
     modules["mariadb"] = modules["mysql"]
     modules["rediss"] = modules["redis"]
+    modules["postgres"] = modules["postgresql"]
     if scheme in modules:
         __import__(modules[scheme])

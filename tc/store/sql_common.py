@@ -1,5 +1,5 @@
-"""What the two SQL stores (SQLite, MySQL) share: column lists, row
-conversion, the listing queries with their filters and offset page tokens.
+"""What the SQL stores (SQLite, MySQL, PostgreSQL) share: column lists, row
+conversion, the listing queries with their filters and keyset page tokens.
 
 The stores differ in dialect (placeholder style) and table names; a
 :class:`StoreSql` carries both, so one builder serves either store.

@@ -21,10 +21,11 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from atx.clock import now_ms
 from atx.dialect import Dialect
+from atx.dsn import sqlite_path
 from atx.errors import GlobalTransactionNotFoundError, IllegalStatusError, InvalidArgumentError
 from atx.status import BranchStatus, GlobalStatus
 from atx.tc.store.base import (
@@ -130,18 +131,10 @@ _LOCK_INSERT = f"INSERT OR IGNORE INTO lock_table ({LOCK_COLS}) VALUES (?,?,?,?,
 
 
 def sqlite_path_from_url(url: str) -> tuple[str, dict[str, str]]:
-    """``sqlite:///abs/path.db`` (or ``sqlite:///:memory:``) → path and query options."""
-    parts = urlsplit(url)
-    if parts.scheme != "sqlite":
-        raise InvalidArgumentError(f"not a sqlite URL: {url!r}", url=url)
-    path = unquote(parts.netloc + parts.path)
-    if parts.netloc and not parts.path:
-        path = parts.netloc  # sqlite://relative.db
-    if path == "/:memory:":
-        path = ":memory:"
-    if not path:
-        raise InvalidArgumentError(f"sqlite URL {url!r} names no file", url=url)
-    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    """``sqlite:///relative.db``, ``sqlite:////absolute/path.db`` (or ``sqlite:///:memory:``)
+    → path and query options (see :func:`atx.dsn.sqlite_path`)."""
+    path = sqlite_path(url)
+    options = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
     return path, options
 
 

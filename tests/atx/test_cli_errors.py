@@ -13,11 +13,12 @@ import sys
 import uuid
 from pathlib import Path
 
+import psycopg
 import pymysql
 import pytest
 
 from atx.cli_errors import report
-from atx.dsn import parse_mysql_url
+from atx.dsn import parse_mysql_url, parse_postgres_url
 from atx.testing import ManagedProcess, free_port
 
 
@@ -117,6 +118,47 @@ def test_tc_with_a_wrong_mysql_password(mariadb_url: str) -> None:
     assert "certainly-wrong" not in done.stderr  # never print the password
     assert "Access denied" in line and "--store" in done.stderr
     with_debug("tc", "--port", "0", "--store", url)
+
+
+def test_tc_with_a_missing_postgres_database_and_create_database(
+    postgres_url: str, start_server: object
+) -> None:
+    target = parse_postgres_url(postgres_url)
+    name = f"atx_missing_{uuid.uuid4().hex[:10]}"
+    url = target.url(name)
+    done = atx("tc", "--port", "0", "--store", url)
+    line = one_error(done, "DATABASE_NOT_FOUND")
+    assert name in line and "PostgreSQL" in line
+    assert f'CREATE DATABASE "{name}"' in done.stderr and "--create-database" in done.stderr
+    port = free_port()
+    assert callable(start_server)
+    admin = psycopg.connect(**target.connect_kwargs(), autocommit=True)
+    try:
+        tc: ManagedProcess = start_server(
+            ["tc", "--port", str(port), "--store", url, "--create-database"], port=port
+        )
+        assert tc.running
+        found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        assert found.fetchall() == [(1,)]
+        tc.kill()
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def test_tc_with_postgres_refusing_or_refusing_the_login(postgres_url: str) -> None:
+    target = parse_postgres_url(postgres_url)
+    closed = free_port()  # nothing listens there
+    refused = f"postgresql://postgres@127.0.0.1:{closed}/{target.database}"
+    line = one_error(atx("tc", "--port", "0", "--store", refused), "DATABASE_UNREACHABLE")
+    assert f"127.0.0.1:{closed}" in line and "PostgreSQL" in line
+    # The test server trusts local logins whatever the password: an unknown role it refuses.
+    login = f"postgresql://atx_nobody:certainly-wrong@{target.host}:{target.port}/{target.database}"
+    done = atx("tc", "--port", "0", "--store", login)
+    line = one_error(done, "DATABASE_ACCESS_DENIED")
+    assert "certainly-wrong" not in done.stderr  # never print the password
+    assert "atx_nobody" in line and "--store" in done.stderr
+    with_debug("tc", "--port", "0", "--store", login)
 
 
 def test_tc_on_a_taken_port(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from atx.dsn import parse_mysql_url, redact_url
+from atx.dsn import is_postgres_url, parse_mysql_url, parse_postgres_url, redact_url, sqlite_path
 from atx.errors import InvalidArgumentError, InvalidUrlOptionError, UnsupportedDatabaseError
 from atx.testing import self_signed_cert
 
@@ -97,3 +97,47 @@ def test_a_url_option_is_used_for_real(mariadb_url: str) -> None:
         cursor.execute("SELECT @@character_set_client")
         assert cursor.fetchone() == ("latin1",)
     connection.close()
+
+
+def test_a_postgres_url_gives_libpq_parameters() -> None:
+    target = parse_postgres_url("postgresql://app:p%40ss@db.example:6543/shop?sslmode=verify-full")
+    assert target.connect_kwargs() == {
+        "host": "db.example",
+        "port": 6543,
+        "user": "app",
+        "password": "p@ss",
+        "dbname": "shop",
+        "sslmode": "verify-full",
+    }
+    assert (
+        target.url("other") == "postgresql://app:p%40ss@db.example:6543/other?sslmode=verify-full"
+    )
+    assert is_postgres_url("postgres://x/y") and not is_postgres_url("mysql://x/y")
+
+
+def test_a_postgres_url_with_an_unknown_option_is_refused() -> None:
+    with pytest.raises(InvalidUrlOptionError, match="sslmod"):
+        parse_postgres_url("postgresql://h/db?sslmod=require")
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///tc.db", "tc.db"),
+        ("sqlite:///data/tc.db", "data/tc.db"),
+        ("sqlite:////var/lib/atx/tc.db", "/var/lib/atx/tc.db"),
+        ("sqlite:////tmp/a%20b.db?synchronous=FULL", "/tmp/a b.db"),
+        ("sqlite://", ":memory:"),
+        ("sqlite:///:memory:", ":memory:"),
+    ],
+)
+def test_every_command_reads_sqlite_urls_as_sqlalchemy(url: str, path: str) -> None:
+    from atx.tc.store.sqlite import sqlite_path_from_url
+
+    assert sqlite_path(url) == path
+    assert sqlite_path_from_url(url)[0] == path  # the TC's store, the same way
+
+
+def test_a_sqlite_url_with_a_host_is_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="host part"):
+        sqlite_path("sqlite://tc.db")

@@ -1,5 +1,5 @@
-"""Running ``atx tc`` as real processes on a shared store (Redis, MariaDB) for
-the cluster and crash-recovery tests."""
+"""Running ``atx tc`` as real processes on a shared store (Redis, MariaDB,
+PostgreSQL) for the cluster and crash-recovery tests."""
 
 from __future__ import annotations
 
@@ -32,10 +32,10 @@ FAST_FLAGS = [
 TCStarter = Callable[..., ManagedProcess]
 
 
-@pytest.fixture(params=["redis", "mariadb"])
+@pytest.fixture(params=["redis", "mariadb", "postgres"])
 def shared_store_url(request: pytest.FixtureRequest) -> str:
-    """A fresh Redis prefix or MariaDB database that several TC nodes share."""
-    url: str = request.getfixturevalue("redis_url" if request.param == "redis" else "mariadb_url")
+    """A fresh Redis prefix, MariaDB or PostgreSQL database that several TC nodes share."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
     return url
 
 

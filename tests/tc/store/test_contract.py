@@ -1,4 +1,4 @@
-"""The SessionStore contract, run against every store: SQLite, Redis, MariaDB.
+"""The SessionStore contract, run against every store: SQLite, Redis, MariaDB, PostgreSQL.
 
 Each test gets a fresh store (its own file, key prefix or database). Where a
 test needs a second TC node, it opens a second store on the same URL.
@@ -37,12 +37,11 @@ StoreMaker = Callable[..., SessionStore]
 G = GlobalStatus
 
 
-@pytest.fixture(params=["sqlite", "redis", "mariadb"])
+@pytest.fixture(params=["sqlite", "redis", "mariadb", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/store.db"
-    fixture = "redis_url" if request.param == "redis" else "mariadb_url"
-    url: str = request.getfixturevalue(fixture)
+    url: str = request.getfixturevalue(f"{request.param}_url")
     return url
 
 
