@@ -52,6 +52,12 @@ def _available(subcommand: Subcommand) -> bool:
         return False
 
 
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """An option's default from the environment; a value it does not allow is ignored."""
+    value = os.environ.get(name, "").strip()
+    return next((c for c in choices if c.lower() == value.lower()), default)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="atx",
@@ -60,16 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"atx {__version__}")
     parser.add_argument(
         "--log-level",
-        default="INFO",
+        default=_env_choice("ATX_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging level (default: INFO)",
+        help="logging level (default: INFO, or ATX_LOG_LEVEL)",
     )
     parser.add_argument(
         "--log-format",
-        default="text",
+        default=_env_choice("ATX_LOG_FORMAT", "text", ("text", "json")),
         choices=["text", "json"],
         help="log lines as text, with the XID in brackets, or one JSON object a line"
-        " (time, level, logger, message, xid, branch_id) (default: text)",
+        " (time, level, logger, message, xid, branch_id) (default: text, or ATX_LOG_FORMAT)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for subcommand in SUBCOMMANDS:

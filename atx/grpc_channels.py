@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from atx import tracing
 from atx.errors import InvalidArgumentError
 
 __all__ = ["channel_credentials", "open_aio_channel", "open_channel"]
@@ -58,13 +59,15 @@ def open_channel(
 ) -> grpc.Channel:
     """A sync channel to ``address``: TLS when ``tls_ca`` is set, else plaintext.
 
-    ``interceptors`` are client interceptors wrapped around it (outermost first).
+    ``interceptors`` are client interceptors wrapped around it (outermost first), then
+    the tracing ones (:mod:`atx.tracing`; none without the ``otel`` extra).
     """
     merged = _options(tls_ca, tls_server_name, options)
     if tls_ca:
         channel = grpc.secure_channel(address, channel_credentials(tls_ca), options=merged)
     else:
         channel = grpc.insecure_channel(address, options=merged)
+    channel = tracing.trace_channel(channel)
     if interceptors:
         channel = grpc.intercept_channel(channel, *interceptors)
     return channel
@@ -80,6 +83,7 @@ def open_aio_channel(
 ) -> grpc.aio.Channel:
     """The asyncio twin of :func:`open_channel`."""
     merged = _options(tls_ca, tls_server_name, options)
+    interceptors = [*interceptors, *tracing.aio_client_interceptors()]
     if tls_ca:
         return grpc.aio.secure_channel(
             address,

@@ -21,6 +21,7 @@ __all__ = [
     "JsonFormatter",
     "XidFilter",
     "add_xid_source",
+    "bind_log_branch",
     "bind_log_xid",
     "configure_logging",
     "current_log_xid",
@@ -31,6 +32,10 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(xid_tag)s %(message)s"
 
 #: The XID a server binds for the request it serves (set/reset with a token on hot paths).
 log_xid: contextvars.ContextVar[str | None] = contextvars.ContextVar("atx_log_xid", default=None)
+#: The branch a record concerns, where known (phase two on the RM binds it).
+log_branch_id: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "atx_log_branch_id", default=None
+)
 #: Where the current XID may come from, asked in order (the RM adds its context's).
 _sources: list[Callable[[], str | None]] = [log_xid.get]
 
@@ -59,13 +64,31 @@ def bind_log_xid(xid: str | None) -> Iterator[None]:
         log_xid.reset(token)
 
 
+@contextlib.contextmanager
+def bind_log_branch(xid: str | None, branch_id: int | None) -> Iterator[None]:
+    """Records emitted inside carry ``xid`` and ``branch_id`` (a phase-two command's)."""
+    token = log_xid.set(xid or None)
+    branch_token = log_branch_id.set(branch_id or None)
+    try:
+        yield
+    finally:
+        log_branch_id.reset(branch_token)
+        log_xid.reset(token)
+
+
 class XidFilter(logging.Filter):
-    """Sets ``record.xid`` (``""`` outside a global transaction) and ``record.xid_tag``."""
+    """Sets ``record.xid`` (``""`` outside a global transaction), ``record.xid_tag`` and
+    ``record.branch_id`` where known."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         xid = getattr(record, "xid", None) or current_log_xid() or ""
         record.xid = xid
-        record.xid_tag = f" [{xid}]" if xid else ""
+        branch_id = getattr(record, "branch_id", None) or log_branch_id.get()
+        if branch_id:
+            record.branch_id = branch_id
+            record.xid_tag = f" [{xid}] [branch {branch_id}]" if xid else f" [branch {branch_id}]"
+        else:
+            record.xid_tag = f" [{xid}]" if xid else ""
         return True
 
 
@@ -82,8 +105,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "xid": getattr(record, "xid", "") or current_log_xid() or "",
         }
-        branch_id = getattr(record, "branch_id", None)
-        if branch_id is not None:
+        branch_id = getattr(record, "branch_id", None) or log_branch_id.get()
+        if branch_id:
             entry["branch_id"] = branch_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

@@ -10,8 +10,13 @@ Each sample is the best of 3 runs of N statements; raw and proxy samples alterna
 (which one goes first alternates too) so that the machine's noise hits both. The
 figure is the median over ROUNDS of the per-round overhead (proxy / raw - 1).
 
-Run: .venv/bin/python bench/bench_passthrough.py
+Run: .venv/bin/python bench/bench_passthrough.py [--observed]
      (ATX_BENCH_N=1000 statements per run, ATX_BENCH_ROUNDS=21 rounds)
+
+``--observed`` first installs and activates the observability of issue 16: an
+OpenTelemetry SDK tracer provider (atx's XID processor, an in-memory exporter,
+the gRPC instrumentation on every channel) and the RM's Prometheus endpoint, and
+runs one traced global transaction, so the figures are pass-through with both live.
 """
 
 from __future__ import annotations
@@ -115,7 +120,39 @@ def compare_each(label: str, raw_cursor: Any, proxy_cursor: Any, sql: str, fetch
     )
 
 
+def observe() -> None:
+    """Tracing and RM metrics installed and active (one global transaction traced)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from atx import tracing
+    from atx.tc.testing import InProcessTC
+    from atx.testing import free_port
+
+    provider = TracerProvider()
+    tracing.install_xid_processor(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    tc = InProcessTC().start()
+    rm.configure(tc_addresses=[tc.address], metrics_port=free_port())
+    tmp = tempfile.mkdtemp(prefix="atx-bench-observed-")  # the RM's runtime keeps using it
+    conn = rm.connect_sqlite(f"{tmp}/observed.sqlite", create_undo_table=True)
+    conn.raw.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v INT)")
+    conn.raw.commit()
+    with rm.global_transaction("observed"):
+        conn.execute("INSERT INTO t VALUES (1, 1)")
+        conn.commit()
+    conn.close()
+    assert exporter.get_finished_spans(), "tracing is not active"
+    print(f"observed: {len(exporter.get_finished_spans())} spans of one global transaction")
+
+
 def main() -> None:
+    if "--observed" in sys.argv[1:]:
+        observe()
     with scratch_database(100) as url:
         kwargs = parse_mysql_url(url).connect_kwargs()
         raw = pymysql.connect(**kwargs, autocommit=True)

@@ -43,12 +43,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from atx import tracing
 from atx.backoff import Backoff
 from atx.clock import now_ms
 from atx.errors import GlobalTransactionNotFoundError
 from atx.hooks.outbox import on_deferred
 from atx.hooks.store import OutboxRow, OutboxStore
 from atx.hooks.targets import TargetRegistry, default_registry
+from atx.logs import bind_log_xid
+from atx.rm.metrics import get_metrics
 from atx.rm.tc_client import get_tc_client
 from atx.status import GlobalStatus
 
@@ -213,7 +216,21 @@ class Dispatcher:
         return Decision.WAIT
 
     def _process(self, row: OutboxRow) -> bool:
+        # One span per attempt, in the trace of the transaction that deferred the call
+        # when this process remembers it (atx.tracing.remember); its XID on the log records.
+        parent = tracing.remembered(row.xid)
+        with (
+            bind_log_xid(row.xid),
+            tracing.span(
+                "atx.deferred_call", xid=row.xid, parent=parent, target=row.target,
+                request=row.request_id,
+            ),
+        ):  # fmt: skip
+            return self._attempt(row)
+
+    def _attempt(self, row: OutboxRow) -> bool:
         decision = self.decide(row)
+        tracing.tag(decision=decision)
         if decision == Decision.WAIT:
             self._held[row.id] = time.monotonic() + self.config.undecided_delay
             return False
@@ -228,6 +245,7 @@ class Dispatcher:
                 extra={"xid": row.xid},
             )
             self.store.mark_dead(row, f"global transaction {row.xid} rolled back")
+            get_metrics().deferred_call("rolled_back")
             return False
         if not self.store.claim(row, int(self.config.lease * 1000)):
             return False
@@ -254,8 +272,11 @@ class Dispatcher:
                 extra={"xid": row.xid},
             )
             self.store.mark_failed(row, f"{type(error).__name__}: {error}", self._due(delay), dead)
+            get_metrics().deferred_call("dead" if dead else "retry")
+            tracing.tag(outcome="dead" if dead else "retry")
             return False
         self.store.mark_done(row)
+        get_metrics().deferred_call("done")
         logger.info(
             "dispatcher %s: %s (request %s) done for %s",
             self.name,

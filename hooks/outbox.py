@@ -34,10 +34,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from atx import tracing
 from atx.clock import now_ms
 from atx.dialect import Column, Dialect, Index, TableSpec
 from atx.errors import InvalidArgumentError
 from atx.rm.context import current_xid
+from atx.rm.metrics import get_metrics
 from atx.rm.tm.hooks import (
     NoTransactionForHookError,
     TransactionHookBase,
@@ -172,6 +174,8 @@ def defer(
     logger.info(
         "deferred %s (request %s) in %s", target, rid, xid or "local tx", extra={"xid": xid}
     )
+    tracing.remember(xid)  # the dispatcher's span joins this transaction's trace
+    get_metrics().deferred_call("deferred")
     if not xid or not _wake_after_commit(xid):
         _notify(xid)
     return rid

@@ -22,11 +22,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from atx import tracing
 from atx.dialect import Dialect
 from atx.errors import LockConflictError
 from atx.lock_keys import LockKey, format_lock_keys
 from atx.rm.context import LockRetryPolicy, current_lock_retry_policy
 from atx.rm.errors import GlobalLockWaitTimeout, RMError
+from atx.rm.metrics import get_metrics
 from atx.rm.resource import Resource
 from atx.rm.tc_client import BranchCalls, get_tc_client
 from atx.rm.types.image import ExecutionResult, SQLUndoLog
@@ -139,7 +141,8 @@ class Branch:
         if xid is None:
             self._commit_global_lock(lock_keys)
         else:
-            self._commit_branch(xid, undo_items, lock_keys)
+            with tracing.span("atx.branch", xid=xid, resource_id=self.resource.resource_id):
+                self._commit_branch(xid, undo_items, lock_keys)
 
     def rollback(self) -> None:
         self.reset()
@@ -155,6 +158,7 @@ class Branch:
             if answer.lockable:
                 return
             holder = answer.holder_xid
+            get_metrics().lock_conflict(attempt < policy.times)
             if attempt < policy.times:
                 self._wait(policy.interval)
         raise GlobalLockWaitTimeout(resource_id, lock_keys, holder, xid)
@@ -177,6 +181,7 @@ class Branch:
                 return tc.branch_register(xid, resource_id, lock_keys)
             except LockConflictError as conflict:
                 last = conflict
+                get_metrics().lock_conflict(not conflict.fail_fast and attempt < policy.times)
                 if conflict.fail_fast:
                     break
                 if attempt < policy.times:
@@ -196,6 +201,7 @@ class Branch:
         except BaseException:
             raw.rollback()
             raise
+        get_metrics().branch_registered(branch_id)
         try:
             cursor = raw.cursor()
             try:

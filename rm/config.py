@@ -7,7 +7,8 @@ TLS to the TC; empty = plaintext) and ``ATX_TC_TLS_SERVER_NAME`` (the name
 the TC's certificate must carry, when not the dialled host),
 ``ATX_UNDO_LOG_SAVE_DAYS``, ``ATX_UNDO_LOG_DELETE_PERIOD`` and
 ``ATX_UNDO_LOG_SWEEP_INTERVAL`` (undo-log retention, see
-:mod:`atx.rm.phase_two.retention`). Arguments to
+:mod:`atx.rm.phase_two.retention`), ``ATX_RM_METRICS_PORT`` and
+``ATX_RM_METRICS_HOST`` (the RM's Prometheus endpoint, :mod:`atx.rm.metrics`). Arguments to
 :func:`configure` win over the environment. Reconfiguring closes the TC client
 and restarts the runtime (Attach streams, phase two).
 """
@@ -41,6 +42,8 @@ _ENV_TLS_SERVER_NAME = "ATX_TC_TLS_SERVER_NAME"
 _ENV_SAVE_DAYS = "ATX_UNDO_LOG_SAVE_DAYS"
 _ENV_DELETE_PERIOD = "ATX_UNDO_LOG_DELETE_PERIOD"
 _ENV_SWEEP_INTERVAL = "ATX_UNDO_LOG_SWEEP_INTERVAL"
+_ENV_METRICS_PORT = "ATX_RM_METRICS_PORT"
+_ENV_METRICS_HOST = "ATX_RM_METRICS_HOST"
 
 
 def _default_client_id() -> str:
@@ -69,6 +72,9 @@ class Config:
     #: process that died before deleting them): normal rows older than one interval
     #: whose transaction the TC reports over are deleted. 0: only the purge's save days.
     undo_log_sweep_interval: float = 300.0
+    #: Port of the RM's Prometheus endpoint (atx.rm.metrics); 0: not served.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
 
 _lock = threading.Lock()
@@ -126,6 +132,10 @@ def _validate_sweep_interval(value: str | float) -> float:
     return _number("undo_log_sweep_interval", value, 0.0, threading.TIMEOUT_MAX)
 
 
+def _validate_port(value: str | int) -> int:
+    return int(_number("metrics_port", value, 0, 65535))
+
+
 def _from_env() -> Config:
     addresses = os.environ.get(_ENV_ADDRESSES, "")
     return Config(
@@ -142,6 +152,8 @@ def _from_env() -> Config:
         undo_log_sweep_interval=_validate_sweep_interval(
             os.environ.get(_ENV_SWEEP_INTERVAL) or 300.0
         ),
+        metrics_port=_validate_port(os.environ.get(_ENV_METRICS_PORT) or 0),
+        metrics_host=os.environ.get(_ENV_METRICS_HOST) or "127.0.0.1",
     )
 
 
@@ -156,6 +168,8 @@ def configure(
     undo_log_save_days: float | None = None,
     undo_log_delete_period: float | None = None,
     undo_log_sweep_interval: float | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> Config:
     """Set the configuration (unset arguments come from the environment).
 
@@ -167,6 +181,9 @@ def configure(
     (:mod:`atx.rm.phase_two.retention`); every ``undo_log_sweep_interval`` seconds
     (default 300, 0 disables) it also deletes undo rows of committed branches that
     a process left behind, once the TC reports their transaction over.
+
+    ``metrics_port`` (default 0: off) serves the RM's Prometheus metrics
+    (:mod:`atx.rm.metrics`) at ``http://metrics_host:metrics_port/metrics``.
 
     Raises:
         InvalidConfigurationError: a malformed TC address, an empty application id, a
@@ -201,6 +218,10 @@ def configure(
             if undo_log_sweep_interval is not None
             else base.undo_log_sweep_interval
         ),
+        metrics_port=_validate_port(metrics_port)
+        if metrics_port is not None
+        else base.metrics_port,
+        metrics_host=metrics_host if metrics_host is not None else base.metrics_host,
     )
     if not config.application_id:
         raise InvalidConfigurationError("application_id must not be empty")

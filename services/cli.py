@@ -177,6 +177,9 @@ def service_parser(name: str) -> argparse.ArgumentParser:
 def run_service(name: str, argv: Sequence[str]) -> int:
     parser = service_parser(name)
     opts = parser.parse_args(list(argv))
+    from atx import tracing
+
+    tracing.configure_from_env(f"atx-shop-{name}")
     if name == "channel":
         from atx.shop.payment.channel.cli import run as run_channel
 

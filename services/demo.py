@@ -73,6 +73,25 @@ class Demo:
 
     # --- printing ----------------------------------------------------------------
 
+    def tc_metrics(self, url: str) -> None:
+        """A few of the TC's counters, read from its Prometheus endpoint."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            text = reply.read().decode()
+        wanted = ("begun", "committed", "rolled_back")
+        values = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+        shown = ", ".join(
+            f"{name} {values.get(f'atx_tc_transactions_{name}_total', 0):g}" for name in wanted
+        )
+        self.ok(f"TC metrics ({url}): transactions {shown}")
+
     def step(self, text: str) -> None:
         self.console.print(f"[bold cyan]•[/] {text}")
 
@@ -317,6 +336,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from atx.shop.topology import ShopConfig, start_shop
+    from atx.testing import free_port
 
     console = Console()
     temp = None
@@ -327,7 +347,9 @@ def run(args: argparse.Namespace) -> int:
         directory = Path(temp.name)
     console.rule("[bold]atx demo: the collectible shop")
     console.print(f"state in {directory}; starting a TC and five services…")
-    shop = start_shop(ShopConfig(directory, chain_latency_ms=100))
+    metrics_port = free_port()
+    metrics = ["--metrics-port", str(metrics_port)]
+    shop = start_shop(ShopConfig(directory, chain_latency_ms=100, tc_extra=metrics))
     table = Table(title="processes", title_justify="left")
     table.add_column("process")
     table.add_column("address")
@@ -336,6 +358,8 @@ def run(args: argparse.Namespace) -> int:
         pid = process.process.pid if process.process else 0
         table.add_row(name, process.address, str(pid))
     console.print(table)
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    console.print(f"TC metrics: {metrics_url}")
     demo = Demo(shop, console, args.timeout)
     code = 0
     try:
@@ -344,6 +368,7 @@ def run(args: argparse.Namespace) -> int:
         demo.sold_out()
         demo.chain_down()
         console.rule("[bold green]all three purchases ended as expected")
+        demo.tc_metrics(metrics_url)
     except Exception as error:
         console.print(f"[bold red]demo failed:[/] {error}")
         for name, process in shop.processes.items():

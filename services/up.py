@@ -41,6 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " (default: SQLite)",
     )
     parser.add_argument(
+        "--tc-metrics-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="port of the TC's Prometheus metrics, served on 127.0.0.1 (default: a free one;"
+        " -1: off)",
+    )
+    parser.add_argument(
         "--tc-store",
         default=None,
         metavar="URL",
@@ -85,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from atx.dsn import redact_url
     from atx.errors import ConfigurationError
     from atx.shop.topology import ShopConfig, start_shop
+    from atx.testing import free_port
 
     console = new_console()
     directory = Path(args.dir).resolve()
@@ -103,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         dispatch_lease=30.0,
         chain_latency_ms=200,
     )
+    metrics_port = args.tc_metrics_port or free_port()
+    if metrics_port > 0:
+        config.tc_extra = ["--metrics-port", str(metrics_port)]
     try:
         shop = start_shop(config)
     except TimeoutError as error:  # a process that did not come up; its output follows
@@ -118,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         where = (config.tc_store or "sqlite (tc.db)") if name == "tc" else config.db(name)
         table.add_row(name, process.address, redact_url(where), str(process.log_path))
     console.print(table)
+    if metrics_port > 0:
+        console.print(f"TC metrics: http://127.0.0.1:{metrics_port}/metrics")
     console.print("Ctrl-C stops everything.")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

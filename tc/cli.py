@@ -387,4 +387,7 @@ def run(args: argparse.Namespace) -> int:
     assert isinstance(config, TCConfig)
     check_port(config.host, config.port)
     store = open_store(config.store_url, config.history_size, args.create_database)
+    from atx import tracing
+
+    tracing.configure_from_env("atx-tc")
     return asyncio.run(serve(config, store))

@@ -19,6 +19,7 @@ from typing import Any
 
 from atx.clock import now_ms
 from atx.jobs import JobRunner
+from atx.logs import bind_log_xid
 from atx.status import GlobalStatus as G
 from atx.tc.coordinator import TransactionCoordinator
 from atx.tc.session import COMMIT_PHASE_TWO, ROLLBACK_PHASE_TWO
@@ -129,16 +130,12 @@ class TCJobs:
     async def _timeout_check(self, _ignore_due: bool) -> int:
         records = await self._due(frozenset({G.BEGIN}), False)
         for record in records:
-            logger.info(
-                "%s timed out after %d ms; rolling back",
-                record.xid,
-                record.timeout_ms,
-                extra={"xid": record.xid},
-            )
-            try:
-                await self.tc.rollback(record.xid, timeout=True)
-            except Exception:
-                logger.exception("timeout rollback of %s failed", record.xid)
+            with bind_log_xid(record.xid):  # the session's records carry its XID
+                logger.info("%s timed out after %d ms; rolling back", record.xid, record.timeout_ms)
+                try:
+                    await self.tc.rollback(record.xid, timeout=True)
+                except Exception:
+                    logger.exception("timeout rollback of %s failed", record.xid)
         return len(records)
 
     async def _committing(self, ignore_due: bool) -> int:
@@ -157,9 +154,10 @@ class TCJobs:
     async def _rollbacking(self, ignore_due: bool) -> int:
         records = await self._due(ROLLBACK_PHASE_TWO, ignore_due)
         for record in records:
-            await self._claim(record)
-            try:
-                await self.tc.phase_two.rollback(record)
-            except Exception:
-                logger.exception("phase-two rollback of %s failed", record.xid)
+            with bind_log_xid(record.xid):
+                await self._claim(record)
+                try:
+                    await self.tc.phase_two.rollback(record)
+                except Exception:
+                    logger.exception("phase-two rollback of %s failed", record.xid)
         return len(records)

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+from atx import tracing
 from atx.backoff import Backoff
 from atx.clock import now_ms
 from atx.status import BranchStatus as B
@@ -37,6 +38,7 @@ __all__ = ["PhaseTwo"]
 
 logger = logging.getLogger(__name__)
 
+_DELIVERY = {False: "atx.tc.branch_commit", True: "atx.tc.branch_rollback"}
 _SKIP_COMMIT = frozenset({B.PHASE_TWO_COMMITTED, B.PHASE_ONE_FAILED})
 _SKIP_ROLLBACK = frozenset({B.PHASE_TWO_ROLLBACKED, B.PHASE_ONE_FAILED})
 
@@ -88,11 +90,20 @@ class PhaseTwo:
     ) -> list[tuple[B, str]]:
         """Each branch's phase-two outcome: its status and the RM's message."""
         started = time.perf_counter()
-        outcomes = await self.streams.dispatch_many(
-            [(self._command(branch), branch.client_id) for branch in branches],
-            rollback=rollback,
-            timeout_s=self.config.branch_timeout_ms / 1000,
-        )
+        commands = [self._command(branch) for branch in branches]
+        spans = tracing.start_deliveries(_DELIVERY[rollback], commands)
+        try:
+            outcomes = await self.streams.dispatch_many(
+                [
+                    (command, branch.client_id)
+                    for command, branch in zip(commands, branches, strict=True)
+                ],
+                rollback=rollback,
+                timeout_s=self.config.branch_timeout_ms / 1000,
+            )
+        except BaseException:
+            tracing.end_deliveries(spans, ["error"] * len(spans))
+            raise
         latency = self._latency[rollback]
         elapsed = time.perf_counter() - started
         statuses: list[tuple[B, str]] = []
@@ -105,6 +116,7 @@ class PhaseTwo:
             else:
                 latency.observe(elapsed)
                 statuses.append((result_status(outcome), outcome.message))
+        tracing.end_deliveries(spans, [status.name for status, _ in statuses])
         return statuses
 
     # --- commit ---------------------------------------------------------------

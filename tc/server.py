@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from atx import tracing
 from atx.dsn import redact_url
 from atx.tc.admin import AdminServicer
 from atx.tc.auth import TokenAuthInterceptor
@@ -62,6 +63,7 @@ class TCServer:
         interceptors = []
         if config.token or config.admin_token:
             interceptors.append(TokenAuthInterceptor(config.token, config.admin_token))
+        interceptors.extend(tracing.server_interceptors(aio=True))
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[

@@ -11,6 +11,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
+from atx import tracing
 from atx.errors import AtxError, InvalidArgumentError, abort_async
 from atx.logs import log_xid
 from atx.status import BranchStatus, BranchType, GlobalStatus
@@ -47,8 +48,11 @@ def tracked(handler: F) -> F:
         tc.in_flight += 1
         # The TC's log records of this request carry its XID (atx.logs).
         token = log_xid.set(getattr(request, "xid", None) or None)
+        tracing.tag(branch_id=getattr(request, "branch_id", None))
         try:
-            return await handler(self, request, context)
+            response = await handler(self, request, context)
+            tracing.tag(getattr(response, "xid", None), getattr(response, "branch_id", None))
+            return response
         except AtxError as error:
             await abort_async(context, error)
         finally:

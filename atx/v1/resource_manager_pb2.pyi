@@ -365,12 +365,33 @@ class BranchCommand(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     XID_FIELD_NUMBER: _builtins.int
     BRANCH_ID_FIELD_NUMBER: _builtins.int
     RESOURCE_ID_FIELD_NUMBER: _builtins.int
     BRANCH_TYPE_FIELD_NUMBER: _builtins.int
     APPLICATION_DATA_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Correlates the command with its BranchResult."""
     xid: _builtins.str
@@ -378,6 +399,10 @@ class BranchCommand(_message.Message):
     resource_id: _builtins.str
     branch_type: _types_pb2.BranchType.ValueType
     application_data: _builtins.str
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """W3C trace context of the TC's delivery (traceparent, tracestate), when traced."""
+
     def __init__(
         self,
         *,
@@ -387,10 +412,11 @@ class BranchCommand(_message.Message):
         resource_id: _builtins.str = ...,
         branch_type: _types_pb2.BranchType.ValueType = ...,
         application_data: _builtins.str = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_data", b"application_data", "branch_id", b"branch_id", "branch_type", b"branch_type", "request_id", b"request_id", "resource_id", b"resource_id", "xid", b"xid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_data", b"application_data", "branch_id", b"branch_id", "branch_type", b"branch_type", "request_id", b"request_id", "resource_id", b"resource_id", "trace_context", b"trace_context", "xid", b"xid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

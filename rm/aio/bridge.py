@@ -42,8 +42,12 @@ async def spawn(fn: Callable[..., T], *args: Any) -> T:
 
     The greenlet runs in a copy of the caller's context (the XID is a contextvar).
     """
+    return await _spawn_in(contextvars.copy_context(), fn, *args)
+
+
+async def _spawn_in(context: contextvars.Context, fn: Callable[..., T], *args: Any) -> T:
     bridge = _Bridge(fn, greenlet.getcurrent())
-    bridge.gr_context = contextvars.copy_context()
+    bridge.gr_context = context
     handed: Any = bridge.switch(*args)
     while not bridge.dead:
         try:
@@ -131,7 +135,8 @@ class Portal:
         A whole phase-two step (an undo: a dozen round trips) crosses threads once,
         instead of once per round trip.
         """
-        result: T = self.run(spawn, fn, *args)
+        # In the calling thread's context: its XID, log binding and span stay with the work.
+        result: T = self.run(_spawn_in, contextvars.copy_context(), fn, *args)
         return result
 
 

@@ -12,11 +12,16 @@ branch has no undo row left (undo then leaves the anti-suspension placeholder).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from atx import tracing
+from atx.logs import bind_log_branch
 from atx.rm.attach import Reply
 from atx.rm.errors import DirtyWriteError
+from atx.rm.metrics import get_metrics
 from atx.rm.phase_two.undo_deleter import UndoDeleter
 from atx.rm.resource import get_resource
 from atx.status import BranchStatus
@@ -41,6 +46,23 @@ def result_message(
     )
 
 
+@contextlib.contextmanager
+def _observed(name: str, command: rm_pb2.BranchCommand) -> Iterator[None]:
+    """The command's XID and branch id on its log records, and its span, child of the TC's."""
+    with (
+        bind_log_branch(command.xid, command.branch_id),
+        tracing.span(
+            name,
+            xid=command.xid,
+            branch_id=command.branch_id,
+            parent=command.trace_context,
+            server=True,
+            resource_id=command.resource_id,
+        ),
+    ):
+        yield
+
+
 class PhaseTwoHandler:
     """The RM's inbound side: applies phase two to the registered resources."""
 
@@ -51,41 +73,40 @@ class PhaseTwoHandler:
         )
 
     def on_commit(self, reply: Reply, command: rm_pb2.BranchCommand) -> None:
-        self.deleter.add(command.resource_id, command.xid, command.branch_id)
-        reply(result_message(command, BranchStatus.PHASE_TWO_COMMITTED))
+        with _observed("atx.rm.branch_commit", command):
+            self.deleter.add(command.resource_id, command.xid, command.branch_id)
+            get_metrics().commits.inc()
+            logger.debug("branch %s of %s committed", command.branch_id, command.xid)
+            reply(result_message(command, BranchStatus.PHASE_TWO_COMMITTED))
 
     def on_rollback(self, reply: Reply, command: rm_pb2.BranchCommand) -> None:
         self._pool.submit(self._rollback, reply, command)
 
     def _rollback(self, reply: Reply, command: rm_pb2.BranchCommand) -> None:
+        with _observed("atx.rm.branch_rollback", command):
+            status, message = self._undo(command)
+            tracing.tag(outcome=status.name)
+            reply(result_message(command, status, message))
+
+    def _undo(self, command: rm_pb2.BranchCommand) -> tuple[BranchStatus, str]:
         xid, branch_id = command.xid, command.branch_id
+        metrics = get_metrics()
         try:
             resource = get_resource(command.resource_id)
             resource.apply(lambda connection: resource.undo.undo(connection, xid, branch_id))
         except DirtyWriteError as error:
-            logger.error(
-                "branch %s of %s cannot be rolled back: %s",
-                branch_id,
-                xid,
-                error,
-                extra={"xid": xid},
-            )
-            status = BranchStatus.PHASE_TWO_ROLLBACK_FAILED_UNRETRYABLE
-            reply(result_message(command, status, str(error)))
-            return
+            logger.error("branch %s of %s cannot be rolled back: %s", branch_id, xid, error)
+            metrics.rolled_back(ok=False, dirty=True)
+            return BranchStatus.PHASE_TWO_ROLLBACK_FAILED_UNRETRYABLE, str(error)
         except Exception as error:
             logger.warning(
-                "rollback of branch %s of %s failed, the TC will retry: %s",
-                branch_id,
-                xid,
-                error,
-                extra={"xid": xid},
+                "rollback of branch %s of %s failed, the TC will retry: %s", branch_id, xid, error
             )
-            status = BranchStatus.PHASE_TWO_ROLLBACK_FAILED_RETRYABLE
-            reply(result_message(command, status, str(error)))
-            return
-        logger.info("branch %s of %s rolled back", branch_id, xid, extra={"xid": xid})
-        reply(result_message(command, BranchStatus.PHASE_TWO_ROLLBACKED))
+            metrics.rolled_back(ok=False)
+            return BranchStatus.PHASE_TWO_ROLLBACK_FAILED_RETRYABLE, str(error)
+        logger.info("branch %s of %s rolled back", branch_id, xid)
+        metrics.rolled_back(ok=True)
+        return BranchStatus.PHASE_TWO_ROLLBACKED, ""
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 
 from atx.backoff import Backoff
+from atx.rm.metrics import get_metrics
 from atx.rm.resource import get_resource
 
 __all__ = ["UndoDeleter"]
@@ -41,6 +42,7 @@ class UndoDeleter:
         self._thread = threading.Thread(target=self._run, name="atx-rm-undo-delete", daemon=True)
         self._idle = threading.Condition()
         self._pending = 0
+        get_metrics().track_undo_pending(lambda: self.pending)
 
     def start(self) -> None:
         self._thread.start()

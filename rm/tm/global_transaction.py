@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from atx import tracing
 from atx.errors import AtxError
 from atx.rm.errors import TransactionRolledBackError, TransactionTimeoutError
 from atx.rm.tc_client import TMCalls, get_tc_client
@@ -50,6 +51,7 @@ class GlobalTransaction:
         self.xid = self._client().begin(self.name, max(1, int(self.timeout * 1000)))
         self.began_at = time.monotonic()
         self.status = GlobalStatus.BEGIN
+        tracing.tag(xid=self.xid)
         logger.debug("began %s (%s)", self.xid, self.name, extra={"xid": self.xid})
         fire_after(self.hooks, "after_begin", self.xid)
         return self.xid
@@ -69,6 +71,7 @@ class GlobalTransaction:
             raise
         try:
             self.status = self._client().commit(xid)
+            tracing.tag(status=self.status.name)
         except AtxError:
             self._complete_unknown()
             raise
@@ -87,6 +90,7 @@ class GlobalTransaction:
             logger.exception("a before_rollback hook failed for %s", xid, extra={"xid": xid})
         try:
             self.status = self._client().rollback(xid)
+            tracing.tag(status=self.status.name)
         except AtxError:
             self._complete_unknown()
             raise

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
+from atx import tracing
 from atx.rm.aio.bridge import spawn
 from atx.rm.aio.tc_client import bridged_tc
 from atx.rm.context import (
@@ -233,6 +234,9 @@ class TransactionScope:
         elif action is _Action.SUSPEND:
             stack.enter_context(unbind_xid())
         elif action is _Action.BEGIN:
+            stack.enter_context(
+                tracing.span("atx.global_transaction", transaction=self.definition.name)
+            )
             if current is not None:
                 stack.enter_context(unbind_xid())
             hooks = stack.enter_context(hook_scope())

@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from atx import tracing
 from atx.grpc_channels import open_channel
 from atx.shop.common.propagation import client_interceptor, server_interceptor
 
@@ -76,7 +77,7 @@ def start_server(
     """Build, register and start a server on ``host:port`` with health and reflection."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="atx-svc"),
-        interceptors=[server_interceptor()],
+        interceptors=[server_interceptor(), *tracing.server_interceptors()],
     )
     register(server)
     health_servicer = health.HealthServicer()

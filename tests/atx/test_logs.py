@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import atx.rm as rm
-from atx.logs import TEXT_FORMAT, JsonFormatter, XidFilter, bind_log_xid
+from atx.logs import TEXT_FORMAT, JsonFormatter, XidFilter, bind_log_branch, bind_log_xid
 from atx.rm.tc_client import TCClient
 from atx.tc.testing import InProcessTC
 
@@ -37,18 +37,23 @@ def test_text_and_json_carry_the_bound_xid() -> None:
         with bind_log_xid("10.0.0.1:8091:8"):
             logger.info("inside the TC's request")
         logger.info("explicit", extra={"xid": "10.0.0.1:8091:9", "branch_id": 3})
+        with bind_log_branch("10.0.0.1:8091:10", 11):
+            logger.info("phase two of a branch")
         lines = out.getvalue().splitlines()
         if fmt == "json":
             records = [json.loads(line) for line in lines]
             assert [r["xid"] for r in records] == [
-                "", "10.0.0.1:8091:7", "10.0.0.1:8091:8", "10.0.0.1:8091:9",
+                "", "10.0.0.1:8091:7", "10.0.0.1:8091:8", "10.0.0.1:8091:9", "10.0.0.1:8091:10",
             ]  # fmt: skip
             assert records[3]["branch_id"] == 3 and records[1]["message"].endswith("transaction")
+            assert records[4]["xid"] == "10.0.0.1:8091:10" and records[4]["branch_id"] == 11
+            assert "branch_id" not in records[1]
             assert {"time", "level", "logger", "message", "xid"} <= set(records[0])
         else:
             assert "[" not in lines[0]
             assert "[10.0.0.1:8091:7] inside the RM's transaction" in lines[1]
-            assert "[10.0.0.1:8091:8]" in lines[2] and "[10.0.0.1:8091:9]" in lines[3]
+            assert "[10.0.0.1:8091:8]" in lines[2] and "[10.0.0.1:8091:9] [branch 3]" in lines[3]
+            assert "[10.0.0.1:8091:10] [branch 11] phase two" in lines[4]
 
 
 def test_every_record_of_a_global_transaction_has_its_xid(tmp_path: Path) -> None:

@@ -26,3 +26,4 @@ def test_atx_demo_exits_zero(tmp_path: Path) -> None:
     assert "all three purchases ended as expected" in out
     assert "Rollbacked" in out and "pay_success" in out
     assert "SHOP_SOLD_OUT" in out
+    assert "TC metrics (http://127.0.0.1:" in out  # the TC's endpoint is on in the demo
