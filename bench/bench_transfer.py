@@ -8,7 +8,10 @@ database A and ``... + 1 ...`` in database B, made three ways, side by side:
   ``XA END``, ``XA PREPARE`` on A and then on B, then ``XA COMMIT`` on both;
 - ``at``: atx AT, ``@rm.global_transactional`` around two ``rm.connect_mysql``
   connections (one per database), against a TC on a SQLite store (``--store``)
-  in its own process.
+  in its own process;
+- ``at-async`` (with ``--kinds ...,at-async``): the same AT transfer as a coroutine
+  over two ``rm.connect_asyncmy`` async proxies, ``--threads`` tasks on one event
+  loop (the TC calls over grpc.aio).
 
 Each kind runs ``--threads`` threads (each with its own connections) for
 ``--seconds`` per workload: ``uniform`` (rows drawn at random out of 1,000) and
@@ -43,6 +46,7 @@ Run:  .venv/bin/python bench/bench_transfer.py [--rounds 3] [--seconds 5] [--thr
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import os
@@ -181,6 +185,48 @@ class AT:
         self.b.close()
 
 
+@rm.global_transactional(name="bench-transfer-async", timeout=30.0)
+async def _at_async_transfer(worker: ATAsync, row: int) -> None:
+    await worker.ca.execute(DEBIT, (row,))
+    await worker.a.commit()
+    await worker.cb.execute(CREDIT, (row,))
+    await worker.b.commit()
+
+
+_LOOP: list[asyncio.AbstractEventLoop] = []
+
+
+def bench_loop() -> asyncio.AbstractEventLoop:
+    """The one loop the async workers live on (their connections belong to it)."""
+    if not _LOOP:
+        _LOOP.append(asyncio.new_event_loop())
+    return _LOOP[0]
+
+
+class ATAsync:
+    """atx AT from asyncio: the async proxies (asyncmy), one task per worker."""
+
+    tasks = True
+
+    def __init__(self, urls: tuple[str, str], index: int, kind: str) -> None:
+        run = bench_loop().run_until_complete
+        self.a, self.b = (
+            run(rm.connect_asyncmy(url, resource_id=f"transfer-{kind}-{side}"))
+            for side, url in zip("ab", urls, strict=True)
+        )
+        run(self.a.ensure_undo_table())
+        run(self.b.ensure_undo_table())
+        self.ca, self.cb = run(self.a.cursor()), run(self.b.cursor())
+
+    async def transfer(self, row: int) -> None:
+        await _at_async_transfer(self, row)
+
+    def close(self) -> None:
+        run = bench_loop().run_until_complete
+        run(self.a.close())
+        run(self.b.close())
+
+
 # --- the transfer runs -----------------------------------------------------------------
 @dataclass
 class Sample:
@@ -296,6 +342,67 @@ def run_threads(
     )
 
 
+def run_tasks(
+    workers: list[Any],
+    workload: str,
+    seconds: float,
+    ledger: Ledger,
+    tc_pid: int | None = None,
+    db_pid: int | None = None,
+) -> Sample:
+    """run_threads for async workers: every worker a task on the one bench loop."""
+    latencies: list[list[float]] = [[] for _ in workers]
+    committed = [0] * len(workers)
+    row_one = [0] * len(workers)
+    failed = [0] * len(workers)
+    errors: dict[str, int] = {}
+    clock = time.perf_counter
+
+    async def body(index: int, stop_at: float) -> None:
+        worker = workers[index]
+        draw = random.Random(index).randint
+        mine = latencies[index]
+        while True:
+            row = 1 if workload == "hot" else draw(1, ROWS)
+            started = clock()
+            if started >= stop_at:
+                return
+            try:
+                await worker.transfer(row)
+            except Exception as error:
+                failed[index] += 1
+                name = type(error).__name__
+                errors[name] = errors.get(name, 0) + 1
+                continue
+            mine.append(clock() - started)
+            committed[index] += 1
+            row_one[index] += row == 1
+
+    async def all_tasks(stop_at: float) -> None:
+        await asyncio.gather(*(body(i, stop_at) for i in range(len(workers))))
+
+    pids = [os.getpid(), tc_pid, db_pid]
+    started = clock()
+    cpu_before = cpu_of(pids)
+    bench_loop().run_until_complete(all_tasks(started + seconds))
+    elapsed = clock() - started
+    done = max(sum(committed), 1)
+    cpu = [(after - before) / done for after, before in zip(cpu_of(pids), cpu_before, strict=True)]
+    ledger.committed += sum(committed)
+    ledger.on_row_one += sum(row_one)
+    ledger.failed += sum(failed)
+    for name, count in errors.items():
+        ledger.errors[name] = ledger.errors.get(name, 0) + count
+    everything = [x for mine in latencies for x in mine]
+    return Sample(
+        sum(committed) / elapsed,
+        percentile(everything, 0.5),
+        percentile(everything, 0.99),
+        sum(failed),
+        (cpu[0], cpu[1], cpu[2]),
+    )
+
+
 def balances(url: str) -> tuple[int, int]:
     """(sum of balances, balance of row 1)."""
     with contextlib.closing(connect(url, autocommit=True)) as connection:
@@ -334,7 +441,7 @@ def point_rm_at(address: str) -> None:
 
 
 def transfers(args: argparse.Namespace) -> None:
-    every: dict[str, type[Any]] = {"plain": Plain, "xa": XA, "at": AT}
+    every: dict[str, type[Any]] = {"plain": Plain, "xa": XA, "at": AT, "at-async": ATAsync}
     kinds = {kind: every[kind] for kind in args.kinds.split(",")}
     if args.baseline:
         kinds["at-base"] = AT
@@ -353,6 +460,8 @@ def transfers(args: argparse.Namespace) -> None:
             tcs["at-base"] = stack.enter_context(tc_process(base_store, tree))
         if "at-tls" in kinds:
             tcs["at-tls"] = tcs["at"]
+        if "at-async" in kinds:
+            tcs["at-async"] = tcs["at"]
         # Each kind has its own pair of databases: its balances check its transfers alone.
         urls: dict[str, tuple[str, str]] = {}
         for kind in kinds:
@@ -383,7 +492,8 @@ def transfers(args: argparse.Namespace) -> None:
                 point_rm_at(tcs[kind].address)
                 current_tc = kind
             tc_pid = pid_of(tcs[kind]) if kind in tcs else None
-            sample = run_threads(workers[kind], workload, seconds, ledgers[kind], tc_pid, db_pid)
+            run = run_tasks if getattr(kinds[kind], "tasks", False) else run_threads
+            sample = run(workers[kind], workload, seconds, ledgers[kind], tc_pid, db_pid)
             if kind in tcs:
                 settle(urls[kind])
             return sample

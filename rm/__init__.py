@@ -14,9 +14,19 @@ Make a PyMySQL, psycopg 3 or sqlite3 program transactional across databases::
             cursor.execute("UPDATE stock SET qty = qty - %s WHERE id = %s", (n, item))
         conn.commit()          # registers the branch, writes the undo log
         payment_stub.Pay(...)  # the XID travels with XidClientInterceptor
+
+From asyncio, ``await rm.connect_asyncmy(...)`` / ``await rm.connect_aiosqlite(...)`` give
+async proxies with the same semantics (:mod:`atx.rm.aio`, ``pip install 'atx[aio]'``).
 """
 
 from atx.dialect import Dialect
+from atx.rm.aio import (
+    AsyncConnectionProxy,
+    AsyncCursorProxy,
+    connect_aiosqlite,
+    connect_asyncmy,
+    wrap_async,
+)
 from atx.rm.config import Config, configure, get_config
 from atx.rm.context import (
     LockRetryPolicy,
@@ -71,6 +81,8 @@ from atx.rm.tm import (
 __all__ = [
     "AioXidClientInterceptor",
     "AioXidServerInterceptor",
+    "AsyncConnectionProxy",
+    "AsyncCursorProxy",
     "Config",
     "ConnectionProxy",
     "CursorProxy",
@@ -97,6 +109,8 @@ __all__ = [
     "XidServerInterceptor",
     "bind_xid",
     "configure",
+    "connect_aiosqlite",
+    "connect_asyncmy",
     "connect_mysql",
     "connect_postgres",
     "connect_sqlite",
@@ -119,4 +133,5 @@ __all__ = [
     "shutdown",
     "unbind_xid",
     "wrap",
+    "wrap_async",
 ]

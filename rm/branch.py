@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from atx import tracing
@@ -29,7 +30,7 @@ from atx.rm.context import LockRetryPolicy, current_lock_retry_policy
 from atx.rm.errors import GlobalLockWaitTimeout, RMError
 from atx.rm.metrics import get_metrics
 from atx.rm.resource import Resource
-from atx.rm.tc_client import get_tc_client
+from atx.rm.tc_client import BranchCalls, get_tc_client
 from atx.rm.types.image import ExecutionResult, SQLUndoLog
 from atx.status import BranchStatus
 
@@ -41,11 +42,21 @@ logger = logging.getLogger(__name__)
 class Branch:
     """One connection's share of a global transaction, between two local commits."""
 
-    __slots__ = ("_raw", "active", "lock_keys", "resource", "undo_items", "xid")
+    __slots__ = ("_raw", "_sleep", "_tc", "active", "lock_keys", "resource", "undo_items", "xid")
 
-    def __init__(self, raw: Any, resource: Resource) -> None:
+    def __init__(
+        self,
+        raw: Any,
+        resource: Resource,
+        tc: Callable[[], BranchCalls] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
         self._raw = raw
         self.resource = resource
+        # How the branch reaches the TC and waits between lock retries: the process's
+        # client and time.sleep (None), or their async twins awaited through the bridge.
+        self._tc = tc
+        self._sleep = sleep
         #: A statement ran since the last local commit or rollback.
         self.active = False
         self.xid: str | None = None  # None: a @global_lock scope
@@ -57,6 +68,15 @@ class Branch:
         self.xid = None
         self.undo_items = []
         self.lock_keys = []
+
+    def _client(self) -> BranchCalls:
+        return get_tc_client() if self._tc is None else self._tc()
+
+    def _wait(self, seconds: float) -> None:
+        if self._sleep is None:
+            time.sleep(seconds)
+        else:
+            self._sleep(seconds)
 
     # --- statements -----------------------------------------------------------------
 
@@ -137,7 +157,7 @@ class Branch:
 
     def _wait_lockable(self, xid: str, lock_keys: str) -> None:
         policy = current_lock_retry_policy()
-        tc = get_tc_client()
+        tc = self._client()
         resource_id = self.resource.resource_id
         holder = ""
         for attempt in range(policy.times + 1):
@@ -147,7 +167,7 @@ class Branch:
             holder = answer.holder_xid
             get_metrics().lock_conflict(attempt < policy.times)
             if attempt < policy.times:
-                time.sleep(policy.interval)
+                self._wait(policy.interval)
         raise GlobalLockWaitTimeout(resource_id, lock_keys, holder, xid)
 
     def _commit_global_lock(self, lock_keys: list[LockKey]) -> None:
@@ -160,7 +180,7 @@ class Branch:
         self._raw.commit()
 
     def _register(self, xid: str, lock_keys: str, policy: LockRetryPolicy) -> int:
-        tc = get_tc_client()
+        tc = self._client()
         resource_id = self.resource.resource_id
         last: LockConflictError | None = None
         for attempt in range(policy.times + 1):
@@ -172,7 +192,7 @@ class Branch:
                 if conflict.fail_fast:
                     break
                 if attempt < policy.times:
-                    time.sleep(policy.interval)
+                    self._wait(policy.interval)
         assert last is not None
         logger.info("global lock wait timeout for %s on %s", xid, resource_id, extra={"xid": xid})
         raise GlobalLockWaitTimeout(resource_id, lock_keys, last.holder_xid, xid) from last
@@ -205,7 +225,7 @@ class Branch:
             except Exception:
                 logger.exception("local rollback failed", extra={"xid": xid})
             try:
-                get_tc_client().branch_report(xid, branch_id, BranchStatus.PHASE_ONE_FAILED)
+                self._client().branch_report(xid, branch_id, BranchStatus.PHASE_ONE_FAILED)
             except Exception:
                 logger.exception("reporting PhaseOne_Failed failed", extra={"xid": xid})
             raise

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from atx.dialect import Dialect
 from atx.rm.errors import InvalidConfigurationError, ResourceNotFoundError
@@ -36,6 +36,7 @@ IDLE_CONNECTIONS = 4
 
 #: Makes a fresh raw DB-API connection (pymysql, psycopg or sqlite3) to the resource's database.
 ConnectionFactory = Callable[[], Any]
+T = TypeVar("T")
 
 
 @dataclass
@@ -46,6 +47,9 @@ class Resource:
     dialect: Dialect
     factory: ConnectionFactory
     undo_table: str = "undo_log"
+    #: Where work on the factory's connections runs: here (None), or e.g. the asyncio
+    #: RM's portal loop, whose ``call(fn, *args)`` runs ``fn`` beside its connections.
+    runner: Callable[..., Any] | None = None
     executor: StatementExecutor = field(init=False)
     undo: UndoLogManager = field(init=False)
     _idle: list[Any] = field(init=False, default_factory=list, repr=False)
@@ -92,6 +96,17 @@ class Resource:
                     return
         connection.close()
 
+    def apply(self, work: Callable[[Any], T]) -> T:
+        """``work(connection)`` on a borrowed connection, run where the connections live."""
+        if self.runner is None:
+            return self._apply(work)
+        result: T = self.runner(self._apply, work)
+        return result
+
+    def _apply(self, work: Callable[[Any], T]) -> T:
+        with self.borrow() as connection:
+            return work(connection)
+
     def close_idle(self) -> None:
         """Close the kept connections (unregistering, shutdown)."""
         with self._idle_lock:
@@ -137,11 +152,12 @@ def register_resource(
     dialect: Dialect,
     factory: ConnectionFactory,
     undo_table: str = "undo_log",
+    runner: Callable[..., Any] | None = None,
 ) -> Resource:
     """Register (or return the already registered) resource ``resource_id``.
 
     A second registration keeps the first resource (its metadata cache) but
-    takes the newer connection factory.
+    takes the newer connection factory (and runner).
     """
     with _lock:
         existing = _resources.get(resource_id)
@@ -151,8 +167,9 @@ def register_resource(
                     f"resource {resource_id!r} is already registered as {existing.dialect.value}"
                 )
             existing.factory = factory
+            existing.runner = runner
             return existing
-        resource = Resource(resource_id, dialect, factory, undo_table)
+        resource = Resource(resource_id, dialect, factory, undo_table, runner)
         _resources[resource_id] = resource
         listeners = list(_listeners)
     logger.info("registered resource %s (%s)", resource_id, dialect.value)

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 
@@ -26,7 +26,17 @@ from atx.v1 import resource_manager_pb2_grpc as rm_grpc
 from atx.v1 import transaction_manager_pb2 as tm_pb2
 from atx.v1 import transaction_manager_pb2_grpc as tm_grpc
 
-__all__ = ["LockQueryResult", "TCClient", "get_tc_client"]
+__all__ = [
+    "BranchCalls",
+    "Call",
+    "Calls",
+    "Endpoint",
+    "Failover",
+    "LockQueryResult",
+    "TCClient",
+    "TMCalls",
+    "get_tc_client",
+]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,12 +48,171 @@ class LockQueryResult:
     holder_xid: str
 
 
-class _Endpoint:
-    def __init__(self, address: str, tls_ca: str = "", tls_server_name: str = "") -> None:
+class TMCalls(Protocol):
+    """What a launcher asks of the TC (:class:`TCClient`, or the async one bridged)."""
+
+    def begin(self, name: str, timeout_ms: int) -> str: ...
+    def commit(self, xid: str) -> GlobalStatus: ...
+    def rollback(self, xid: str) -> GlobalStatus: ...
+    def get_status(self, xid: str) -> GlobalStatus: ...
+
+
+class BranchCalls(Protocol):
+    """What a branch asks of the TC (:class:`TCClient`, or the async one bridged)."""
+
+    def branch_register(self, xid: str, resource_id: str, lock_keys: str) -> int: ...
+    def branch_report(self, xid: str, branch_id: int, status: BranchStatus) -> None: ...
+    def lock_query(self, resource_id: str, lock_keys: str, xid: str = "") -> LockQueryResult: ...
+
+
+class Endpoint:
+    """One TC address: its channel (sync or grpc.aio) and the stubs over it."""
+
+    def __init__(self, address: str, channel: Any) -> None:
         self.address = address
-        self.channel = open_channel(address, tls_ca=tls_ca, tls_server_name=tls_server_name)
-        self.tm = tm_grpc.TransactionManagerServiceStub(self.channel)
-        self.rm = rm_grpc.ResourceManagerServiceStub(self.channel)
+        self.channel = channel
+        self.tm = tm_grpc.TransactionManagerServiceStub(channel)
+        self.rm = rm_grpc.ResourceManagerServiceStub(channel)
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One RPC ready to send: the stub method it goes to, the request, the reply's reading."""
+
+    rpc: Callable[[Endpoint], Callable[..., Any]]
+    request: Any
+    read: Callable[[Any], T]
+
+
+def _status(reply: Any) -> GlobalStatus:
+    return GlobalStatus(reply.status)
+
+
+class Calls:
+    """Request building and reply reading, shared by the sync and the async client."""
+
+    def __init__(self, application_id: str, client_id: str) -> None:
+        self.application_id = application_id
+        self.client_id = client_id
+
+    def begin(self, name: str, timeout_ms: int) -> Call[str]:
+        request = tm_pb2.BeginRequest(
+            timeout_ms=timeout_ms, transaction_name=name, application_id=self.application_id
+        )
+        return Call(lambda e: e.tm.Begin, request, lambda r: str(r.xid))
+
+    def commit(self, xid: str) -> Call[GlobalStatus]:
+        return Call(lambda e: e.tm.Commit, tm_pb2.CommitRequest(xid=xid), _status)
+
+    def rollback(self, xid: str) -> Call[GlobalStatus]:
+        return Call(lambda e: e.tm.Rollback, tm_pb2.RollbackRequest(xid=xid), _status)
+
+    def get_status(self, xid: str) -> Call[GlobalStatus]:
+        return Call(lambda e: e.tm.GetStatus, tm_pb2.GetStatusRequest(xid=xid), _status)
+
+    def global_report(self, xid: str, status: GlobalStatus) -> Call[GlobalStatus]:
+        request = tm_pb2.GlobalReportRequest(xid=xid, status=int(status))  # type: ignore[arg-type]
+        return Call(lambda e: e.tm.GlobalReport, request, _status)
+
+    def branch_register(
+        self,
+        xid: str,
+        resource_id: str,
+        lock_keys: str,
+        branch_type: BranchType = BranchType.AT,
+        application_data: str = "",
+    ) -> Call[int]:
+        request = rm_pb2.BranchRegisterRequest(
+            xid=xid,
+            resource_id=resource_id,
+            branch_type=int(branch_type),  # type: ignore[arg-type]
+            lock_keys=lock_keys,
+            application_data=application_data,
+            client_id=self.client_id,
+        )
+        return Call(lambda e: e.rm.BranchRegister, request, lambda r: int(r.branch_id))
+
+    def branch_report(
+        self, xid: str, branch_id: int, status: BranchStatus, application_data: str = ""
+    ) -> Call[None]:
+        request = rm_pb2.BranchReportRequest(
+            xid=xid,
+            branch_id=branch_id,
+            status=int(status),  # type: ignore[arg-type]
+            application_data=application_data,
+        )
+        return Call(lambda e: e.rm.BranchReport, request, lambda r: None)
+
+    def lock_query(
+        self,
+        resource_id: str,
+        lock_keys: str,
+        xid: str = "",
+        branch_type: BranchType = BranchType.AT,
+    ) -> Call[LockQueryResult]:
+        request = rm_pb2.LockQueryRequest(
+            xid=xid,
+            resource_id=resource_id,
+            branch_type=int(branch_type),  # type: ignore[arg-type]
+            lock_keys=lock_keys,
+        )
+        return Call(
+            lambda e: e.rm.LockQuery, request, lambda r: LockQueryResult(r.lockable, r.holder_xid)
+        )
+
+
+class Failover:
+    """The addresses of one logical TC and the failover rules, shared by both clients.
+
+    A call goes to the preferred address first; UNAVAILABLE moves it to the next
+    one, any other error is mapped by :func:`atx.errors.from_rpc_error`.
+    """
+
+    def __init__(self, endpoints: list[Endpoint], tls: bool, timeout: float, token: str | None):
+        self.endpoints = endpoints
+        self.tls = tls
+        self.timeout = timeout
+        self.metadata: tuple[tuple[str, str], ...] = (bearer(token),) if token else ()
+        self._preferred = 0
+        self._lock = threading.Lock()
+
+    @property
+    def addresses(self) -> list[str]:
+        return [e.address for e in self.endpoints]
+
+    def order(self) -> list[int]:
+        """The endpoint indices to try, the preferred one first."""
+        count, start = len(self.endpoints), self._preferred
+        return [(start + step) % count for step in range(count)]
+
+    def succeeded(self, index: int) -> None:
+        if index != self._preferred:
+            with self._lock:
+                self._preferred = index
+
+    def fail_over(self, endpoint: Endpoint, error: grpc.RpcError) -> None:
+        """Returns to try the next address (UNAVAILABLE); raises the mapped error otherwise."""
+        if error.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+            raise errors.from_rpc_error(error) from None
+        logger.warning("TC %s unavailable, failing over", endpoint.address)
+
+    def exhausted(self, last: grpc.RpcError) -> errors.AtxError:
+        failure = errors.from_rpc_error(last)
+        if type(failure) is errors.UnavailableError:
+            # Name the addresses (and TLS): a bad CA looks like a dead TC otherwise.
+            mode = "TLS" if self.tls else "plaintext"
+            failure = errors.UnavailableError(
+                f"cannot reach the TC at {', '.join(self.addresses)} ({mode}): {failure.message}",
+                addresses=",".join(self.addresses),
+                tls=self.tls,
+            )
+        return failure
+
+
+def no_address_error() -> errors.InvalidArgumentError:
+    return errors.InvalidArgumentError(
+        "no TC address configured: call rm.configure(tc_addresses=[...]) or set ATX_TC_ADDRESSES"
+    )
 
 
 class TCClient:
@@ -60,18 +229,17 @@ class TCClient:
         tls_server_name: str = "",
     ) -> None:
         if not addresses:
-            raise errors.InvalidArgumentError(
-                "no TC address configured: call rm.configure(tc_addresses=[...]) "
-                "or set ATX_TC_ADDRESSES"
-            )
-        self._endpoints = [_Endpoint(a, tls_ca, tls_server_name) for a in addresses]
+            raise no_address_error()
+        endpoints = [
+            Endpoint(a, open_channel(a, tls_ca=tls_ca, tls_server_name=tls_server_name))
+            for a in addresses
+        ]
+        self._failover = Failover(endpoints, bool(tls_ca), timeout, token)
+        self._calls = Calls(application_id, client_id)
         self.tls = bool(tls_ca)
-        self._preferred = 0
-        self._lock = threading.Lock()
         self.application_id = application_id
         self.client_id = client_id
         self.timeout = timeout
-        self._metadata: tuple[tuple[str, str], ...] = (bearer(token),) if token else ()
 
     @classmethod
     def from_config(cls, config: Config) -> TCClient:
@@ -87,77 +255,47 @@ class TCClient:
 
     @property
     def addresses(self) -> list[str]:
-        return [e.address for e in self._endpoints]
+        return self._failover.addresses
 
     def close(self) -> None:
-        for endpoint in self._endpoints:
+        for endpoint in self._failover.endpoints:
             endpoint.channel.close()
 
-    def _call(self, rpc: Callable[[_Endpoint], Callable[..., T]], request: Any) -> T:
-        """Send ``request`` to the preferred address, failing over on UNAVAILABLE."""
-        count = len(self._endpoints)
-        start = self._preferred
+    def _run(self, call: Call[T]) -> T:
+        """Send ``call`` to the preferred address, failing over on UNAVAILABLE."""
+        failover = self._failover
         last: grpc.RpcError | None = None
-        for step in range(count):
-            index = (start + step) % count
-            endpoint = self._endpoints[index]
+        for index in failover.order():
+            endpoint = failover.endpoints[index]
             try:
-                reply = rpc(endpoint)(request, timeout=self.timeout, metadata=self._metadata)
+                reply = call.rpc(endpoint)(
+                    call.request, timeout=failover.timeout, metadata=failover.metadata
+                )
             except grpc.RpcError as error:
-                if error.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
-                    logger.warning("TC %s unavailable, failing over", endpoint.address)
-                    last = error
-                    continue
-                raise errors.from_rpc_error(error) from None
-            if index != start:
-                with self._lock:
-                    self._preferred = index
-            return reply
+                failover.fail_over(endpoint, error)
+                last = error
+                continue
+            failover.succeeded(index)
+            return call.read(reply)
         assert last is not None
-        failure = errors.from_rpc_error(last)
-        if type(failure) is errors.UnavailableError:
-            # Name the addresses (and TLS): a bad CA looks like a dead TC otherwise.
-            mode = "TLS" if self.tls else "plaintext"
-            failure = errors.UnavailableError(
-                f"cannot reach the TC at {', '.join(self.addresses)} ({mode}): {failure.message}",
-                addresses=",".join(self.addresses),
-                tls=self.tls,
-            )
-        raise failure from None
+        raise failover.exhausted(last) from None
 
     # --- TM --------------------------------------------------------------------
 
     def begin(self, name: str, timeout_ms: int) -> str:
-        request = tm_pb2.BeginRequest(
-            timeout_ms=timeout_ms, transaction_name=name, application_id=self.application_id
-        )
-        reply: tm_pb2.BeginResponse = self._call(lambda e: e.tm.Begin, request)
-        return reply.xid
+        return self._run(self._calls.begin(name, timeout_ms))
 
     def commit(self, xid: str) -> GlobalStatus:
-        reply: tm_pb2.CommitResponse = self._call(
-            lambda e: e.tm.Commit, tm_pb2.CommitRequest(xid=xid)
-        )
-        return GlobalStatus(reply.status)
+        return self._run(self._calls.commit(xid))
 
     def rollback(self, xid: str) -> GlobalStatus:
-        reply: tm_pb2.RollbackResponse = self._call(
-            lambda e: e.tm.Rollback, tm_pb2.RollbackRequest(xid=xid)
-        )
-        return GlobalStatus(reply.status)
+        return self._run(self._calls.rollback(xid))
 
     def get_status(self, xid: str) -> GlobalStatus:
-        reply: tm_pb2.GetStatusResponse = self._call(
-            lambda e: e.tm.GetStatus, tm_pb2.GetStatusRequest(xid=xid)
-        )
-        return GlobalStatus(reply.status)
+        return self._run(self._calls.get_status(xid))
 
     def global_report(self, xid: str, status: GlobalStatus) -> GlobalStatus:
-        reply: tm_pb2.GlobalReportResponse = self._call(
-            lambda e: e.tm.GlobalReport,
-            tm_pb2.GlobalReportRequest(xid=xid, status=int(status)),  # type: ignore[arg-type]
-        )
-        return GlobalStatus(reply.status)
+        return self._run(self._calls.global_report(xid, status))
 
     # --- RM outbound -------------------------------------------------------------
 
@@ -169,27 +307,15 @@ class TCClient:
         branch_type: BranchType = BranchType.AT,
         application_data: str = "",
     ) -> int:
-        request = rm_pb2.BranchRegisterRequest(
-            xid=xid,
-            resource_id=resource_id,
-            branch_type=int(branch_type),  # type: ignore[arg-type]
-            lock_keys=lock_keys,
-            application_data=application_data,
-            client_id=self.client_id,
+        call = self._calls.branch_register(
+            xid, resource_id, lock_keys, branch_type, application_data
         )
-        reply: rm_pb2.BranchRegisterResponse = self._call(lambda e: e.rm.BranchRegister, request)
-        return reply.branch_id
+        return self._run(call)
 
     def branch_report(
         self, xid: str, branch_id: int, status: BranchStatus, application_data: str = ""
     ) -> None:
-        request = rm_pb2.BranchReportRequest(
-            xid=xid,
-            branch_id=branch_id,
-            status=int(status),  # type: ignore[arg-type]
-            application_data=application_data,
-        )
-        self._call(lambda e: e.rm.BranchReport, request)
+        self._run(self._calls.branch_report(xid, branch_id, status, application_data))
 
     def lock_query(
         self,
@@ -198,14 +324,7 @@ class TCClient:
         xid: str = "",
         branch_type: BranchType = BranchType.AT,
     ) -> LockQueryResult:
-        request = rm_pb2.LockQueryRequest(
-            xid=xid,
-            resource_id=resource_id,
-            branch_type=int(branch_type),  # type: ignore[arg-type]
-            lock_keys=lock_keys,
-        )
-        reply: rm_pb2.LockQueryResponse = self._call(lambda e: e.rm.LockQuery, request)
-        return LockQueryResult(reply.lockable, reply.holder_xid)
+        return self._run(self._calls.lock_query(resource_id, lock_keys, xid, branch_type))
 
 
 _client_lock = threading.Lock()

@@ -12,7 +12,9 @@ PINNED = {
         "SessionStore", "TCConfig", "TCServer", "TransactionCoordinator", "create_store", "serve",
     ],
     "atx.rm": [
-        "AioXidClientInterceptor", "AioXidServerInterceptor", "Config", "ConnectionProxy",
+        "AioXidClientInterceptor", "AioXidServerInterceptor", "AsyncConnectionProxy",
+        "AsyncCursorProxy", "Config", "ConnectionProxy", "connect_aiosqlite", "connect_asyncmy",
+        "wrap_async",
         "CursorProxy", "DDLInGlobalTransactionError", "Dialect", "DirtyWriteError",
         "GlobalLockWaitTimeout", "InvalidConfigurationError", "InvalidUsageError",
         "LockRetryPolicy", "NotInGlobalTransactionError", "Propagation",
@@ -59,6 +61,10 @@ PINNED = {
         "ConnectionProxy", "CursorProxy", "GuardedCursorProxy", "connect_mysql", "connect_postgres",
         "connect_sqlite", "pool", "wrap",
     ],
+    "atx.rm.aio": [
+        "AioTCClient", "AsyncConnectionProxy", "AsyncCursorProxy", "await_only",
+        "connect_aiosqlite", "connect_asyncmy", "get_aio_tc_client", "spawn", "wrap_async",
+    ],
     "atx.tc.testing": ["InProcessTC", "test_config"],
 }  # fmt: skip
 
@@ -67,6 +73,7 @@ PACKAGES = [
     "atx.rm.proxy", "atx.hooks", "atx.shop", "atx.shop.common", "atx.shop.order",
     "atx.shop.payment", "atx.shop.collectible", "atx.shop.chain", "atx.shop.payment.channel",
     "atx.rm.types", "atx.rm.sql", "atx.rm.db", "atx.rm.exec", "atx.rm.tm", "atx.rm.phase_two",
+    "atx.rm.aio",
 ]  # fmt: skip
 
 

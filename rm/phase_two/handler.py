@@ -93,8 +93,7 @@ class PhaseTwoHandler:
         metrics = get_metrics()
         try:
             resource = get_resource(command.resource_id)
-            with resource.borrow() as connection:
-                resource.undo.undo(connection, xid, branch_id)
+            resource.apply(lambda connection: resource.undo.undo(connection, xid, branch_id))
         except DirtyWriteError as error:
             logger.error("branch %s of %s cannot be rolled back: %s", branch_id, xid, error)
             metrics.rolled_back(ok=False, dirty=True)

@@ -9,6 +9,7 @@ leaves no undo row behind.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -87,8 +88,7 @@ class UndoDeleter:
         for resource_id, keys in grouped.items():
             try:
                 resource = get_resource(resource_id)
-                with resource.borrow() as connection:
-                    resource.undo.delete(connection, keys)
+                resource.apply(functools.partial(resource.undo.delete, keys=keys))
             except Exception:
                 logger.exception("deleting %d undo logs of %s failed", len(keys), resource_id)
                 failed.extend((resource_id, x, b) for x, b in keys)

@@ -34,15 +34,16 @@ class ConnectionProxy:
     rather than ``__getattr__``, which would slow every attribute access down.
     """
 
-    def __new__(cls, raw: Any, resource: Resource) -> ConnectionProxy:
+    def __new__(cls, raw: Any, resource: Resource, branch: Branch | None = None) -> ConnectionProxy:
         if not cls.__dict__.get("_delegating"):  # subclasses of the proxy too
             cls = delegating_subclass(cls, raw)
         return object.__new__(cls)
 
-    def __init__(self, raw: Any, resource: Resource) -> None:
+    def __init__(self, raw: Any, resource: Resource, branch: Branch | None = None) -> None:
+        # ``branch``: one made with other means to reach the TC (the async proxy's).
         object.__setattr__(self, "_raw", raw)
         object.__setattr__(self, "resource", resource)
-        object.__setattr__(self, "branch", Branch(raw, resource))
+        object.__setattr__(self, "branch", branch or Branch(raw, resource))
         object.__setattr__(self, "guard", ConnectionGuard(resource.resource_id))
         # PyMySQL breaks when two threads share a socket: guard its pass-through too.
         cursor_class = GuardedCursorProxy if resource.dialect is Dialect.MYSQL else CursorProxy

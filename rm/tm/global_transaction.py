@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from atx import tracing
 from atx.errors import AtxError
 from atx.rm.errors import TransactionRolledBackError, TransactionTimeoutError
-from atx.rm.tc_client import TCClient, get_tc_client
+from atx.rm.tc_client import TMCalls, get_tc_client
 from atx.rm.tm.hooks import fire_after, fire_before
 from atx.status import GlobalStatus
 
@@ -32,12 +32,12 @@ class GlobalTransaction:
     name: str
     timeout: float  # seconds
     hooks: list[object] = field(default_factory=list)
-    tc: TCClient | None = None
+    tc: TMCalls | None = None  # the process's client unless given (async: bridged)
     xid: str = ""
     status: GlobalStatus = GlobalStatus.UNKNOWN
     began_at: float = 0.0
 
-    def _client(self) -> TCClient:
+    def _client(self) -> TMCalls:
         if self.tc is None:
             self.tc = get_tc_client()
         return self.tc

@@ -12,7 +12,6 @@ and the exception still propagates.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
 import functools
@@ -24,6 +23,8 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from atx import tracing
+from atx.rm.aio.bridge import spawn
+from atx.rm.aio.tc_client import bridged_tc
 from atx.rm.context import (
     DEFAULT_LOCK_RETRY_INTERVAL,
     DEFAULT_LOCK_RETRY_TIMES,
@@ -298,7 +299,9 @@ class TransactionScope:
         if action is _Action.BEGIN:
             try:
                 assert self.transaction is not None
-                await asyncio.to_thread(self.transaction.begin)
+                # The launcher's code in the greenlet bridge, its TC calls over grpc.aio.
+                self.transaction.tc = bridged_tc
+                await spawn(self.transaction.begin)
             except BaseException:
                 stack.close()
                 raise
@@ -314,7 +317,7 @@ class TransactionScope:
         assert self._stack is not None
         try:
             if self.transaction is not None:
-                await asyncio.to_thread(self._finish, exc)
+                await spawn(self._finish, exc)
         finally:
             self._stack.close()
 

@@ -58,6 +58,12 @@ class Database:
             return rm.connect_postgres(self.location, resource_id=self.resource_id)
         return rm.connect_sqlite(self.location, resource_id=self.resource_id)
 
+    async def connect_async(self) -> rm.AsyncConnectionProxy:
+        """The async proxy (asyncmy, aiosqlite) of the same database and resource."""
+        if self.kind == "mariadb":
+            return await rm.connect_asyncmy(self.location, resource_id=self.resource_id)
+        return await rm.connect_aiosqlite(self.location, resource_id=self.resource_id)
+
     def raw(self) -> Any:
         if self.kind == "mariadb":
             return pymysql.connect(**parse_mysql_url(self.location).connect_kwargs())

@@ -1,10 +1,11 @@
 """A small harness: the same test on SQLite, MariaDB and PostgreSQL with raw DB-API
-connections."""
+connections, or with the async drivers (aiosqlite, asyncmy) through atx.rm.aio's bridge."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,9 @@ import pytest
 
 from atx.dialect import Dialect
 from atx.dsn import parse_mysql_url, parse_postgres_url
+from atx.rm.aio.bridge import green_run, portal, spawn
+from atx.rm.aio.dbapi import BridgedConnection, Driver, bridged_factory
+from atx.rm.aio.drivers import AIOSQLITE, ASYNCMY
 from atx.rm.exec import StatementExecutor
 from atx.rm.types import ExecutionResult
 from atx.rm.undo.log import UndoLogManager
@@ -57,9 +61,13 @@ class DB:
         self, statements: list[tuple[str, Any]], xid: str = "x:1", branch_id: int = 1
     ) -> list[ExecutionResult]:
         """Local txn: execute via StatementExecutor, flush undo, commit."""
+        return self.phase_one_on(self.connect(), statements, xid, branch_id)
+
+    def phase_one_on(
+        self, conn: Any, statements: list[tuple[str, Any]], xid: str, branch_id: int
+    ) -> list[ExecutionResult]:
         executor = StatementExecutor(self.dialect, "r1")
         manager = UndoLogManager(self.dialect)
-        conn = self.connect()
         self.dialect.begin(conn)
         cur = conn.cursor()
         results = []
@@ -84,6 +92,49 @@ class DB:
 
     def undo_rows(self) -> list[tuple[Any, ...]]:
         return self.rows("undo_log")
+
+
+@dataclass
+class AsyncDB(DB):
+    """The same over an async driver: phase one runs the executors in the greenlet
+    bridge on a loop (the async proxy's path), undo and the checks go through the
+    portal (the phase-two handler's path for an async resource)."""
+
+    driver: Driver
+    open: Callable[[], Awaitable[Any]]
+
+    def phase_one(
+        self, statements: list[tuple[str, Any]], xid: str = "x:1", branch_id: int = 1
+    ) -> list[ExecutionResult]:
+        async def main() -> list[ExecutionResult]:
+            raw = await self.open()
+            try:
+                conn = BridgedConnection(raw, self.driver, green_run)
+                return await spawn(self.phase_one_on, conn, statements, xid, branch_id)
+            finally:
+                await self.driver.close(raw)
+
+        return asyncio.run(main())
+
+
+def aiosqlite_db(path: str) -> AsyncDB:
+    import aiosqlite
+
+    def open_() -> Awaitable[Any]:
+        return aiosqlite.connect(path, timeout=10)
+
+    return AsyncDB(Dialect.SQLITE, bridged_factory(open_, AIOSQLITE, portal.run), AIOSQLITE, open_)
+
+
+def asyncmy_db(url: str) -> AsyncDB:
+    import asyncmy
+
+    kwargs = parse_mysql_url(url).connect_kwargs()
+
+    def open_() -> Awaitable[Any]:
+        return asyncmy.connect(**kwargs, autocommit=False)  # type: ignore[no-any-return]
+
+    return AsyncDB(Dialect.MYSQL, bridged_factory(open_, ASYNCMY, portal.run), ASYNCMY, open_)
 
 
 # sqlite3 cannot bind Decimal; applications register the same adapter.
@@ -114,6 +165,24 @@ def data_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     if request.param == "postgres":
         return postgres_db(request.getfixturevalue("postgres_url"))
     return mysql_db(request.getfixturevalue("mariadb_url"))
+
+
+@pytest.fixture(params=["sqlite", "mariadb", "postgres", "aiosqlite", "asyncmy"])
+def any_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> DB:
+    """``data_db``, and the same over the async drivers (the undo round-trip suite)."""
+    if request.param == "postgres":
+        return postgres_db(request.getfixturevalue("postgres_url"))
+    if request.param in ("sqlite", "aiosqlite"):
+        path = str(tmp_path_factory.mktemp("db") / "t.db")
+        return sqlite_db(path) if request.param == "sqlite" else aiosqlite_db(path)
+    url = request.getfixturevalue("mariadb_url")
+    return mysql_db(url) if request.param == "mariadb" else asyncmy_db(url)
+
+
+@pytest.fixture(params=["mariadb", "asyncmy"])
+def any_maria_db(request: pytest.FixtureRequest) -> DB:
+    url = request.getfixturevalue("mariadb_url")
+    return mysql_db(url) if request.param == "mariadb" else asyncmy_db(url)
 
 
 @pytest.fixture

@@ -1,15 +1,17 @@
 """The bank invariant: concurrent transfers across three databases, one each of
-MariaDB, PostgreSQL and SQLite.
+MariaDB, PostgreSQL and SQLite (with asyncio workers: MariaDB, SQLite, MariaDB).
 
-8 threads each run ATX_BANK_TRANSFERS (default 200, as the issue asks)
-transfers between accounts in two random databases; ATX_BANK_FAIL_RATE (0.2)
-of them fail on purpose after both updates. Afterwards: the total is unchanged,
+8 threads (or 8 asyncio tasks on one loop, over the async proxies) each run
+ATX_BANK_TRANSFERS (default 200, as the issue asks) transfers between accounts
+in two random databases; ATX_BANK_FAIL_RATE (0.2) of them fail on purpose after
+both updates. Afterwards: the total is unchanged,
 every account matches the log of committed transfers, and there are no undo
 rows, no global locks and no active sessions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import threading
@@ -29,6 +31,8 @@ THREADS = 8
 ACCOUNTS = 50
 START = 1000
 KINDS = ("mariadb", "postgres", "sqlite")
+#: The async proxies exist for asyncmy and aiosqlite (not yet psycopg's async connection).
+ASYNC_KINDS = ("mariadb", "sqlite", "mariadb")
 
 
 class Refused(Exception):
@@ -37,6 +41,7 @@ class Refused(Exception):
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
+@pytest.mark.parametrize("workers", ["threads", "asyncio"])
 def test_bank_invariant(
     request: pytest.FixtureRequest,
     tmp_path: Path,
@@ -44,10 +49,12 @@ def test_bank_invariant(
     postgres_factory: object,
     tc_address: str,
     tc: TCClient,
+    workers: str,
 ) -> None:
     transfers = int(os.environ.get("ATX_BANK_TRANSFERS", "200"))
     fail_rate = float(os.environ.get("ATX_BANK_FAIL_RATE", "0.2"))
-    dbs = [database_factory(request, kind, tmp_path)() for kind in KINDS]
+    kinds = KINDS if workers == "threads" else ASYNC_KINDS
+    dbs = [database_factory(request, kind, tmp_path)() for kind in kinds]
     for db in dbs:
         db.setup_accounts(ACCOUNTS, START)
     channel = rm.ensure_runtime()
@@ -57,6 +64,18 @@ def test_bank_invariant(
     committed: Counter[tuple[int, int]] = Counter()
     outcomes: Counter[str] = Counter()
     unexpected: list[BaseException] = []
+
+    def record(outcome: str, src: int, a: int, dst: int, b: int, amount: int) -> None:
+        with log_lock:
+            if outcome == "committed":
+                committed[(src, a)] -= amount
+                committed[(dst, b)] += amount
+            outcomes[outcome] += 1
+
+    def draw(rng: random.Random) -> tuple[int, int, int, int, int, bool]:
+        src, dst = rng.sample(range(3), 2)
+        a, b = rng.randint(1, ACCOUNTS), rng.randint(1, ACCOUNTS)
+        return src, a, dst, b, rng.randint(1, 50), rng.random() < fail_rate
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
@@ -75,10 +94,7 @@ def test_bank_invariant(
                 raise Refused()
 
         for _ in range(transfers):
-            src, dst = rng.sample(range(3), 2)
-            a, b = rng.randint(1, ACCOUNTS), rng.randint(1, ACCOUNTS)
-            amount = rng.randint(1, 50)
-            fail = rng.random() < fail_rate
+            src, a, dst, b, amount, fail = draw(rng)
             try:
                 transfer(src, a, dst, b, amount, fail)
             except Refused:
@@ -90,20 +106,57 @@ def test_bank_invariant(
                 outcome = "error"
             else:
                 outcome = "committed"
-                with log_lock:
-                    committed[(src, a)] -= amount
-                    committed[(dst, b)] += amount
-            with log_lock:
-                outcomes[outcome] += 1
+            record(outcome, src, a, dst, b, amount)
         for conn in conns:
             conn.close()
 
+    async def task(seed: int) -> None:
+        """The same worker as a coroutine, over the async proxies."""
+        rng = random.Random(seed)
+        conns = [await db.connect_async() for db in dbs]
+
+        @rm.global_transactional(name="transfer", lock_retry_interval=0.01, lock_retry_times=50)
+        async def transfer(src: int, a: int, dst: int, b: int, amount: int, fail: bool) -> None:
+            for index, account, delta in ((src, a, -amount), (dst, b, amount)):
+                conn = conns[index]
+                async with conn.cursor() as cursor:
+                    await cursor.execute(
+                        dbs[index].q("UPDATE account SET balance = balance + %s WHERE id = %s"),
+                        (delta, account),
+                    )
+                await conn.commit()
+            if fail:
+                raise Refused()
+
+        for _ in range(transfers):
+            src, a, dst, b, amount, fail = draw(rng)
+            try:
+                await transfer(src, a, dst, b, amount, fail)
+            except Refused:
+                outcome = "refused"
+            except rm.GlobalLockWaitTimeout:
+                outcome = "lock_timeout"
+            except BaseException as error:  # anything else breaks the test
+                unexpected.append(error)
+                outcome = "error"
+            else:
+                outcome = "committed"
+            record(outcome, src, a, dst, b, amount)
+        for conn in conns:
+            await conn.close()
+
+    async def tasks() -> None:
+        await asyncio.gather(*(task(seed) for seed in range(THREADS)))
+
     started = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(600)
+    if workers == "asyncio":
+        asyncio.run(tasks())
+    else:
+        threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(600)
     elapsed = time.monotonic() - started
     assert not unexpected, unexpected[:3]
     assert sum(outcomes.values()) == THREADS * transfers
@@ -130,4 +183,4 @@ def test_bank_invariant(
     for db in dbs:
         keys = ",".join(str(i) for i in range(1, ACCOUNTS + 1))
         assert tc.lock_query(db.resource_id, f"account:{keys}").lockable
-    print(f"bank: {THREADS}x{transfers} transfers in {elapsed:.1f} s: {dict(outcomes)}")
+    print(f"bank ({workers}): {THREADS}x{transfers} transfers in {elapsed:.1f} s: {dict(outcomes)}")

@@ -1,4 +1,5 @@
-"""Undo round trips at the data layer, on SQLite, MariaDB and PostgreSQL."""
+"""Undo round trips at the data layer, on SQLite, MariaDB and PostgreSQL with the
+sync drivers, and with the async ones (aiosqlite, asyncmy) through atx.rm.aio's bridge."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from atx.dialect import Dialect
 from atx.rm.errors import DirtyWriteError, UnsupportedSQLError
 from atx.rm.exec import StatementExecutor
-from tests.rm.dbs import DB, sqlite_db
+from tests.rm.dbs import DB, mysql_db, postgres_db, sqlite_db
 
 ITEMS_DDL = {
     Dialect.SQLITE: "CREATE TABLE items (a INTEGER NOT NULL, b VARCHAR(20) NOT NULL,"
@@ -36,6 +37,16 @@ AUTO_DDL = {
 }
 INSERT = "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)"
 T0 = dt.datetime(2024, 5, 6, 7, 8, 9, 123456)
+
+
+@pytest.fixture
+def data_db(any_db: DB) -> DB:
+    return any_db
+
+
+@pytest.fixture
+def maria_db(any_maria_db: DB) -> DB:
+    return any_maria_db
 
 
 def seed(db: DB) -> None:
@@ -223,11 +234,12 @@ def test_postgres_insert_select_round_trip(pg_db: DB) -> None:
     )
 
 
-@pytest.mark.parametrize("fixture", ["maria_db", "pg_db"])
-def test_insert_returning(request: pytest.FixtureRequest, fixture: str) -> None:
+@pytest.mark.parametrize("server", ["mariadb", "postgres"])
+def test_insert_returning(request: pytest.FixtureRequest, server: str) -> None:
     """The caller's RETURNING rows (PostgreSQL, MariaDB) stay for the caller; RETURNING
     without the generated key is refused before it runs."""
-    db: DB = request.getfixturevalue(fixture)
+    url = str(request.getfixturevalue(f"{server}_url"))
+    db = mysql_db(url) if server == "mariadb" else postgres_db(url)
     db.setup(AUTO_DDL[db.dialect], [("a", 1)], "INSERT INTO auto (name, u) VALUES (?, ?)")
     executor = StatementExecutor(db.dialect, "r1")
     conn = db.connect()

@@ -1,0 +1,178 @@
+"""The TC client for async code: grpc.aio channels, one client per event loop.
+
+The twin of :class:`atx.rm.tc_client.TCClient`: the same requests, replies and
+failover rules (:class:`~atx.rm.tc_client.Calls`, :class:`~atx.rm.tc_client.Failover`),
+only the round trip is awaited. A grpc.aio channel belongs to the loop it was
+made on, hence one client per loop. :data:`bridged_tc` is the sync face the AT
+code (the branch, the launcher) uses inside the greenlet bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import TypeVar
+
+import grpc
+
+from atx.grpc_channels import open_aio_channel
+from atx.rm.aio.bridge import await_only
+from atx.rm.config import Config, get_config, on_reconfigure
+from atx.rm.tc_client import Call, Calls, Endpoint, Failover, LockQueryResult, no_address_error
+from atx.status import BranchStatus, GlobalStatus
+
+__all__ = ["AioTCClient", "BridgedTCClient", "bridged_tc", "get_aio_tc_client"]
+
+T = TypeVar("T")
+
+
+class AioTCClient:
+    """Calls to one logical TC from coroutines of one event loop."""
+
+    def __init__(
+        self,
+        addresses: Sequence[str],
+        application_id: str = "atx-app",
+        token: str | None = None,
+        client_id: str = "",
+        timeout: float = 10.0,
+        tls_ca: str = "",
+        tls_server_name: str = "",
+    ) -> None:
+        if not addresses:
+            raise no_address_error()
+        endpoints = [
+            Endpoint(a, open_aio_channel(a, tls_ca=tls_ca, tls_server_name=tls_server_name))
+            for a in addresses
+        ]
+        self._failover = Failover(endpoints, bool(tls_ca), timeout, token)
+        self._calls = Calls(application_id, client_id)
+
+    @classmethod
+    def from_config(cls, config: Config) -> AioTCClient:
+        return cls(
+            config.tc_addresses,
+            config.application_id,
+            config.token,
+            config.client_id,
+            config.rpc_timeout,
+            config.tls_ca,
+            config.tls_server_name,
+        )
+
+    @property
+    def addresses(self) -> list[str]:
+        return self._failover.addresses
+
+    async def close(self) -> None:
+        for endpoint in self._failover.endpoints:
+            await endpoint.channel.close()
+
+    async def _run(self, call: Call[T]) -> T:
+        failover = self._failover
+        last: grpc.RpcError | None = None
+        for index in failover.order():
+            endpoint = failover.endpoints[index]
+            try:
+                reply = await call.rpc(endpoint)(
+                    call.request, timeout=failover.timeout, metadata=failover.metadata
+                )
+            except grpc.RpcError as error:
+                failover.fail_over(endpoint, error)
+                last = error
+                continue
+            failover.succeeded(index)
+            return call.read(reply)
+        assert last is not None
+        raise failover.exhausted(last) from None
+
+    async def begin(self, name: str, timeout_ms: int) -> str:
+        return await self._run(self._calls.begin(name, timeout_ms))
+
+    async def commit(self, xid: str) -> GlobalStatus:
+        return await self._run(self._calls.commit(xid))
+
+    async def rollback(self, xid: str) -> GlobalStatus:
+        return await self._run(self._calls.rollback(xid))
+
+    async def get_status(self, xid: str) -> GlobalStatus:
+        return await self._run(self._calls.get_status(xid))
+
+    async def branch_register(self, xid: str, resource_id: str, lock_keys: str) -> int:
+        return await self._run(self._calls.branch_register(xid, resource_id, lock_keys))
+
+    async def branch_report(self, xid: str, branch_id: int, status: BranchStatus) -> None:
+        await self._run(self._calls.branch_report(xid, branch_id, status))
+
+    async def lock_query(self, resource_id: str, lock_keys: str, xid: str = "") -> LockQueryResult:
+        return await self._run(self._calls.lock_query(resource_id, lock_keys, xid))
+
+
+_lock = threading.Lock()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AioTCClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_aio_tc_client() -> AioTCClient:
+    """The running loop's TC client, built from the configuration on first use."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        with _lock:
+            client = _clients.get(loop)
+            if client is None:
+                client = _clients[loop] = AioTCClient.from_config(get_config())
+    return client
+
+
+class BridgedTCClient:
+    """The running loop's client as sync calls, for AT code inside the greenlet bridge."""
+
+    def begin(self, name: str, timeout_ms: int) -> str:
+        return await_only(get_aio_tc_client().begin(name, timeout_ms))
+
+    def commit(self, xid: str) -> GlobalStatus:
+        return await_only(get_aio_tc_client().commit(xid))
+
+    def rollback(self, xid: str) -> GlobalStatus:
+        return await_only(get_aio_tc_client().rollback(xid))
+
+    def get_status(self, xid: str) -> GlobalStatus:
+        return await_only(get_aio_tc_client().get_status(xid))
+
+    def branch_register(self, xid: str, resource_id: str, lock_keys: str) -> int:
+        return await_only(get_aio_tc_client().branch_register(xid, resource_id, lock_keys))
+
+    def branch_report(self, xid: str, branch_id: int, status: BranchStatus) -> None:
+        await_only(get_aio_tc_client().branch_report(xid, branch_id, status))
+
+    def lock_query(self, resource_id: str, lock_keys: str, xid: str = "") -> LockQueryResult:
+        return await_only(get_aio_tc_client().lock_query(resource_id, lock_keys, xid))
+
+
+bridged_tc = BridgedTCClient()
+
+
+def _reset() -> None:
+    with _lock:
+        old = list(_clients.items())
+        _clients.clear()
+    for loop, client in old:
+        # Each channel closes on its own loop; a loop already closed took them along.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_close_on, loop, client)
+
+
+def _close_on(loop: asyncio.AbstractEventLoop, client: AioTCClient) -> None:
+    _closing.add(task := loop.create_task(client.close()))
+    task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+on_reconfigure(_reset)
