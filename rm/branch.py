@@ -180,19 +180,29 @@ class Branch:
         self._raw.commit()
 
     def _register(self, xid: str, lock_keys: str, policy: LockRetryPolicy) -> int:
+        # The branch's patience is Seata's lock_retry_times x lock_retry_interval. It is
+        # spent waiting at the TC (lock_wait_ms), which answers the moment the holder
+        # lets go instead of up to one interval later; a TC that answers a conflict at
+        # once (an older one) is asked again every interval until patience runs out.
         tc = self._client()
         resource_id = self.resource.resource_id
+        deadline = time.monotonic() + policy.interval * policy.times
         last: LockConflictError | None = None
         for attempt in range(policy.times + 1):
+            wait_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
             try:
-                return tc.branch_register(xid, resource_id, lock_keys)
+                return tc.branch_register(xid, resource_id, lock_keys, lock_wait_ms=wait_ms)
             except LockConflictError as conflict:
                 last = conflict
-                get_metrics().lock_conflict(not conflict.fail_fast and attempt < policy.times)
-                if conflict.fail_fast:
+                again = (
+                    not conflict.fail_fast
+                    and attempt < policy.times
+                    and time.monotonic() < deadline
+                )
+                get_metrics().lock_conflict(again)
+                if not again:
                     break
-                if attempt < policy.times:
-                    self._wait(policy.interval)
+                self._wait(policy.interval)
         assert last is not None
         logger.info("global lock wait timeout for %s on %s", xid, resource_id, extra={"xid": xid})
         raise GlobalLockWaitTimeout(resource_id, lock_keys, last.holder_xid, xid) from last

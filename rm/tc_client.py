@@ -60,7 +60,9 @@ class TMCalls(Protocol):
 class BranchCalls(Protocol):
     """What a branch asks of the TC (:class:`TCClient`, or the async one bridged)."""
 
-    def branch_register(self, xid: str, resource_id: str, lock_keys: str) -> int: ...
+    def branch_register(
+        self, xid: str, resource_id: str, lock_keys: str, *, lock_wait_ms: int = 0
+    ) -> int: ...
     def branch_report(self, xid: str, branch_id: int, status: BranchStatus) -> None: ...
     def lock_query(self, resource_id: str, lock_keys: str, xid: str = "") -> LockQueryResult: ...
 
@@ -82,6 +84,9 @@ class Call(Generic[T]):
     rpc: Callable[[Endpoint], Callable[..., Any]]
     request: Any
     read: Callable[[Any], T]
+    #: Seconds the TC may hold the call on purpose (a registration waiting for a
+    #: lock), added to the client's timeout.
+    waits: float = 0.0
 
 
 def _status(reply: Any) -> GlobalStatus:
@@ -121,6 +126,7 @@ class Calls:
         lock_keys: str,
         branch_type: BranchType = BranchType.AT,
         application_data: str = "",
+        lock_wait_ms: int = 0,
     ) -> Call[int]:
         request = rm_pb2.BranchRegisterRequest(
             xid=xid,
@@ -129,8 +135,14 @@ class Calls:
             lock_keys=lock_keys,
             application_data=application_data,
             client_id=self.client_id,
+            lock_wait_ms=lock_wait_ms,
         )
-        return Call(lambda e: e.rm.BranchRegister, request, lambda r: int(r.branch_id))
+        return Call(
+            lambda e: e.rm.BranchRegister,
+            request,
+            lambda r: int(r.branch_id),
+            waits=lock_wait_ms / 1000,
+        )
 
     def branch_report(
         self, xid: str, branch_id: int, status: BranchStatus, application_data: str = ""
@@ -269,7 +281,7 @@ class TCClient:
             endpoint = failover.endpoints[index]
             try:
                 reply = call.rpc(endpoint)(
-                    call.request, timeout=failover.timeout, metadata=failover.metadata
+                    call.request, timeout=failover.timeout + call.waits, metadata=failover.metadata
                 )
             except grpc.RpcError as error:
                 failover.fail_over(endpoint, error)
@@ -306,9 +318,13 @@ class TCClient:
         lock_keys: str,
         branch_type: BranchType = BranchType.AT,
         application_data: str = "",
+        *,
+        lock_wait_ms: int = 0,
     ) -> int:
+        """Register a branch; on a lock conflict the TC may wait up to ``lock_wait_ms``
+        for the holder before it answers LockConflictError."""
         call = self._calls.branch_register(
-            xid, resource_id, lock_keys, branch_type, application_data
+            xid, resource_id, lock_keys, branch_type, application_data, lock_wait_ms
         )
         return self._run(call)
 

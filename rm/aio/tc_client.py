@@ -78,7 +78,7 @@ class AioTCClient:
             endpoint = failover.endpoints[index]
             try:
                 reply = await call.rpc(endpoint)(
-                    call.request, timeout=failover.timeout, metadata=failover.metadata
+                    call.request, timeout=failover.timeout + call.waits, metadata=failover.metadata
                 )
             except grpc.RpcError as error:
                 failover.fail_over(endpoint, error)
@@ -101,8 +101,11 @@ class AioTCClient:
     async def get_status(self, xid: str) -> GlobalStatus:
         return await self._run(self._calls.get_status(xid))
 
-    async def branch_register(self, xid: str, resource_id: str, lock_keys: str) -> int:
-        return await self._run(self._calls.branch_register(xid, resource_id, lock_keys))
+    async def branch_register(
+        self, xid: str, resource_id: str, lock_keys: str, *, lock_wait_ms: int = 0
+    ) -> int:
+        call = self._calls.branch_register(xid, resource_id, lock_keys, lock_wait_ms=lock_wait_ms)
+        return await self._run(call)
 
     async def branch_report(self, xid: str, branch_id: int, status: BranchStatus) -> None:
         await self._run(self._calls.branch_report(xid, branch_id, status))
@@ -144,8 +147,13 @@ class BridgedTCClient:
     def get_status(self, xid: str) -> GlobalStatus:
         return await_only(get_aio_tc_client().get_status(xid))
 
-    def branch_register(self, xid: str, resource_id: str, lock_keys: str) -> int:
-        return await_only(get_aio_tc_client().branch_register(xid, resource_id, lock_keys))
+    def branch_register(
+        self, xid: str, resource_id: str, lock_keys: str, *, lock_wait_ms: int = 0
+    ) -> int:
+        client = get_aio_tc_client()
+        return await_only(
+            client.branch_register(xid, resource_id, lock_keys, lock_wait_ms=lock_wait_ms)
+        )
 
     def branch_report(self, xid: str, branch_id: int, status: BranchStatus) -> None:
         await_only(get_aio_tc_client().branch_report(xid, branch_id, status))

@@ -161,8 +161,12 @@ class _RollbackRacesRegistration:
     def __getattr__(self, name: str) -> Any:
         return getattr(bridged_tc, name)
 
-    def branch_register(self, xid: str, resource_id: str, lock_keys: str) -> int:
-        branch_id = bridged_tc.branch_register(xid, resource_id, lock_keys)
+    def branch_register(
+        self, xid: str, resource_id: str, lock_keys: str, *, lock_wait_ms: int = 0
+    ) -> int:
+        branch_id = bridged_tc.branch_register(
+            xid, resource_id, lock_keys, lock_wait_ms=lock_wait_ms
+        )
         client = rm.aio.get_aio_tc_client()
         await_only(client.rollback(xid))
         return branch_id
