@@ -80,11 +80,25 @@ class UndoLogManager:
     def ensure_table(self, connection: Any) -> None:
         cursor = self.dialect.plain_cursor(connection)
         try:
-            for statement in self.create_table_sql():
-                cursor.execute(statement)
+            if not self._exists(cursor):
+                for statement in self.create_table_sql():
+                    cursor.execute(statement)
             connection.commit()
         finally:
             cursor.close()
+
+    def _exists(self, cursor: Any) -> bool:
+        # MySQL answers CREATE TABLE IF NOT EXISTS on an existing table with a
+        # warning, which async drivers (asyncmy) log at WARNING on every connect.
+        if self.dialect is not Dialect.MYSQL:
+            return False  # the others create silently
+        schema, _, name = self.table.rpartition(".")
+        cursor.execute(
+            "SELECT 1 FROM information_schema.tables"
+            " WHERE table_schema = COALESCE(NULLIF(%s, ''), DATABASE()) AND table_name = %s",
+            (schema, name),
+        )
+        return cursor.fetchone() is not None
 
     def flush(self, cursor: Any, xid: str, branch_id: int, items: list[SQLUndoLog]) -> None:
         """INSERT the branch's undo row in the caller's open local transaction.
