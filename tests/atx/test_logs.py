@@ -8,7 +8,12 @@ import logging
 import subprocess
 import sys
 import uuid
+from concurrent import futures
 from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
 
 import atx.rm as rm
 from atx.logs import TEXT_FORMAT, JsonFormatter, XidFilter, bind_log_branch, bind_log_xid
@@ -106,3 +111,79 @@ def test_the_cli_prints_json_lines() -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "--log-format" not in result.stderr  # accepted
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_records_inside_a_transaction_across_two_services_carry_its_xid(
+    tmp_path: Path, fmt: str
+) -> None:
+    """Two services joined by a real gRPC hop (the XID in the call's metadata): every
+    record either emits inside the transaction carries the XID, none of them naming it in
+    the message; a record emitted after the transaction carries none."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(XidFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    app = logging.getLogger(f"shop.{uuid.uuid4().hex[:8]}")
+    app.addHandler(handler)
+    app.setLevel(logging.INFO)
+    app.propagate = False
+
+    def mark(request: bytes, context: grpc.ServicerContext) -> bytes:
+        app.info("callee: marking %s", request.decode())  # in the second service
+        conn = rm.connect_sqlite(tmp_path / "callee.sqlite", create_undo_table=True)
+        conn.execute("UPDATE t SET v = v + 1 WHERE id = 1")
+        conn.commit()
+        conn.close()
+        app.info("callee: marked")
+        return b"ok"
+
+    setup = rm.connect_sqlite(tmp_path / "callee.sqlite", create_undo_table=True)
+    setup.raw.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v INT)")
+    setup.raw.execute("INSERT INTO t VALUES (1, 0)")
+    setup.raw.commit()
+    setup.close()
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2), interceptors=[rm.XidServerInterceptor()]
+    )
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("t.Callee", {"Mark": _bytes_handler(mark)})]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with InProcessTC() as tc:
+            rm.configure(tc_addresses=[tc.address], client_id=uuid.uuid4().hex)
+            channel = grpc.intercept_channel(
+                grpc.insecure_channel(f"127.0.0.1:{port}"), rm.XidClientInterceptor()
+            )
+            call = channel.unary_unary("/t.Callee/Mark")
+
+            @rm.global_transactional(name="two-services")
+            def buy() -> str:
+                app.info("caller: buying")  # in the first service
+                assert call(b"order-1", timeout=30) == b"ok"
+                app.info("caller: bought")
+                return rm.require_xid()
+
+            xid = buy()
+            app.info("after the transaction")
+            channel.close()
+            rm.shutdown()
+    finally:
+        server.stop(None)
+        app.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 5, lines
+    *inside, after = lines
+    if fmt == "json":
+        assert [json.loads(line)["xid"] for line in inside] == [xid] * 4
+        assert not json.loads(after)["xid"]
+    else:
+        assert all(f"[{xid}]" in line for line in inside), inside
+        assert xid not in after
+    assert all(xid not in line.split("] ", 1)[-1] for line in inside)  # not in the message
+
+
+def _bytes_handler(fn: Any) -> grpc.RpcMethodHandler:
+    return grpc.unary_unary_rpc_method_handler(fn)
