@@ -227,8 +227,11 @@ def no_address_error() -> errors.InvalidArgumentError:
     )
 
 
-class TCClient:
-    """Calls to one logical TC served at one or more addresses."""
+C = TypeVar("C", bound="ClientBase")
+
+
+class ClientBase:
+    """What the sync and the async client share: endpoints, failover, request building."""
 
     def __init__(
         self,
@@ -243,7 +246,7 @@ class TCClient:
         if not addresses:
             raise no_address_error()
         endpoints = [
-            Endpoint(a, open_channel(a, tls_ca=tls_ca, tls_server_name=tls_server_name))
+            Endpoint(a, self._open(a, tls_ca=tls_ca, tls_server_name=tls_server_name))
             for a in addresses
         ]
         self._failover = Failover(endpoints, bool(tls_ca), timeout, token)
@@ -253,8 +256,13 @@ class TCClient:
         self.client_id = client_id
         self.timeout = timeout
 
+    @staticmethod
+    def _open(address: str, *, tls_ca: str, tls_server_name: str) -> Any:
+        """A channel to ``address``: sync here, grpc.aio in the async client."""
+        return open_channel(address, tls_ca=tls_ca, tls_server_name=tls_server_name)
+
     @classmethod
-    def from_config(cls, config: Config) -> TCClient:
+    def from_config(cls: type[C], config: Config) -> C:
         return cls(
             config.tc_addresses,
             config.application_id,
@@ -268,6 +276,10 @@ class TCClient:
     @property
     def addresses(self) -> list[str]:
         return self._failover.addresses
+
+
+class TCClient(ClientBase):
+    """Calls to one logical TC served at one or more addresses."""
 
     def close(self) -> None:
         for endpoint in self._failover.endpoints:

@@ -13,15 +13,14 @@ import asyncio
 import contextlib
 import threading
 import weakref
-from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
 from atx.grpc_channels import open_aio_channel
 from atx.rm.aio.bridge import await_only
-from atx.rm.config import Config, get_config, on_reconfigure
-from atx.rm.tc_client import Call, Calls, Endpoint, Failover, LockQueryResult, no_address_error
+from atx.rm.config import get_config, on_reconfigure
+from atx.rm.tc_client import Call, ClientBase, LockQueryResult
 from atx.status import BranchStatus, GlobalStatus
 
 __all__ = ["AioTCClient", "BridgedTCClient", "bridged_tc", "get_aio_tc_client"]
@@ -29,43 +28,12 @@ __all__ = ["AioTCClient", "BridgedTCClient", "bridged_tc", "get_aio_tc_client"]
 T = TypeVar("T")
 
 
-class AioTCClient:
+class AioTCClient(ClientBase):
     """Calls to one logical TC from coroutines of one event loop."""
 
-    def __init__(
-        self,
-        addresses: Sequence[str],
-        application_id: str = "atx-app",
-        token: str | None = None,
-        client_id: str = "",
-        timeout: float = 10.0,
-        tls_ca: str = "",
-        tls_server_name: str = "",
-    ) -> None:
-        if not addresses:
-            raise no_address_error()
-        endpoints = [
-            Endpoint(a, open_aio_channel(a, tls_ca=tls_ca, tls_server_name=tls_server_name))
-            for a in addresses
-        ]
-        self._failover = Failover(endpoints, bool(tls_ca), timeout, token)
-        self._calls = Calls(application_id, client_id)
-
-    @classmethod
-    def from_config(cls, config: Config) -> AioTCClient:
-        return cls(
-            config.tc_addresses,
-            config.application_id,
-            config.token,
-            config.client_id,
-            config.rpc_timeout,
-            config.tls_ca,
-            config.tls_server_name,
-        )
-
-    @property
-    def addresses(self) -> list[str]:
-        return self._failover.addresses
+    @staticmethod
+    def _open(address: str, *, tls_ca: str, tls_server_name: str) -> Any:
+        return open_aio_channel(address, tls_ca=tls_ca, tls_server_name=tls_server_name)
 
     async def close(self) -> None:
         for endpoint in self._failover.endpoints:
