@@ -1,7 +1,7 @@
-"""The asyncio RM end to end against a real TC, on SQLite (aiosqlite) and MariaDB
-(asyncmy): rollback, dirty write, lock conflicts, ``@global_lock`` and
-anti-suspension through the async proxies, with phase two applied by the RM's
-handler over the resources' async connection factories."""
+"""The asyncio RM end to end against a real TC, on SQLite (aiosqlite), MariaDB
+(asyncmy) and PostgreSQL (psycopg's AsyncConnection): rollback, dirty write, lock
+conflicts, ``@global_lock`` and anti-suspension through the async proxies, with phase
+two applied by the RM's handler over the resources' async connection factories."""
 
 from __future__ import annotations
 
