@@ -89,6 +89,18 @@ class BridgedCursor:
     def description(self) -> Any:
         return self._raw.description
 
+    @property
+    def row_factory(self) -> Any:
+        """psycopg's row factory (read and swapped for tuple rows by the INSERT executor);
+        None for the other drivers, whose row factories are not psycopg's."""
+        if self.connection.driver.dialect is not Dialect.POSTGRES:
+            return None
+        return self._raw.row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory: Any) -> None:
+        self._raw.row_factory = factory
+
     def scroll(self, value: int, mode: str = "relative") -> None:
         # The caller's own RETURNING rows are read, then rewound for the caller.
         self._run(self._raw.scroll, value, mode)

@@ -6,6 +6,7 @@ two applied by the RM's handler over the resources' async connection factories."
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -21,6 +22,13 @@ from tests.rm.conftest import Database, wait_final, wait_until
 
 class Boom(Exception):
     pass
+
+
+@dataclass
+class Account:
+    id: int
+    balance: int
+    note: str | None
 
 
 def _attached() -> None:
@@ -199,6 +207,8 @@ def test_late_local_commit_fails_after_rollback(
 def test_psycopg_transaction_block_is_the_branch(postgres_url: str, tc: TCClient) -> None:
     """psycopg's ``async with conn.transaction():`` inside a global transaction commits as
     the branch and is undone by the global rollback; ``COPY ... FROM`` is refused."""
+    from psycopg.rows import class_row
+
     db = Database("postgres", postgres_url, "pg-aio-block")
     db.setup_accounts(2)
     _attached()
@@ -211,6 +221,10 @@ def test_psycopg_transaction_block_is_the_branch(postgres_url: str, tc: TCClient
                     await conn.execute("UPDATE account SET balance = 7 WHERE id = %s", (1,))
                 assert db.undo_rows() == 1  # committed as a branch
                 await conn.execute("UPDATE account SET balance = 8 WHERE id = %s", (2,))
+                # The caller's row factory (not tuples): the INSERT's RETURNING still images.
+                cur = await conn.cursor(row_factory=class_row(Account))
+                await cur.execute("INSERT INTO account (id, balance) VALUES (3, 1) RETURNING *")
+                assert await cur.fetchall() == [Account(3, 1, None)]
                 with pytest.raises(rm.RMError, match="cannot nest"):
                     async with conn.transaction():
                         pass
