@@ -2,8 +2,8 @@
 
 MySQL/MariaDB goes through asyncmy (measured against aiomysql in
 ``docs/performance.md``), SQLite through aiosqlite, PostgreSQL through psycopg 3's
-``AsyncConnection``. Adding a driver is an
-adapter here plus a ``connect_*`` function in :mod:`atx.rm.aio.connect`.
+``AsyncConnection``. Adding a driver is an adapter here plus a ``connect_*``
+function in :mod:`atx.rm.aio.connect`.
 """
 
 from __future__ import annotations
