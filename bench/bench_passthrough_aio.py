@@ -4,8 +4,9 @@
 Outside a global transaction a statement through ``AsyncCursorProxy`` costs one
 contextvar read, the connection guard (MySQL) and one extra coroutine frame;
 fetches are the driver's own methods. Measured on MariaDB with asyncmy (UPDATE by
-primary key with autocommit, a point SELECT) and on SQLite with aiosqlite (a point
-SELECT; aiosqlite's thread hop dominates it).
+primary key with autocommit, a point SELECT), on PostgreSQL with psycopg's
+AsyncConnection (the same two) and on SQLite with aiosqlite (a point SELECT;
+aiosqlite's thread hop dominates it).
 
 As bench_passthrough.py: raw and proxy statements alternate one by one (which goes
 first alternates too), each round's figure is the ratio of the medians (and of the
@@ -15,7 +16,7 @@ the same way (point SELECT). The proxy's own cost per statement is also timed on
 its own, over a cursor whose ``execute`` returns at once (no round trip: the
 figure that noise on a shared machine hides in the ratios).
 
-Run: .venv/bin/python bench/bench_passthrough_aio.py [--drivers]
+Run: .venv/bin/python bench/bench_passthrough_aio.py [--drivers | --postgres]
      (ATX_BENCH_N=1000 statements per round, ATX_BENCH_ROUNDS=11 rounds)
 """
 
@@ -23,12 +24,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import scratch_database
 
 import atx.rm as rm
-from atx.dsn import parse_mysql_url
+from atx.dsn import parse_mysql_url, parse_postgres_url
 
+POSTGRES_URL = os.environ.get("ATX_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 N = int(os.environ.get("ATX_BENCH_N", "1000"))
 ROUNDS = int(os.environ.get("ATX_BENCH_ROUNDS", "11"))
 
@@ -141,6 +146,42 @@ async def mariadb(url: str, drivers: bool) -> None:
     await proxy.close()
 
 
+@contextlib.contextmanager
+def scratch_postgres(rows: int = 100) -> Iterator[str]:
+    """A fresh PostgreSQL database with ``t(id INT PRIMARY KEY, v BIGINT)``; dropped afterwards."""
+    import psycopg
+
+    target = parse_postgres_url(POSTGRES_URL)
+    name = f"atx_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(**target.connect_kwargs(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            url = target.url(name)
+            with psycopg.connect(**parse_postgres_url(url).connect_kwargs()) as setup:
+                setup.execute("CREATE TABLE t (id INT PRIMARY KEY, v BIGINT NOT NULL)")
+                setup.execute("INSERT INTO t SELECT g, 0 FROM generate_series(1, %s) g", (rows,))
+            yield url
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def postgres(url: str) -> None:
+    import psycopg
+
+    kwargs = parse_postgres_url(url).connect_kwargs()
+    raw = await psycopg.AsyncConnection.connect(**kwargs, autocommit=True)
+    proxy = await rm.connect_psycopg_async(url, resource_id="bench-pass-pg-aio", autocommit=True)
+    for label, sql, fetch in (
+        ("PostgreSQL UPDATE by pk (autocommit), psycopg async raw vs proxy",
+         "UPDATE t SET v = v + 1 WHERE id = %s", False),
+        ("PostgreSQL point SELECT, psycopg async raw vs proxy",
+         "SELECT v FROM t WHERE id = %s", True),
+    ):  # fmt: skip
+        await compare_each(label, raw.cursor(), await proxy.cursor(), sql, fetch)
+    await raw.close()
+    await proxy.close()
+
+
 async def sqlite(path: str) -> None:
     import aiosqlite
 
@@ -160,11 +201,18 @@ async def sqlite(path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--drivers", action="store_true", help="raw aiomysql vs raw asyncmy")
+    parser.add_argument("--postgres", action="store_true", help="psycopg async only")
     args = parser.parse_args()
     print(f"# {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
-    with scratch_database(100) as url:
-        asyncio.run(mariadb(url, args.drivers))
-    if args.drivers:
+    if not args.postgres:
+        with scratch_database(100) as url:
+            asyncio.run(mariadb(url, args.drivers))
+        if args.drivers:
+            return
+    with scratch_postgres(100) as url:
+        asyncio.run(postgres(url))
+    if args.postgres:
+        rm.shutdown()
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/bench.sqlite"

@@ -15,8 +15,9 @@ Make a PyMySQL, psycopg 3 or sqlite3 program transactional across databases::
         conn.commit()          # registers the branch, writes the undo log
         payment_stub.Pay(...)  # the XID travels with XidClientInterceptor
 
-From asyncio, ``await rm.connect_asyncmy(...)`` / ``await rm.connect_aiosqlite(...)`` give
-async proxies with the same semantics (:mod:`atx.rm.aio`, ``pip install 'atx[aio]'``).
+From asyncio, ``await rm.connect_asyncmy(...)``, ``connect_aiosqlite`` or
+``connect_psycopg_async`` give async proxies with the same semantics (:mod:`atx.rm.aio`,
+``pip install 'atx[aio]'``).
 """
 
 from atx.dialect import Dialect
@@ -25,6 +26,7 @@ from atx.rm.aio import (
     AsyncCursorProxy,
     connect_aiosqlite,
     connect_asyncmy,
+    connect_psycopg_async,
     wrap_async,
 )
 from atx.rm.config import Config, configure, get_config
@@ -113,6 +115,7 @@ __all__ = [
     "connect_asyncmy",
     "connect_mysql",
     "connect_postgres",
+    "connect_psycopg_async",
     "connect_sqlite",
     "current_xid",
     "definition_of",

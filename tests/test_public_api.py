@@ -14,7 +14,7 @@ PINNED = {
     "atx.rm": [
         "AioXidClientInterceptor", "AioXidServerInterceptor", "AsyncConnectionProxy",
         "AsyncCursorProxy", "Config", "ConnectionProxy", "connect_aiosqlite", "connect_asyncmy",
-        "wrap_async",
+        "connect_psycopg_async", "wrap_async",
         "CursorProxy", "DDLInGlobalTransactionError", "Dialect", "DirtyWriteError",
         "GlobalLockWaitTimeout", "InvalidConfigurationError", "InvalidUsageError",
         "LockRetryPolicy", "NotInGlobalTransactionError", "Propagation",
@@ -63,7 +63,8 @@ PINNED = {
     ],
     "atx.rm.aio": [
         "AioTCClient", "AsyncConnectionProxy", "AsyncCursorProxy", "await_only",
-        "connect_aiosqlite", "connect_asyncmy", "get_aio_tc_client", "spawn", "wrap_async",
+        "connect_aiosqlite", "connect_asyncmy", "connect_psycopg_async", "get_aio_tc_client",
+        "spawn", "wrap_async",
     ],
     "atx.tc.testing": ["InProcessTC", "test_config"],
 }  # fmt: skip

@@ -1,6 +1,6 @@
-"""The asyncio RM: async proxies over asyncmy and aiosqlite, one copy of the AT logic.
+"""The asyncio RM: async proxies over asyncmy, aiosqlite, psycopg; one copy of the AT logic.
 
-Install the drivers with ``pip install 'atx[aio]'``::
+Install the drivers with ``pip install 'atx[aio]'`` (psycopg: ``atx[postgres]``)::
 
     conn = await rm.connect_asyncmy("mysql://root@127.0.0.1:3306/orders", "orders-db")
 
@@ -12,7 +12,12 @@ Install the drivers with ``pip install 'atx[aio]'``::
 """
 
 from atx.rm.aio.bridge import await_only, spawn
-from atx.rm.aio.connect import connect_aiosqlite, connect_asyncmy, wrap_async
+from atx.rm.aio.connect import (
+    connect_aiosqlite,
+    connect_asyncmy,
+    connect_psycopg_async,
+    wrap_async,
+)
 from atx.rm.aio.proxy import AsyncConnectionProxy, AsyncCursorProxy
 from atx.rm.aio.tc_client import AioTCClient, get_aio_tc_client
 
@@ -23,6 +28,7 @@ __all__ = [
     "await_only",
     "connect_aiosqlite",
     "connect_asyncmy",
+    "connect_psycopg_async",
     "get_aio_tc_client",
     "spawn",
     "wrap_async",

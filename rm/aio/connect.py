@@ -1,4 +1,4 @@
-"""Making async proxies: connect with asyncmy or aiosqlite, or wrap an open connection.
+"""Making async proxies: connect with asyncmy, aiosqlite or psycopg, or wrap an open connection.
 
 Each registers the resource with a connection factory for phase two that opens
 the same driver's connections on the RM's portal loop
@@ -13,22 +13,22 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from atx.dsn import parse_mysql_url
+from atx.dsn import parse_mysql_url, parse_postgres_url
 from atx.rm.aio.bridge import portal
 from atx.rm.aio.dbapi import bridged_factory
-from atx.rm.aio.drivers import AIOSQLITE, ASYNCMY, driver_of
+from atx.rm.aio.drivers import AIOSQLITE, ASYNCMY, PSYCOPG_ASYNC, driver_of
 from atx.rm.aio.proxy import AsyncConnectionProxy
 from atx.rm.errors import InvalidConfigurationError
 from atx.rm.resource import register_resource
 
-__all__ = ["connect_aiosqlite", "connect_asyncmy", "wrap_async"]
+__all__ = ["connect_aiosqlite", "connect_asyncmy", "connect_psycopg_async", "wrap_async"]
 
 #: Opens a fresh async connection to the resource's database.
 AsyncConnectionFactory = Callable[[], Awaitable[Any]]
 
 
 def wrap_async(raw: Any, resource_id: str, factory: AsyncConnectionFactory) -> AsyncConnectionProxy:
-    """Wrap an open asyncmy or aiosqlite connection as resource ``resource_id``.
+    """Wrap an open asyncmy, aiosqlite or psycopg ``AsyncConnection`` as resource ``resource_id``.
 
     ``factory`` opens fresh connections to the same database (phase-two rollback
     and undo-log cleanup use them, on the RM's own loop).
@@ -81,6 +81,50 @@ async def connect_asyncmy(
     raw = await asyncmy.connect(**connect_kwargs)
     proxy = wrap_async(raw, resource_id, factory)
     assert proxy.driver is ASYNCMY
+    if create_undo_table:
+        await proxy.ensure_undo_table()
+    return proxy
+
+
+async def connect_psycopg_async(
+    url_or_kwargs: str | Mapping[str, Any],
+    resource_id: str | None = None,
+    *,
+    create_undo_table: bool = False,
+    **kwargs: Any,
+) -> AsyncConnectionProxy:
+    """Connect with psycopg 3's ``AsyncConnection`` (``postgresql://user:pw@host:5432/db``
+    or connect kwargs; ``kwargs`` go to ``AsyncConnection.connect``). Needs the
+    ``postgres`` extra.
+
+    The default resource id is ``postgresql://host:port/db``, as
+    :func:`atx.rm.connect_postgres`'s.
+    """
+    try:
+        import psycopg  # the postgres extra: only PostgreSQL users install it
+    except ImportError as error:
+        raise InvalidConfigurationError(
+            "PostgreSQL needs psycopg 3: pip install 'atx[postgres]'"
+        ) from error
+    if isinstance(url_or_kwargs, str):
+        connect_kwargs = parse_postgres_url(url_or_kwargs).connect_kwargs()
+    else:
+        connect_kwargs = dict(url_or_kwargs)
+    connect_kwargs.update(kwargs)
+    if resource_id is None:
+        resource_id = (
+            f"postgresql://{connect_kwargs.get('host', '127.0.0.1')}:"
+            f"{connect_kwargs.get('port', 5432)}/{connect_kwargs.get('dbname') or ''}"
+        )
+    # Phase two's connections: plain tuple rows, not autocommit, whatever the caller's are.
+    plain = {k: v for k, v in connect_kwargs.items() if k not in ("row_factory", "cursor_factory")}
+
+    async def factory() -> Any:
+        return await psycopg.AsyncConnection.connect(**{**plain, "autocommit": False})
+
+    raw = await psycopg.AsyncConnection.connect(**connect_kwargs)
+    proxy = wrap_async(raw, resource_id, factory)
+    assert proxy.driver is PSYCOPG_ASYNC
     if create_undo_table:
         await proxy.ensure_undo_table()
     return proxy

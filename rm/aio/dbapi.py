@@ -12,6 +12,7 @@ What differs between drivers (opening and closing) is a :class:`Driver` adapter
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -88,6 +89,22 @@ class BridgedCursor:
     def description(self) -> Any:
         return self._raw.description
 
+    @property
+    def row_factory(self) -> Any:
+        """psycopg's row factory (read and swapped for tuple rows by the INSERT executor);
+        None for the other drivers, whose row factories are not psycopg's."""
+        if self.connection.driver.dialect is not Dialect.POSTGRES:
+            return None
+        return self._raw.row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory: Any) -> None:
+        self._raw.row_factory = factory
+
+    def scroll(self, value: int, mode: str = "relative") -> None:
+        # The caller's own RETURNING rows are read, then rewound for the caller.
+        self._run(self._raw.scroll, value, mode)
+
     def close(self) -> None:
         self._run(self._raw.close)
 
@@ -116,7 +133,10 @@ class BridgedConnection:
         # Dialect.plain_cursor asks MySQL drivers for PyMySQL's tuple cursor class.
         if args and getattr(args[0], "__module__", "").startswith("pymysql"):
             args = args[1:]
-        return BridgedCursor(self, self.run(self.driver.cursor, self._conn, *args, **kwargs))
+        if kwargs:  # psycopg's row_factory=...: a runner passes positional arguments only
+            opening = functools.partial(self.driver.cursor, self._conn, *args, **kwargs)
+            return BridgedCursor(self, self.run(opening))
+        return BridgedCursor(self, self.run(self.driver.cursor, self._conn, *args))
 
     def commit(self) -> None:
         self.run(self._conn.commit)
@@ -150,7 +170,32 @@ class BridgedConnection:
         return level
 
     def execute(self, sql: str, params: Any = ()) -> BridgedCursor:
+        # aiosqlite's shortcut, and psycopg's (the branch's BEGIN in autocommit).
         return BridgedCursor(self, self.run(self._conn.execute, sql, params))
+
+    # --- psycopg's AsyncConnection --------------------------------------------------------
+
+    @property
+    def autocommit(self) -> bool:
+        return bool(self._conn.autocommit)
+
+    @autocommit.setter
+    def autocommit(self, value: bool) -> None:
+        # The async connection refuses the attribute: its setter is a round trip.
+        self.run(self._conn.set_autocommit, value)
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._conn.closed)
+
+    @property
+    def broken(self) -> bool:
+        return bool(self._conn.broken)
+
+    @property
+    def info(self) -> Any:
+        """The connection's state (transaction status), read by the phase-two pool."""
+        return self._conn.info
 
 
 def bridged_factory(

@@ -1,8 +1,9 @@
 """The async drivers atx proxies: an adapter each (see :class:`~atx.rm.aio.dbapi.Driver`).
 
 MySQL/MariaDB goes through asyncmy (measured against aiomysql in
-``docs/performance.md``), SQLite through aiosqlite. Adding a driver is an
-adapter here plus a ``connect_*`` function in :mod:`atx.rm.aio.connect`.
+``docs/performance.md``), SQLite through aiosqlite, PostgreSQL through psycopg 3's
+``AsyncConnection``. Adding a driver is an adapter here plus a ``connect_*``
+function in :mod:`atx.rm.aio.connect`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from atx.dialect import Dialect
 from atx.rm.aio.dbapi import Driver
 from atx.rm.errors import InvalidConfigurationError
 
-__all__ = ["AIOSQLITE", "ASYNCMY", "driver_of"]
+__all__ = ["AIOSQLITE", "ASYNCMY", "PSYCOPG_ASYNC", "driver_of"]
 
 
 class _Asyncmy:
@@ -44,9 +45,26 @@ class _Aiosqlite:
         await raw.close()
 
 
+class _PsycopgAsync:
+    name = "psycopg-async"
+    dialect = Dialect.POSTGRES
+
+    def owns(self, raw: Any) -> bool:
+        # Only the async connection: psycopg's sync one is the sync proxy's.
+        module = type(raw).__module__
+        return module.startswith("psycopg") and hasattr(raw, "set_autocommit")
+
+    async def cursor(self, raw: Any, *args: Any, **kwargs: Any) -> Any:
+        return raw.cursor(*args, **kwargs)  # psycopg's cursor() is not awaitable
+
+    async def close(self, raw: Any) -> None:
+        await raw.close()
+
+
 ASYNCMY: Driver = _Asyncmy()
 AIOSQLITE: Driver = _Aiosqlite()
-_DRIVERS: tuple[Driver, ...] = (ASYNCMY, AIOSQLITE)
+PSYCOPG_ASYNC: Driver = _PsycopgAsync()
+_DRIVERS: tuple[Driver, ...] = (ASYNCMY, AIOSQLITE, PSYCOPG_ASYNC)
 
 
 def driver_of(raw: Any) -> Driver:

@@ -1,4 +1,4 @@
-"""The asyncio connection and cursor proxies (asyncmy, aiosqlite).
+"""The asyncio connection and cursor proxies (asyncmy, aiosqlite, psycopg).
 
 Outside a global transaction or ``@global_lock`` scope a statement costs one
 contextvar read and goes straight to the async driver. Inside one it runs the
@@ -10,7 +10,8 @@ calls over grpc.aio.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from atx.rm.aio.bridge import green_run, green_sleep, spawn
@@ -19,8 +20,8 @@ from atx.rm.aio.tc_client import bridged_tc
 from atx.rm.branch import Branch
 from atx.rm.context import scope_active
 from atx.rm.errors import InvalidUsageError
-from atx.rm.proxy.connection import ConnectionProxy
-from atx.rm.proxy.cursor import CursorProxy
+from atx.rm.proxy.connection import ConnectionProxy, refuse_nested_block
+from atx.rm.proxy.cursor import CursorProxy, refuse_copy_from
 from atx.rm.proxy.delegate import delegating_subclass
 from atx.rm.resource import Resource
 
@@ -121,6 +122,23 @@ class AsyncConnectionProxy:
     async def close(self) -> None:
         self._sync.branch.reset()
         await self.driver.close(self._raw)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """psycopg's ``async with conn.transaction():`` block; inside a global transaction
+        or ``@global_lock`` scope its end is the branch's commit or rollback, as the sync
+        proxy's (psycopg's own would commit behind the branch's back)."""
+        if not scope_active():
+            async with self._raw.transaction(*args, **kwargs) as block:
+                yield block
+            return
+        refuse_nested_block(self._sync.branch, self._raw, args or kwargs)
+        try:
+            yield None
+        except BaseException:
+            await self.rollback()
+            raise
+        await self.commit()
 
     async def ensure_undo_table(self) -> None:
         """Create the resource's undo_log table if missing (commits)."""
@@ -257,6 +275,11 @@ class AsyncCursorProxy:
 
     async def close(self) -> None:
         await self._raw.close()
+
+    def copy(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        """psycopg's ``async with cur.copy(...)``: ``COPY ... FROM`` refused inside a scope."""
+        refuse_copy_from(self._connection.resource, self._raw, statement)
+        return self._raw.copy(statement, *args, **kwargs)
 
     def __aiter__(self) -> Any:
         return self._raw.__aiter__()

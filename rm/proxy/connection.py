@@ -22,7 +22,7 @@ from atx.rm.proxy.delegate import delegating_subclass
 from atx.rm.proxy.guard import ConnectionGuard
 from atx.rm.resource import Resource
 
-__all__ = ["ConnectionProxy"]
+__all__ = ["ConnectionProxy", "refuse_nested_block"]
 
 _OWN = frozenset({"_raw", "resource", "branch", "guard", "_cursor_class"})
 
@@ -115,12 +115,7 @@ class ConnectionProxy:
             with self._raw.transaction(*args, **kwargs) as block:
                 yield block
             return
-        if args or kwargs or self.branch.active or _in_transaction(self._raw):
-            # A savepoint rolled back would undo rows the branch already imaged.
-            raise InvalidUsageError(
-                "inside a global transaction, conn.transaction() takes no arguments and"
-                " cannot nest (no savepoints): commit or roll back the connection first"
-            )
+        refuse_nested_block(self.branch, self._raw, args or kwargs)
         try:
             yield None
         except BaseException:
@@ -150,6 +145,17 @@ class ConnectionProxy:
             object.__setattr__(self, name, value)
         else:
             setattr(self._raw, name, value)
+
+
+def refuse_nested_block(branch: Branch, raw: Any, arguments: object) -> None:
+    """psycopg's ``transaction()`` block inside a scope (sync or async connection ``raw``):
+    no arguments, no nesting."""
+    if arguments or branch.active or _in_transaction(raw):
+        # A savepoint rolled back would undo rows the branch already imaged.
+        raise InvalidUsageError(
+            "inside a global transaction, conn.transaction() takes no arguments and"
+            " cannot nest (no savepoints): commit or roll back the connection first"
+        )
 
 
 def _in_transaction(raw: Any) -> bool:

@@ -18,9 +18,18 @@ from atx.rm.context import current_xid, scope_active
 from atx.rm.errors import DDLInGlobalTransactionError, UnsupportedSQLError
 from atx.rm.proxy.delegate import delegating_subclass
 from atx.rm.proxy.guard import ConnectionGuard
+from atx.rm.resource import Resource
 from atx.rm.types.sql import StatementKind
 
-__all__ = ["CursorProxy", "GuardedCursorProxy"]
+__all__ = ["CursorProxy", "GuardedCursorProxy", "refuse_copy_from"]
+
+
+def refuse_copy_from(resource: Resource, raw: Any, statement: Any) -> None:
+    """Refuse psycopg's ``COPY ... FROM`` (sync or async cursor ``raw``) inside a scope."""
+    if scope_active():
+        text = statement if isinstance(statement, str) else statement.as_string(raw)
+        if resource.executor.classify(text) is not StatementKind.OTHER:
+            raise UnsupportedSQLError("COPY ... FROM", text)
 
 
 class _Connection(Protocol):
@@ -148,11 +157,7 @@ class CursorProxy:
     def copy(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
         """psycopg's COPY: a ``COPY ... FROM`` would load rows the RM cannot image, so
         inside a global transaction or ``@global_lock`` scope it is refused."""
-        if scope_active():
-            text = statement if isinstance(statement, str) else statement.as_string(self._raw)
-            kind = self._branch.resource.executor.classify(text)
-            if kind is not StatementKind.OTHER:
-                raise UnsupportedSQLError("COPY ... FROM", text)
+        refuse_copy_from(self._branch.resource, self._raw, statement)
         return self._raw.copy(statement, *args, **kwargs)
 
     @property

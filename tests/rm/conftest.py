@@ -59,9 +59,11 @@ class Database:
         return rm.connect_sqlite(self.location, resource_id=self.resource_id)
 
     async def connect_async(self) -> rm.AsyncConnectionProxy:
-        """The async proxy (asyncmy, aiosqlite) of the same database and resource."""
+        """The async proxy (asyncmy, aiosqlite, psycopg) of the same database and resource."""
         if self.kind == "mariadb":
             return await rm.connect_asyncmy(self.location, resource_id=self.resource_id)
+        if self.kind == "postgres":
+            return await rm.connect_psycopg_async(self.location, resource_id=self.resource_id)
         return await rm.connect_aiosqlite(self.location, resource_id=self.resource_id)
 
     def raw(self) -> Any:

@@ -1,5 +1,6 @@
 """A small harness: the same test on SQLite, MariaDB and PostgreSQL with raw DB-API
-connections, or with the async drivers (aiosqlite, asyncmy) through atx.rm.aio's bridge."""
+connections, or with the async drivers (aiosqlite, asyncmy, psycopg's AsyncConnection)
+through atx.rm.aio's bridge."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from atx.dialect import Dialect
 from atx.dsn import parse_mysql_url, parse_postgres_url
 from atx.rm.aio.bridge import green_run, portal, spawn
 from atx.rm.aio.dbapi import BridgedConnection, Driver, bridged_factory
-from atx.rm.aio.drivers import AIOSQLITE, ASYNCMY
+from atx.rm.aio.drivers import AIOSQLITE, ASYNCMY, PSYCOPG_ASYNC
 from atx.rm.exec import StatementExecutor
 from atx.rm.types import ExecutionResult
 from atx.rm.undo.log import UndoLogManager
@@ -137,6 +138,19 @@ def asyncmy_db(url: str) -> AsyncDB:
     return AsyncDB(Dialect.MYSQL, bridged_factory(open_, ASYNCMY, portal.run), ASYNCMY, open_)
 
 
+def psycopg_async_db(url: str) -> AsyncDB:
+    import psycopg
+
+    kwargs = parse_postgres_url(url).connect_kwargs()
+
+    def open_() -> Awaitable[Any]:
+        return psycopg.AsyncConnection.connect(**kwargs)
+
+    return AsyncDB(
+        Dialect.POSTGRES, bridged_factory(open_, PSYCOPG_ASYNC, portal.run), PSYCOPG_ASYNC, open_
+    )
+
+
 # sqlite3 cannot bind Decimal; applications register the same adapter.
 sqlite3.register_adapter(Decimal, str)
 
@@ -167,11 +181,12 @@ def data_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     return mysql_db(request.getfixturevalue("mariadb_url"))
 
 
-@pytest.fixture(params=["sqlite", "mariadb", "postgres", "aiosqlite", "asyncmy"])
+@pytest.fixture(params=["sqlite", "mariadb", "postgres", "aiosqlite", "asyncmy", "psycopg-async"])
 def any_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> DB:
     """``data_db``, and the same over the async drivers (the undo round-trip suite)."""
-    if request.param == "postgres":
-        return postgres_db(request.getfixturevalue("postgres_url"))
+    if request.param in ("postgres", "psycopg-async"):
+        url = request.getfixturevalue("postgres_url")
+        return postgres_db(url) if request.param == "postgres" else psycopg_async_db(url)
     if request.param in ("sqlite", "aiosqlite"):
         path = str(tmp_path_factory.mktemp("db") / "t.db")
         return sqlite_db(path) if request.param == "sqlite" else aiosqlite_db(path)
@@ -183,6 +198,14 @@ def any_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 def any_maria_db(request: pytest.FixtureRequest) -> DB:
     url = request.getfixturevalue("mariadb_url")
     return mysql_db(url) if request.param == "mariadb" else asyncmy_db(url)
+
+
+@pytest.fixture(params=["postgres", "psycopg-async"])
+def any_pg_db(request: pytest.FixtureRequest, postgres_url: str) -> DB:
+    """PostgreSQL-only round trips with psycopg's sync and async connections."""
+    return (
+        postgres_db(postgres_url) if request.param == "postgres" else psycopg_async_db(postgres_url)
+    )
 
 
 @pytest.fixture

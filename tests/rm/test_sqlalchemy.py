@@ -125,14 +125,21 @@ class Account(AccountBase):
     note: Mapped[str | None]
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
+_ASYNC_URLS = {
+    "mariadb": "mysql+asyncmy://",
+    "postgres": "postgresql+psycopg_async://",
+    "sqlite": "sqlite+aiosqlite://",
+}
+
+
+@pytest.fixture(params=["sqlite", "mariadb", "postgres"])
 def async_db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    """A database the async proxies reach (psycopg's async connection: not yet)."""
+    """A database the async proxies reach."""
     return database_factory(request, str(request.param), tmp_path)()
 
 
 def test_async_engine_and_orm_over_the_async_proxy(async_db: Database, tc: TCClient) -> None:
-    """An async engine (asyncmy, aiosqlite dialects) whose connections are async proxies:
+    """An async engine (asyncmy, aiosqlite, psycopg_async dialects) over async proxies:
     the ORM inserts and updates inside a global transaction that rolls back, then commits."""
     db = async_db
     db.setup_accounts(2)
@@ -140,8 +147,11 @@ def test_async_engine_and_orm_over_the_async_proxy(async_db: Database, tc: TCCli
     assert channel is not None and channel.wait_connected(10)
 
     async def main() -> str:
-        url = "mysql+asyncmy://" if db.kind == "mariadb" else "sqlite+aiosqlite://"
-        engine = create_async_engine(url, async_creator=db.connect_async)
+        # As the sync engine's: hstore's lookup wants psycopg's own connection class.
+        options = {"use_native_hstore": False} if db.kind == "postgres" else {}
+        engine = create_async_engine(
+            _ASYNC_URLS[db.kind], async_creator=db.connect_async, **options
+        )
         sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
         async with engine.connect() as connection:  # outside: plain pass-through
             assert (await connection.execute(text("SELECT COUNT(*) FROM account"))).scalar() == 2

@@ -1,5 +1,5 @@
-"""The async proxies reach SQLite (aiosqlite) and MariaDB (asyncmy); psycopg's async
-connection is not proxied yet, so these tests leave PostgreSQL out."""
+"""The async proxies reach SQLite (aiosqlite), MariaDB (asyncmy) and PostgreSQL (psycopg's
+AsyncConnection): the suite's ``make_db``, the async proxy of each."""
 
 from __future__ import annotations
 
@@ -10,6 +10,6 @@ import pytest
 from tests.rm.conftest import DatabaseFactory, database_factory
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
+@pytest.fixture(params=["sqlite", "mariadb", "postgres"])
 def make_db(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseFactory:
     return database_factory(request, str(request.param), tmp_path)

@@ -1,11 +1,12 @@
-"""The asyncio RM end to end against a real TC, on SQLite (aiosqlite) and MariaDB
-(asyncmy): rollback, dirty write, lock conflicts, ``@global_lock`` and
-anti-suspension through the async proxies, with phase two applied by the RM's
-handler over the resources' async connection factories."""
+"""The asyncio RM end to end against a real TC, on SQLite (aiosqlite), MariaDB
+(asyncmy) and PostgreSQL (psycopg's AsyncConnection): rollback, dirty write, lock
+conflicts, ``@global_lock`` and anti-suspension through the async proxies, with phase
+two applied by the RM's handler over the resources' async connection factories."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -21,6 +22,13 @@ from tests.rm.conftest import Database, wait_final, wait_until
 
 class Boom(Exception):
     pass
+
+
+@dataclass
+class Account:
+    id: int
+    balance: int
+    note: str | None
 
 
 def _attached() -> None:
@@ -198,3 +206,46 @@ def test_late_local_commit_fails_after_rollback(
     assert db.accounts() == [(1, 100, "a1")]
     assert db.query("SELECT log_status FROM undo_log WHERE xid = %s", (xid,)) == [(1,)]
     wait_final(tc, xid)
+
+
+def test_psycopg_transaction_block_is_the_branch(postgres_url: str, tc: TCClient) -> None:
+    """psycopg's ``async with conn.transaction():`` inside a global transaction commits as
+    the branch and is undone by the global rollback; ``COPY ... FROM`` is refused."""
+    from psycopg.rows import class_row
+
+    db = Database("postgres", postgres_url, "pg-aio-block")
+    db.setup_accounts(2)
+    _attached()
+
+    async def main() -> None:
+        conn = await db.connect_async()
+        with pytest.raises(Boom):
+            async with rm.global_transaction("block"):
+                async with conn.transaction():
+                    await conn.execute("UPDATE account SET balance = 7 WHERE id = %s", (1,))
+                assert db.undo_rows() == 1  # committed as a branch
+                await conn.execute("UPDATE account SET balance = 8 WHERE id = %s", (2,))
+                # The caller's row factory (not tuples): the INSERT's RETURNING still images.
+                cur = await conn.cursor(row_factory=class_row(Account))
+                await cur.execute("INSERT INTO account (id, balance) VALUES (3, 1) RETURNING *")
+                assert await cur.fetchall() == [Account(3, 1, None)]
+                with pytest.raises(rm.RMError, match="cannot nest"):
+                    async with conn.transaction():
+                        pass
+                with pytest.raises(rm.UnsupportedSQLError, match="COPY"):
+                    (await conn.cursor()).copy("COPY account (id, balance) FROM STDIN")
+                await conn.rollback()
+                raise Boom()
+        await conn.close()
+
+    async def outside() -> None:
+        conn = await db.connect_async()
+        async with conn.transaction():  # psycopg's own
+            await conn.execute("UPDATE account SET balance = 9 WHERE id = 1")
+        await conn.close()
+
+    asyncio.run(main())
+    restored = [(1, 100, "a1"), (2, 100, "a2")]
+    wait_until(lambda: db.accounts() == restored and db.undo_rows() == 0, what="undone")
+    asyncio.run(outside())
+    assert db.accounts()[0] == (1, 9, "a1")

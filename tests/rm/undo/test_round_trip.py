@@ -204,8 +204,8 @@ def test_sqlite_upserts_round_trip(tmp_path: Path, sql: str, params: object) -> 
         ("INSERT INTO auto (id, name, u) VALUES (1, 'x', 1) ON CONFLICT (id) DO NOTHING", None),
     ],
 )
-def test_postgres_upserts_round_trip(pg_db: DB, sql: str, params: object) -> None:
-    db = pg_db  # PostgreSQL's ON CONFLICT forms, imaged by the rows' unique keys
+def test_postgres_upserts_round_trip(any_pg_db: DB, sql: str, params: object) -> None:
+    db = any_pg_db  # PostgreSQL's ON CONFLICT forms, imaged by the rows' unique keys
     db.setup(AUTO_DDL[db.dialect], [("a", 1), ("b", 2)], "INSERT INTO auto (name, u) VALUES (?, ?)")
     round_trip(db, [(sql, params)], table="auto") if "DO NOTHING" not in sql or params else None
     if "DO NOTHING" in sql and params is None:  # nothing changes: no undo, no leftovers
@@ -214,10 +214,10 @@ def test_postgres_upserts_round_trip(pg_db: DB, sql: str, params: object) -> Non
         assert db.undo_rows() == []
 
 
-def test_postgres_insert_select_round_trip(pg_db: DB) -> None:
+def test_postgres_insert_select_round_trip(any_pg_db: DB) -> None:
     """PostgreSQL's RETURNING names the rows an INSERT ... SELECT made: SQLAlchemy's
     many-row ORM insert (insertmanyvalues) and a plain one."""
-    db = pg_db
+    db = any_pg_db
     db.setup(AUTO_DDL[db.dialect], [("a", 1)], "INSERT INTO auto (name, u) VALUES (?, ?)")
     sentinel = (
         "INSERT INTO auto (name) SELECT p0::VARCHAR FROM (VALUES (%(n0)s::VARCHAR, 0),"
@@ -275,11 +275,11 @@ PG_KINDS = (
 )
 
 
-def test_postgres_types_round_trip(pg_db: DB) -> None:
+def test_postgres_types_round_trip(any_pg_db: DB) -> None:
     """psycopg's own types (UUID, json / jsonb, bool, timestamptz, arrays, inet / cidr)
     survive the undo image; a deleted row gets its GENERATED ALWAYS key back; the
     generated column is never written."""
-    db = pg_db
+    db = any_pg_db
     insert = (
         "INSERT INTO kinds (u, doc, j, flag, at, tags, amount, raw, addr, net)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
