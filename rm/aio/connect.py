@@ -13,12 +13,13 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from atx.dsn import parse_mysql_url, parse_postgres_url
+from atx.dsn import parse_mysql_url
 from atx.rm.aio.bridge import portal
 from atx.rm.aio.dbapi import bridged_factory
 from atx.rm.aio.drivers import AIOSQLITE, ASYNCMY, PSYCOPG_ASYNC, driver_of
 from atx.rm.aio.proxy import AsyncConnectionProxy
 from atx.rm.errors import InvalidConfigurationError
+from atx.rm.proxy.connect import import_psycopg, postgres_arguments
 from atx.rm.resource import register_resource
 
 __all__ = ["connect_aiosqlite", "connect_asyncmy", "connect_psycopg_async", "wrap_async"]
@@ -100,24 +101,8 @@ async def connect_psycopg_async(
     The default resource id is ``postgresql://host:port/db``, as
     :func:`atx.rm.connect_postgres`'s.
     """
-    try:
-        import psycopg  # the postgres extra: only PostgreSQL users install it
-    except ImportError as error:
-        raise InvalidConfigurationError(
-            "PostgreSQL needs psycopg 3: pip install 'atx[postgres]'"
-        ) from error
-    if isinstance(url_or_kwargs, str):
-        connect_kwargs = parse_postgres_url(url_or_kwargs).connect_kwargs()
-    else:
-        connect_kwargs = dict(url_or_kwargs)
-    connect_kwargs.update(kwargs)
-    if resource_id is None:
-        resource_id = (
-            f"postgresql://{connect_kwargs.get('host', '127.0.0.1')}:"
-            f"{connect_kwargs.get('port', 5432)}/{connect_kwargs.get('dbname') or ''}"
-        )
-    # Phase two's connections: plain tuple rows, not autocommit, whatever the caller's are.
-    plain = {k: v for k, v in connect_kwargs.items() if k not in ("row_factory", "cursor_factory")}
+    psycopg = import_psycopg()
+    connect_kwargs, resource_id, plain = postgres_arguments(url_or_kwargs, resource_id, kwargs)
 
     async def factory() -> Any:
         return await psycopg.AsyncConnection.connect(**{**plain, "autocommit": False})

@@ -77,6 +77,37 @@ def connect_mysql(
     return proxy
 
 
+def import_psycopg() -> Any:
+    """psycopg, or a clear error naming the extra that installs it."""
+    try:
+        import psycopg  # the postgres extra: only PostgreSQL users install it
+    except ImportError as error:
+        raise InvalidConfigurationError(
+            "PostgreSQL needs psycopg 3: pip install 'atx[postgres]'"
+        ) from error
+    return psycopg
+
+
+def postgres_arguments(
+    url_or_kwargs: str | Mapping[str, Any], resource_id: str | None, kwargs: Mapping[str, Any]
+) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """The caller's connect kwargs, the resource id (default ``postgresql://host:port/db``)
+    and phase two's kwargs (plain tuple rows, whatever the caller's are), for the sync
+    and the async psycopg proxies alike."""
+    if isinstance(url_or_kwargs, str):
+        connect_kwargs = parse_postgres_url(url_or_kwargs).connect_kwargs()
+    else:
+        connect_kwargs = dict(url_or_kwargs)
+    connect_kwargs.update(kwargs)
+    if resource_id is None:
+        resource_id = (
+            f"postgresql://{connect_kwargs.get('host', '127.0.0.1')}:"
+            f"{connect_kwargs.get('port', 5432)}/{connect_kwargs.get('dbname') or ''}"
+        )
+    plain = {k: v for k, v in connect_kwargs.items() if k not in ("row_factory", "cursor_factory")}
+    return connect_kwargs, resource_id, plain
+
+
 def connect_postgres(
     url_or_kwargs: str | Mapping[str, Any],
     resource_id: str | None = None,
@@ -90,24 +121,8 @@ def connect_postgres(
     ``psycopg.connect`` (e.g. ``autocommit``, ``row_factory``, ``connect_timeout``).
     Needs the ``postgres`` extra.
     """
-    try:
-        import psycopg  # the postgres extra: only PostgreSQL users install it
-    except ImportError as error:
-        raise InvalidConfigurationError(
-            "PostgreSQL needs psycopg 3: pip install 'atx[postgres]'"
-        ) from error
-    if isinstance(url_or_kwargs, str):
-        connect_kwargs = parse_postgres_url(url_or_kwargs).connect_kwargs()
-    else:
-        connect_kwargs = dict(url_or_kwargs)
-    connect_kwargs.update(kwargs)
-    if resource_id is None:
-        resource_id = (
-            f"postgresql://{connect_kwargs.get('host', '127.0.0.1')}:"
-            f"{connect_kwargs.get('port', 5432)}/{connect_kwargs.get('dbname') or ''}"
-        )
-    # Phase two's connections: plain tuple rows, not autocommit, whatever the caller's are.
-    plain = {k: v for k, v in connect_kwargs.items() if k not in ("row_factory", "cursor_factory")}
+    psycopg = import_psycopg()
+    connect_kwargs, resource_id, plain = postgres_arguments(url_or_kwargs, resource_id, kwargs)
 
     def factory() -> Any:
         return psycopg.connect(**{**plain, "autocommit": False})
