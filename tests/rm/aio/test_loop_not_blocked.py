@@ -1,6 +1,7 @@
 """A grpc.aio service over an async proxy serves 32 concurrent global transactions
-while a timer ticks on the same loop: no tick is late by more than 50 ms, so no
-statement, TC call or lock-retry wait blocks the loop.
+while a timer ticks on the same loop: no tick is late by more than 50 ms (not
+counting time the OS kept the thread off the CPU), so no statement, TC call or
+lock-retry wait blocks the loop.
 
 Six or seven transactions contend for each of four rows (global lock retries,
 InnoDB row lock waits); every fifth one changes a row of its own and rolls back
@@ -28,6 +29,15 @@ METHOD = "/atx.test.Bank/Transfer"
 
 class Refused(Exception):
     pass
+
+
+def _run_queue_wait() -> float:
+    """Seconds this thread has spent runnable but not running (Linux schedstat)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def row(number: int) -> int:
@@ -84,9 +94,12 @@ def test_loop_keeps_ticking_through_32_global_transactions(mariadb_url: str, tc:
         async def tick() -> None:
             nonlocal worst
             while not done.is_set():
-                started = loop.time()
+                started, queued = loop.time(), _run_queue_wait()
                 await asyncio.sleep(TICK)
-                worst = max(worst, loop.time() - started - TICK)
+                # Time the OS kept this thread waiting for a core (the 2-core CI machine
+                # runs other tests beside this one) is not the loop being blocked.
+                late = loop.time() - started - TICK - (_run_queue_wait() - queued)
+                worst = max(worst, late)
 
         ticker = asyncio.create_task(tick())
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as client:
