@@ -55,6 +55,12 @@ class MemoryStore:
     def next_id(self) -> int:
         return next(self._ids)
 
+    def reserve_ids(self, count: int) -> tuple[int, int]:
+        first = next(self._ids)
+        for _ in range(count - 1):
+            next(self._ids)
+        return first, count
+
     def insert_global(self, record: GlobalRecord) -> None:
         self._globals[record.xid] = record
         self._branches[record.xid] = []

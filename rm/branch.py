@@ -26,6 +26,7 @@ from atx import tracing
 from atx.dialect import Dialect
 from atx.errors import LockConflictError
 from atx.lock_keys import LockKey, format_lock_keys
+from atx.rm import launched as launched_transactions
 from atx.rm.context import LockRetryPolicy, current_lock_retry_policy
 from atx.rm.errors import GlobalLockWaitTimeout, RMError
 from atx.rm.metrics import get_metrics
@@ -186,12 +187,17 @@ class Branch:
         # once (an older one) is asked again every interval until patience runs out.
         tc = self._client()
         resource_id = self.resource.resource_id
+        # A transaction this process launched reaches the TC with its first branch.
+        launched = launched_transactions.find(xid)
         deadline = time.monotonic() + policy.interval * policy.times
         last: LockConflictError | None = None
         for attempt in range(policy.times + 1):
             wait_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+            begin = None if launched is None else launched.begin_spec()
             try:
-                return tc.branch_register(xid, resource_id, lock_keys, lock_wait_ms=wait_ms)
+                branch_id = tc.branch_register(
+                    xid, resource_id, lock_keys, lock_wait_ms=wait_ms, begin=begin
+                )
             except LockConflictError as conflict:
                 last = conflict
                 again = (
@@ -203,6 +209,10 @@ class Branch:
                 if not again:
                     break
                 self._wait(policy.interval)
+                continue
+            if launched is not None:
+                launched.registered(branch_id, resource_id)
+            return branch_id
         assert last is not None
         logger.info("global lock wait timeout for %s on %s", xid, resource_id, extra={"xid": xid})
         raise GlobalLockWaitTimeout(resource_id, lock_keys, last.holder_xid, xid) from last

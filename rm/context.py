@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from atx.logs import add_xid_source
+from atx.rm import launched as launched_transactions
 from atx.rm.errors import InvalidConfigurationError
 
 __all__ = [
@@ -59,9 +60,28 @@ _lock_retry: contextvars.ContextVar[LockRetryPolicy] = contextvars.ContextVar(
 scope_active = _active.get
 
 
+#: The bound XID as atx's own code reads it: the branch, the proxies, log records.
+#: Unlike :func:`current_xid` it never begins a launched XID at the TC.
+bound_xid = _xid.get
+
+
+def _handed_out(xid: str | None) -> str | None:
+    # An XID this process made, handed to code that may carry it anywhere, must be
+    # known to the TC first (atx.rm.launched): one Begin call, the first time only.
+    if xid is not None:
+        transaction = launched_transactions.find(xid)
+        if transaction is not None:
+            transaction.ensure_begun()
+    return xid
+
+
 def current_xid() -> str | None:
-    """The XID of the current global transaction, or None outside one."""
-    return _xid.get()
+    """The XID of the current global transaction, or None outside one.
+
+    The XID may be passed on by any means (a header, a message): a transaction
+    this process launched is begun at the TC before its XID is returned (a short
+    blocking call the first time, also in asyncio code)."""
+    return _handed_out(_xid.get())
 
 
 def require_xid() -> str:
@@ -71,6 +91,7 @@ def require_xid() -> str:
         from atx.rm.errors import NotInGlobalTransactionError
 
         raise NotInGlobalTransactionError("no global transaction is bound to this context")
+    _handed_out(xid)
     return xid
 
 
@@ -135,4 +156,4 @@ def bind_global_lock(policy: LockRetryPolicy | None = None) -> Iterator[None]:
 
 
 # Every log record emitted inside a global transaction carries its XID (atx.logs).
-add_xid_source(current_xid)
+add_xid_source(bound_xid)

@@ -22,7 +22,10 @@ from typing import Any
 import grpc
 
 from atx.metadata import XID_KEY
-from atx.rm.context import bind_xid, current_xid
+from atx.rm import launched as launched_transactions
+from atx.rm.aio.bridge import spawn
+from atx.rm.context import bind_xid, bound_xid, current_xid
+from atx.rm.launched import TCState
 
 __all__ = [
     "AioXidClientInterceptor",
@@ -99,10 +102,14 @@ class XidClientInterceptor(
 # --- client, aio -------------------------------------------------------------------------
 
 
-def _aio_details(details: Any) -> Any:
-    xid = current_xid()
+async def _aio_details(details: Any) -> Any:
+    xid = bound_xid()
     if xid is None:
         return details
+    launched = launched_transactions.find(xid)
+    if launched is not None and launched.state is not TCState.BEGUN:
+        # The callee may register a branch: the TC must know the XID first.
+        await spawn(launched.ensure_begun)
     metadata = grpc.aio.Metadata(*_metadata_with_xid(details.metadata, xid))
     return grpc.aio.ClientCallDetails(
         details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
@@ -118,16 +125,16 @@ class AioXidClientInterceptor(
     """Adds the current XID to every call of a grpc.aio channel."""
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(_aio_details(details), request)
+        return await continuation(await _aio_details(details), request)
 
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(_aio_details(details), request)
+        return await continuation(await _aio_details(details), request)
 
     async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(_aio_details(details), requests)
+        return await continuation(await _aio_details(details), requests)
 
     async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(_aio_details(details), requests)
+        return await continuation(await _aio_details(details), requests)
 
 
 # --- server: wrap the behaviour so the XID is bound inside the handler --------------------

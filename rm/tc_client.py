@@ -20,6 +20,7 @@ from atx import errors
 from atx.grpc_channels import open_channel
 from atx.metadata import bearer
 from atx.rm.config import Config, get_config, on_reconfigure
+from atx.rm.launched import BeginSpec, XidBlock
 from atx.status import BranchStatus, BranchType, GlobalStatus
 from atx.v1 import resource_manager_pb2 as rm_pb2
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc
@@ -30,6 +31,7 @@ __all__ = [
     "BranchCalls",
     "Call",
     "Calls",
+    "CommitResult",
     "Endpoint",
     "Failover",
     "LockQueryResult",
@@ -48,11 +50,21 @@ class LockQueryResult:
     holder_xid: str
 
 
+@dataclass(frozen=True)
+class CommitResult:
+    status: GlobalStatus
+    #: The caller's branches whose phase two the TC left to the caller.
+    caller_phase_two: tuple[int, ...] = ()
+
+
 class TMCalls(Protocol):
     """What a launcher asks of the TC (:class:`TCClient`, or the async one bridged)."""
 
     def begin(self, name: str, timeout_ms: int) -> str: ...
+    def make_xid(self) -> str | None: ...
+    def begin_xid(self, xid: str, spec: BeginSpec) -> None: ...
     def commit(self, xid: str) -> GlobalStatus: ...
+    def commit_launched(self, xid: str, caller_branch_ids: Sequence[int]) -> CommitResult: ...
     def rollback(self, xid: str) -> GlobalStatus: ...
     def get_status(self, xid: str) -> GlobalStatus: ...
 
@@ -61,7 +73,13 @@ class BranchCalls(Protocol):
     """What a branch asks of the TC (:class:`TCClient`, or the async one bridged)."""
 
     def branch_register(
-        self, xid: str, resource_id: str, lock_keys: str, *, lock_wait_ms: int = 0
+        self,
+        xid: str,
+        resource_id: str,
+        lock_keys: str,
+        *,
+        lock_wait_ms: int = 0,
+        begin: BeginSpec | None = None,
     ) -> int: ...
     def branch_report(self, xid: str, branch_id: int, status: BranchStatus) -> None: ...
     def lock_query(self, resource_id: str, lock_keys: str, xid: str = "") -> LockQueryResult: ...
@@ -93,6 +111,19 @@ def _status(reply: Any) -> GlobalStatus:
     return GlobalStatus(reply.status)
 
 
+def _commit_result(reply: Any) -> CommitResult:
+    return CommitResult(GlobalStatus(reply.status), tuple(reply.caller_phase_two))
+
+
+def _xid_block(reply: Any) -> tuple[str, int, int]:
+    return str(reply.xid_prefix), int(reply.first_transaction_id), int(reply.count)
+
+
+def unimplemented(error: errors.AtxError) -> bool:
+    """A TC older than the call answered it (UNIMPLEMENTED)."""
+    return bool(error.details.get("grpc_code") == grpc.StatusCode.UNIMPLEMENTED.name)
+
+
 class Calls:
     """Request building and reply reading, shared by the sync and the async client."""
 
@@ -106,8 +137,27 @@ class Calls:
         )
         return Call(lambda e: e.tm.Begin, request, lambda r: str(r.xid))
 
+    def begin_request(self, spec: BeginSpec, xid: str = "") -> tm_pb2.BeginRequest:
+        return tm_pb2.BeginRequest(
+            timeout_ms=spec.timeout_ms,
+            transaction_name=spec.name,
+            application_id=self.application_id,
+            xid=xid,
+            elapsed_ms=spec.elapsed_ms,
+        )
+
+    def begin_xid(self, xid: str, spec: BeginSpec) -> Call[None]:
+        return Call(lambda e: e.tm.Begin, self.begin_request(spec, xid), lambda r: None)
+
+    def reserve_xids(self) -> Call[tuple[str, int, int]]:
+        return Call(lambda e: e.tm.ReserveXids, tm_pb2.ReserveXidsRequest(), _xid_block)
+
     def commit(self, xid: str) -> Call[GlobalStatus]:
         return Call(lambda e: e.tm.Commit, tm_pb2.CommitRequest(xid=xid), _status)
+
+    def commit_launched(self, xid: str, caller_branch_ids: Sequence[int]) -> Call[CommitResult]:
+        request = tm_pb2.CommitRequest(xid=xid, caller_branch_ids=caller_branch_ids)
+        return Call(lambda e: e.tm.Commit, request, _commit_result)
 
     def rollback(self, xid: str) -> Call[GlobalStatus]:
         return Call(lambda e: e.tm.Rollback, tm_pb2.RollbackRequest(xid=xid), _status)
@@ -127,6 +177,7 @@ class Calls:
         branch_type: BranchType = BranchType.AT,
         application_data: str = "",
         lock_wait_ms: int = 0,
+        begin: BeginSpec | None = None,
     ) -> Call[int]:
         request = rm_pb2.BranchRegisterRequest(
             xid=xid,
@@ -136,6 +187,7 @@ class Calls:
             application_data=application_data,
             client_id=self.client_id,
             lock_wait_ms=lock_wait_ms,
+            begin=None if begin is None else self.begin_request(begin),
         )
         return Call(
             lambda e: e.rm.BranchRegister,
@@ -251,6 +303,8 @@ class ClientBase:
         ]
         self._failover = Failover(endpoints, bool(tls_ca), timeout, token)
         self._calls = Calls(application_id, client_id)
+        #: XIDs this client makes itself (TransactionManagerService.ReserveXids).
+        self.xids = XidBlock()
         self.tls = bool(tls_ca)
         self.application_id = application_id
         self.client_id = client_id
@@ -309,8 +363,32 @@ class TCClient(ClientBase):
     def begin(self, name: str, timeout_ms: int) -> str:
         return self._run(self._calls.begin(name, timeout_ms))
 
+    def make_xid(self) -> str | None:
+        """An XID for a new global transaction, made here: no round trip but one
+        ReserveXids per block. None from a TC too old to reserve XIDs: the
+        launcher then calls :meth:`begin`."""
+        xid = self.xids.take()
+        while xid is None and self.xids.supported:
+            try:
+                self.xids.fill(*self._run(self._calls.reserve_xids()))
+            except errors.AtxError as error:
+                if not unimplemented(error):
+                    raise
+                self.xids.supported = False
+            xid = self.xids.take()
+        return xid
+
+    def begin_xid(self, xid: str, spec: BeginSpec) -> None:
+        """Begin the TC's session of an XID made by :meth:`make_xid`."""
+        self._run(self._calls.begin_xid(xid, spec))
+
     def commit(self, xid: str) -> GlobalStatus:
         return self._run(self._calls.commit(xid))
+
+    def commit_launched(self, xid: str, caller_branch_ids: Sequence[int]) -> CommitResult:
+        """Commit, naming the branches this process registered: the TC leaves their
+        phase two to the caller and says which (:attr:`CommitResult.caller_phase_two`)."""
+        return self._run(self._calls.commit_launched(xid, caller_branch_ids))
 
     def rollback(self, xid: str) -> GlobalStatus:
         return self._run(self._calls.rollback(xid))
@@ -332,11 +410,13 @@ class TCClient(ClientBase):
         application_data: str = "",
         *,
         lock_wait_ms: int = 0,
+        begin: BeginSpec | None = None,
     ) -> int:
         """Register a branch; on a lock conflict the TC may wait up to ``lock_wait_ms``
-        for the holder before it answers LockConflictError."""
+        for the holder before it answers LockConflictError. ``begin``: the first
+        registration of an XID this process made, which begins it at the TC."""
         call = self._calls.branch_register(
-            xid, resource_id, lock_keys, branch_type, application_data, lock_wait_ms
+            xid, resource_id, lock_keys, branch_type, application_data, lock_wait_ms, begin
         )
         return self._run(call)
 

@@ -59,6 +59,8 @@ class TCConfig:
     #: at most this long, and looks again this often for holders on other nodes.
     max_lock_wait_ms: int = 60_000
     lock_wait_poll_ms: int = 10
+    #: Transaction ids per ReserveXids block (a TM makes that many XIDs itself).
+    xid_block: int = 1000
 
     @property
     def advertise_host(self) -> str:

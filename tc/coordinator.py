@@ -3,14 +3,24 @@
 Every decision is a compare-and-set in the store, so several TC nodes may
 share one store. Commit of an all-AT transaction moves Begin to
 AsyncCommitting and releases the global locks in the same store step,
-answers at once, and commits the branches in the background.
+answers at once, and commits the branches in the background. Branches the
+committing TM registered from its own process are left to it (it deletes
+their undo logs itself): when those are all the branches, the session is
+finished in the commit's own store step and no BranchCommit is sent.
+
+A TM may also make its XIDs itself, from a block of ids it reserved
+(:meth:`TransactionCoordinator.reserve_xids`): the transaction then reaches
+the TC with its first branch registration, which carries the Begin's
+settings (:class:`BeginSpec`), and a transaction that registers no branch
+costs the TC nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 from atx.clock import now_ms
 from atx.errors import (
@@ -34,7 +44,7 @@ from atx.tc.store.base import BranchRecord, GlobalRecord, RowLock, SessionStore
 from atx.tc.streams import StreamRegistry
 from atx.tc.xid import make_xid, parse_xid
 
-__all__ = ["TransactionCoordinator"]
+__all__ = ["BeginSpec", "CommitOutcome", "TransactionCoordinator"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +61,24 @@ _ROLLED_BACK_LIKE = ROLLBACK_PHASE_TWO | {
 _REPORTABLE_BRANCH = frozenset(
     {BranchStatus.PHASE_ONE_DONE, BranchStatus.PHASE_ONE_FAILED, BranchStatus.PHASE_ONE_TIMEOUT}
 )
+
+
+@dataclass(frozen=True)
+class BeginSpec:
+    """A Begin's settings, sent by a TM that made its XID itself."""
+
+    timeout_ms: int = 0
+    name: str = ""
+    application_id: str = ""
+    #: How long before the request the TM began (its timeout counts from then).
+    elapsed_ms: int = 0
+
+
+@dataclass(frozen=True)
+class CommitOutcome:
+    status: G
+    #: The caller's branches whose phase two the TC left to the caller.
+    caller_phase_two: tuple[int, ...] = ()
 
 
 def _check_text(name: str, value: str, limit: int = _MAX_NAME) -> None:
@@ -108,17 +136,72 @@ class TransactionCoordinator:
             await asyncio.wait(set(self.phase_two.tasks), timeout=max(0.0, deadline - loop.time()))
 
     # --- TM operations --------------------------------------------------------------
-    async def begin(self, timeout_ms: int, name: str = "", application_id: str = "") -> str:
-        if timeout_ms < 0 or timeout_ms > self.config.max_timeout_ms:
-            raise InvalidTimeoutError(timeout_ms, self.config.max_timeout_ms)
-        _check_text("transaction_name", name)
-        _check_text("application_id", application_id)
-        timeout_ms = timeout_ms or self.config.default_timeout_ms
-        xid = await self.run(self._insert_begin, timeout_ms, name, application_id)
+    async def begin(
+        self,
+        timeout_ms: int,
+        name: str = "",
+        application_id: str = "",
+        xid: str = "",
+        elapsed_ms: int = 0,
+    ) -> str:
+        """Begin a global transaction; with ``xid`` (made by the TM from a
+        reserved block), begin that one, or answer it again if it is in Begin."""
+        spec = self._check_begin(BeginSpec(timeout_ms, name, application_id, elapsed_ms))
+        if xid:
+            parse_xid(xid)
+            await self.run(self._adopt, xid, spec)
+            return xid
+        xid = await self.run(self._insert_begin, spec.timeout_ms, name, application_id)
+        self._begun(xid, spec.timeout_ms)
+        return xid
+
+    def _check_begin(self, spec: BeginSpec) -> BeginSpec:
+        """Validate a Begin's settings; the timeout defaulted."""
+        if spec.timeout_ms < 0 or spec.timeout_ms > self.config.max_timeout_ms:
+            raise InvalidTimeoutError(spec.timeout_ms, self.config.max_timeout_ms)
+        if spec.elapsed_ms < 0:
+            raise InvalidArgumentError("elapsed_ms is negative", field="elapsed_ms")
+        _check_text("transaction_name", spec.name)
+        _check_text("application_id", spec.application_id)
+        if spec.timeout_ms:
+            return spec
+        return BeginSpec(
+            self.config.default_timeout_ms, spec.name, spec.application_id, spec.elapsed_ms
+        )
+
+    def _begun(self, xid: str, timeout_ms: int) -> None:
         self.metrics.begun.inc()
         self.metrics.active.inc()
         logger.debug("%s begun (timeout %d ms)", xid, timeout_ms, extra={"xid": xid})
-        return xid
+
+    def _adopt(self, xid: str, spec: BeginSpec) -> None:
+        """Part of a store step: insert the session of a TM-made XID unless it
+        exists. One that exists in another status than Begin is left to the
+        caller's next store operation to refuse (it names the status)."""
+        if self.store.get_global(xid, with_branches=False) is not None:
+            return
+        now = now_ms()
+        began = now - min(spec.elapsed_ms, spec.timeout_ms)
+        self.store.insert_global(
+            GlobalRecord(
+                xid=xid,
+                transaction_id=parse_xid(xid).transaction_id,
+                status=G.BEGIN,
+                application_id=spec.application_id,
+                transaction_name=spec.name,
+                timeout_ms=spec.timeout_ms,
+                begin_time_ms=began,
+                modified_time_ms=now,
+                next_retry_ms=began + spec.timeout_ms,
+            )
+        )
+        self._begun(xid, spec.timeout_ms)
+
+    async def reserve_xids(self) -> tuple[str, int, int]:
+        """A block of transaction ids for a TM to make XIDs from: the XID
+        prefix, the first id and how many."""
+        first, count = await self.run(self.store.reserve_ids, self.config.xid_block)
+        return f"{self.config.advertise_host}:{self.config.port}:", first, count
 
     def _insert_begin(self, timeout_ms: int, name: str, application_id: str) -> str:
         """One store step (one thread hop or one batch slot): id and insert."""
@@ -141,11 +224,28 @@ class TransactionCoordinator:
         )
         return xid
 
-    def _commit_step(self, xid: str) -> tuple[GlobalRecord | None, bool]:
+    def _commit_step(
+        self, xid: str, caller: Collection[int] = ()
+    ) -> tuple[GlobalRecord | None, bool]:
         """Begin → AsyncCommitting with the locks released; a session without
-        branches goes straight on to Committed (history), in the same store
-        step. Returns the session (with branches) and whether it moved, or
-        ``(None, True)`` when an empty session was committed without a read."""
+        branches, or whose branches are all the ``caller``'s, goes straight on
+        to Committed (history), in the same store step. Returns the session
+        (with branches) and whether it moved, or ``(None, True)`` when an empty
+        session was committed without a read."""
+        record, moved = self._commit_cas(xid)
+        if (
+            moved
+            and record is not None
+            and record.status == G.ASYNC_COMMITTING
+            and caller
+            and all(b.branch_id in caller for b in record.branches)
+        ):
+            # Every branch's phase two is the caller's: nothing left to send.
+            self.store.finish_global(xid, G.COMMITTED)
+            record.status = G.COMMITTED
+        return record, moved
+
+    def _commit_cas(self, xid: str) -> tuple[GlobalRecord | None, bool]:
         end_begun = self._end_begun
         if end_begun is not None:
             return end_begun(
@@ -188,26 +288,37 @@ class TransactionCoordinator:
             record.status = G.COMMITTED
         return record, True
 
-    async def commit(self, xid: str) -> G:
+    async def commit(self, xid: str, caller_branch_ids: Collection[int] = ()) -> CommitOutcome:
+        """Commit; phase two of the branches in ``caller_branch_ids`` (those the
+        TM's own process registered) is left to the caller, and named in the
+        outcome, when the commit is decided here."""
         parse_xid(xid)
+        caller = frozenset(caller_branch_ids)
         # Compare-and-set first: the common case costs no extra read. A commit
         # that arrives after the timeout but before the timeout job rolled the
         # transaction back still commits: its locks were held until now.
-        record, moved = await self.run(self._commit_step, xid)
+        record, moved = await self.run(self._commit_step, xid, caller)
         if moved:
             self.lock_releases.released(xid)  # the commit step released its locks
         if moved and record is None:  # an empty transaction, finished in that step
             self.phase_two.ended(xid, G.COMMITTED)
-            return G.COMMITTED
+            return CommitOutcome(G.COMMITTED)
         if record is None:
             raise GlobalTransactionNotFoundError(xid)
         if not moved:
-            return self._commit_answer(record)
+            return CommitOutcome(self._commit_answer(record))
+        left = tuple(b.branch_id for b in record.branches if b.branch_id in caller)
+        if left:
+            self.metrics.left_to_caller.inc(len(left))
         if record.status == G.COMMITTED:
             self.phase_two.ended(xid, G.COMMITTED)
-            return G.COMMITTED
+            return CommitOutcome(G.COMMITTED, left)
+        if left:
+            # Only the others' branches are sent BranchCommit now; a retry later
+            # re-reads them all from the store, and a repeated commit is harmless.
+            record.branches = [b for b in record.branches if b.branch_id not in caller]
         self.phase_two.commit_later(record)
-        return G.COMMITTED
+        return CommitOutcome(G.COMMITTED, left)
 
     @staticmethod
     def _commit_answer(record: GlobalRecord) -> G:
@@ -267,7 +378,7 @@ class TransactionCoordinator:
     async def global_report(self, xid: str, status: G) -> G:
         """The TM decides the outcome: COMMITTED commits, ROLLBACKED rolls back."""
         if status == G.COMMITTED:
-            return await self.commit(xid)
+            return (await self.commit(xid)).status
         if status == G.ROLLBACKED:
             return await self.rollback(xid)
         parse_xid(xid)
@@ -287,11 +398,16 @@ class TransactionCoordinator:
         application_data: str = "",
         client_id: str = "",
         lock_wait_ms: int = 0,
+        begin: BeginSpec | None = None,
     ) -> int:
         """Register a branch with its row locks. On a conflict, wait up to
         ``lock_wait_ms`` for the holder to release them (tc/lock_waits.py), then
-        raise the conflict; a holder that is rolling back fails fast."""
+        raise the conflict; a holder that is rolling back fails fast. With
+        ``begin`` (a TM-made XID's first registration), the session is begun
+        first, in the same store step, unless it exists."""
         xid_parts = parse_xid(xid)
+        if begin is not None:
+            begin = self._check_begin(begin)
         if not resource_id:
             raise InvalidArgumentError("resource_id is empty", xid=xid)
         _check_text("resource_id", resource_id)
@@ -318,6 +434,7 @@ class TransactionCoordinator:
                     application_data,
                     client_id,
                     rows,
+                    begin,
                 )
                 break
             except LockConflictError as conflict:
@@ -353,8 +470,12 @@ class TransactionCoordinator:
         application_data: str,
         client_id: str,
         rows: list[RowLock],
+        begin: BeginSpec | None = None,
     ) -> int:
-        """One store step: a branch id, the locks and the branch."""
+        """One store step: the session if ``begin`` asks, a branch id, the locks
+        and the branch."""
+        if begin is not None:
+            self._adopt(xid, begin)
         branch_id = self.store.next_id()
         now = now_ms()
         branch = BranchRecord(

@@ -36,6 +36,11 @@ class TCMetrics:
             registry=r,
         )
         self.branches = Counter("atx_tc_branches_registered", "Branches registered", registry=r)
+        self.left_to_caller = Counter(
+            "atx_tc_branches_left_to_caller",
+            "Branches whose phase two the committing TM's process did itself (no BranchCommit)",
+            registry=r,
+        )
         self.lock_conflicts = Counter(
             "atx_tc_lock_conflicts", "Branch registrations refused for a lock conflict", registry=r
         )

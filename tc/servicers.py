@@ -15,7 +15,7 @@ from atx import tracing
 from atx.errors import AtxError, InvalidArgumentError, abort_async
 from atx.logs import log_xid
 from atx.status import BranchStatus, BranchType, GlobalStatus
-from atx.tc.coordinator import TransactionCoordinator
+from atx.tc.coordinator import BeginSpec, TransactionCoordinator
 from atx.v1 import resource_manager_pb2 as rm_pb2
 from atx.v1 import resource_manager_pb2_grpc as rm_grpc
 from atx.v1 import transaction_manager_pb2 as tm_pb2
@@ -33,6 +33,12 @@ def _enum(cls: type[Any], value: int, name: str) -> Any:
         return cls(value)
     except ValueError:
         raise InvalidArgumentError(f"unknown {name} {value}", field=name) from None
+
+
+def _begin_spec(request: tm_pb2.BeginRequest) -> BeginSpec:
+    return BeginSpec(
+        request.timeout_ms, request.transaction_name, request.application_id, request.elapsed_ms
+    )
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -69,16 +75,32 @@ class TransactionManagerServicer(tm_grpc.TransactionManagerServiceServicer):
     @tracked
     async def Begin(self, request: tm_pb2.BeginRequest, context: Context) -> tm_pb2.BeginResponse:
         xid = await self.tc.begin(
-            request.timeout_ms, request.transaction_name, request.application_id
+            request.timeout_ms,
+            request.transaction_name,
+            request.application_id,
+            request.xid,
+            request.elapsed_ms,
         )
         return tm_pb2.BeginResponse(xid=xid)
+
+    @tracked
+    async def ReserveXids(
+        self, request: tm_pb2.ReserveXidsRequest, context: Context
+    ) -> tm_pb2.ReserveXidsResponse:
+        prefix, first, count = await self.tc.reserve_xids()
+        return tm_pb2.ReserveXidsResponse(
+            xid_prefix=prefix, first_transaction_id=first, count=count
+        )
 
     @tracked
     async def Commit(
         self, request: tm_pb2.CommitRequest, context: Context
     ) -> tm_pb2.CommitResponse:
-        status = await self.tc.commit(request.xid)
-        return tm_pb2.CommitResponse(status=int(status))  # type: ignore[arg-type]
+        outcome = await self.tc.commit(request.xid, request.caller_branch_ids)
+        return tm_pb2.CommitResponse(
+            status=int(outcome.status),  # type: ignore[arg-type]
+            caller_phase_two=outcome.caller_phase_two,
+        )
 
     @tracked
     async def Rollback(
@@ -119,6 +141,7 @@ class ResourceManagerServicer(rm_grpc.ResourceManagerServiceServicer):
             request.application_data,
             request.client_id,
             request.lock_wait_ms,
+            _begin_spec(request.begin) if request.HasField("begin") else None,
         )
         return rm_pb2.BranchRegisterResponse(branch_id=branch_id)
 

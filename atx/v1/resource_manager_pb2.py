@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from atx.v1 import transaction_manager_pb2 as atx_dot_v1_dot_transaction__manager__pb2
 from atx.v1 import types_pb2 as atx_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61tx/v1/resource_manager.proto\x12\x06\x61tx.v1\x1a\x12\x61tx/v1/types.proto\"\xb8\x01\n\x15\x42ranchRegisterRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12\'\n\x0b\x62ranch_type\x18\x03 \x01(\x0e\x32\x12.atx.v1.BranchType\x12\x11\n\tlock_keys\x18\x04 \x01(\t\x12\x18\n\x10\x61pplication_data\x18\x05 \x01(\t\x12\x11\n\tclient_id\x18\x06 \x01(\t\x12\x14\n\x0clock_wait_ms\x18\x07 \x01(\r\"+\n\x16\x42ranchRegisterResponse\x12\x11\n\tbranch_id\x18\x01 \x01(\x03\"u\n\x13\x42ranchReportRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12\x11\n\tbranch_id\x18\x02 \x01(\x03\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.atx.v1.BranchStatus\x12\x18\n\x10\x61pplication_data\x18\x04 \x01(\t\"\x16\n\x14\x42ranchReportResponse\"p\n\x10LockQueryRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12\'\n\x0b\x62ranch_type\x18\x03 \x01(\x0e\x32\x12.atx.v1.BranchType\x12\x11\n\tlock_keys\x18\x04 \x01(\t\"9\n\x11LockQueryResponse\x12\x10\n\x08lockable\x18\x01 \x01(\x08\x12\x12\n\nholder_xid\x18\x02 \x01(\t\"\xd2\x01\n\rAttachRequest\x12-\n\x08register\x18\x01 \x01(\x0b\x32\x19.atx.v1.RegisterResourcesH\x00\x12-\n\rbranch_result\x18\x02 \x01(\x0b\x32\x14.atx.v1.BranchResultH\x00\x12&\n\theartbeat\x18\x03 \x01(\x0b\x32\x11.atx.v1.HeartbeatH\x00\x12\x33\n\x0e\x62ranch_results\x18\x04 \x01(\x0b\x32\x19.atx.v1.BranchResultBatchH\x00\x42\x06\n\x04kind\"\x83\x02\n\x0e\x41ttachResponse\x12(\n\nregistered\x18\x01 \x01(\x0b\x32\x12.atx.v1.RegisteredH\x00\x12.\n\rbranch_commit\x18\x02 \x01(\x0b\x32\x15.atx.v1.BranchCommandH\x00\x12\x30\n\x0f\x62ranch_rollback\x18\x03 \x01(\x0b\x32\x15.atx.v1.BranchCommandH\x00\x12&\n\theartbeat\x18\x04 \x01(\x0b\x32\x11.atx.v1.HeartbeatH\x00\x12\x35\n\x0f\x62ranch_commands\x18\x05 \x01(\x0b\x32\x1a.atx.v1.BranchCommandBatchH\x00\x42\x06\n\x04kind\"l\n\x11RegisterResources\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x14\n\x0cresource_ids\x18\x03 \x03(\t\x12\x16\n\x0e\x62\x61tch_commands\x18\x04 \x01(\x08\"S\n\nRegistered\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x03\x12\x15\n\rbatch_results\x18\x03 \x01(\x08\"f\n\x12\x42ranchCommandBatch\x12&\n\x07\x63ommits\x18\x01 \x03(\x0b\x32\x15.atx.v1.BranchCommand\x12(\n\trollbacks\x18\x02 \x03(\x0b\x32\x15.atx.v1.BranchCommand\":\n\x11\x42ranchResultBatch\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.atx.v1.BranchResult\"\x90\x02\n\rBranchCommand\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03xid\x18\x02 \x01(\t\x12\x11\n\tbranch_id\x18\x03 \x01(\x03\x12\x13\n\x0bresource_id\x18\x04 \x01(\t\x12\'\n\x0b\x62ranch_type\x18\x05 \x01(\x0e\x32\x12.atx.v1.BranchType\x12\x18\n\x10\x61pplication_data\x18\x06 \x01(\t\x12>\n\rtrace_context\x18\x07 \x03(\x0b\x32\'.atx.v1.BranchCommand.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"y\n\x0c\x42ranchResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03xid\x18\x02 \x01(\t\x12\x11\n\tbranch_id\x18\x03 \x01(\x03\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.atx.v1.BranchStatus\x12\x0f\n\x07message\x18\x05 \x01(\t\"!\n\tHeartbeat\x12\x14\n\x0csent_time_ms\x18\x01 \x01(\x03\x32\xb3\x02\n\x16ResourceManagerService\x12O\n\x0e\x42ranchRegister\x12\x1d.atx.v1.BranchRegisterRequest\x1a\x1e.atx.v1.BranchRegisterResponse\x12I\n\x0c\x42ranchReport\x12\x1b.atx.v1.BranchReportRequest\x1a\x1c.atx.v1.BranchReportResponse\x12@\n\tLockQuery\x12\x18.atx.v1.LockQueryRequest\x1a\x19.atx.v1.LockQueryResponse\x12;\n\x06\x41ttach\x12\x15.atx.v1.AttachRequest\x1a\x16.atx.v1.AttachResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61tx/v1/resource_manager.proto\x12\x06\x61tx.v1\x1a atx/v1/transaction_manager.proto\x1a\x12\x61tx/v1/types.proto\"\xdd\x01\n\x15\x42ranchRegisterRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12\'\n\x0b\x62ranch_type\x18\x03 \x01(\x0e\x32\x12.atx.v1.BranchType\x12\x11\n\tlock_keys\x18\x04 \x01(\t\x12\x18\n\x10\x61pplication_data\x18\x05 \x01(\t\x12\x11\n\tclient_id\x18\x06 \x01(\t\x12\x14\n\x0clock_wait_ms\x18\x07 \x01(\r\x12#\n\x05\x62\x65gin\x18\x08 \x01(\x0b\x32\x14.atx.v1.BeginRequest\"+\n\x16\x42ranchRegisterResponse\x12\x11\n\tbranch_id\x18\x01 \x01(\x03\"u\n\x13\x42ranchReportRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12\x11\n\tbranch_id\x18\x02 \x01(\x03\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.atx.v1.BranchStatus\x12\x18\n\x10\x61pplication_data\x18\x04 \x01(\t\"\x16\n\x14\x42ranchReportResponse\"p\n\x10LockQueryRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12\'\n\x0b\x62ranch_type\x18\x03 \x01(\x0e\x32\x12.atx.v1.BranchType\x12\x11\n\tlock_keys\x18\x04 \x01(\t\"9\n\x11LockQueryResponse\x12\x10\n\x08lockable\x18\x01 \x01(\x08\x12\x12\n\nholder_xid\x18\x02 \x01(\t\"\xd2\x01\n\rAttachRequest\x12-\n\x08register\x18\x01 \x01(\x0b\x32\x19.atx.v1.RegisterResourcesH\x00\x12-\n\rbranch_result\x18\x02 \x01(\x0b\x32\x14.atx.v1.BranchResultH\x00\x12&\n\theartbeat\x18\x03 \x01(\x0b\x32\x11.atx.v1.HeartbeatH\x00\x12\x33\n\x0e\x62ranch_results\x18\x04 \x01(\x0b\x32\x19.atx.v1.BranchResultBatchH\x00\x42\x06\n\x04kind\"\x83\x02\n\x0e\x41ttachResponse\x12(\n\nregistered\x18\x01 \x01(\x0b\x32\x12.atx.v1.RegisteredH\x00\x12.\n\rbranch_commit\x18\x02 \x01(\x0b\x32\x15.atx.v1.BranchCommandH\x00\x12\x30\n\x0f\x62ranch_rollback\x18\x03 \x01(\x0b\x32\x15.atx.v1.BranchCommandH\x00\x12&\n\theartbeat\x18\x04 \x01(\x0b\x32\x11.atx.v1.HeartbeatH\x00\x12\x35\n\x0f\x62ranch_commands\x18\x05 \x01(\x0b\x32\x1a.atx.v1.BranchCommandBatchH\x00\x42\x06\n\x04kind\"l\n\x11RegisterResources\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x14\n\x0cresource_ids\x18\x03 \x03(\t\x12\x16\n\x0e\x62\x61tch_commands\x18\x04 \x01(\x08\"S\n\nRegistered\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x03\x12\x15\n\rbatch_results\x18\x03 \x01(\x08\"f\n\x12\x42ranchCommandBatch\x12&\n\x07\x63ommits\x18\x01 \x03(\x0b\x32\x15.atx.v1.BranchCommand\x12(\n\trollbacks\x18\x02 \x03(\x0b\x32\x15.atx.v1.BranchCommand\":\n\x11\x42ranchResultBatch\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.atx.v1.BranchResult\"\x90\x02\n\rBranchCommand\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03xid\x18\x02 \x01(\t\x12\x11\n\tbranch_id\x18\x03 \x01(\x03\x12\x13\n\x0bresource_id\x18\x04 \x01(\t\x12\'\n\x0b\x62ranch_type\x18\x05 \x01(\x0e\x32\x12.atx.v1.BranchType\x12\x18\n\x10\x61pplication_data\x18\x06 \x01(\t\x12>\n\rtrace_context\x18\x07 \x03(\x0b\x32\'.atx.v1.BranchCommand.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"y\n\x0c\x42ranchResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03xid\x18\x02 \x01(\t\x12\x11\n\tbranch_id\x18\x03 \x01(\x03\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.atx.v1.BranchStatus\x12\x0f\n\x07message\x18\x05 \x01(\t\"!\n\tHeartbeat\x12\x14\n\x0csent_time_ms\x18\x01 \x01(\x03\x32\xb3\x02\n\x16ResourceManagerService\x12O\n\x0e\x42ranchRegister\x12\x1d.atx.v1.BranchRegisterRequest\x1a\x1e.atx.v1.BranchRegisterResponse\x12I\n\x0c\x42ranchReport\x12\x1b.atx.v1.BranchReportRequest\x1a\x1c.atx.v1.BranchReportResponse\x12@\n\tLockQuery\x12\x18.atx.v1.LockQueryRequest\x1a\x19.atx.v1.LockQueryResponse\x12;\n\x06\x41ttach\x12\x15.atx.v1.AttachRequest\x1a\x16.atx.v1.AttachResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,38 +35,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_BRANCHCOMMAND_TRACECONTEXTENTRY']._loaded_options = None
   _globals['_BRANCHCOMMAND_TRACECONTEXTENTRY']._serialized_options = b'8\001'
-  _globals['_BRANCHREGISTERREQUEST']._serialized_start=62
-  _globals['_BRANCHREGISTERREQUEST']._serialized_end=246
-  _globals['_BRANCHREGISTERRESPONSE']._serialized_start=248
-  _globals['_BRANCHREGISTERRESPONSE']._serialized_end=291
-  _globals['_BRANCHREPORTREQUEST']._serialized_start=293
-  _globals['_BRANCHREPORTREQUEST']._serialized_end=410
-  _globals['_BRANCHREPORTRESPONSE']._serialized_start=412
-  _globals['_BRANCHREPORTRESPONSE']._serialized_end=434
-  _globals['_LOCKQUERYREQUEST']._serialized_start=436
-  _globals['_LOCKQUERYREQUEST']._serialized_end=548
-  _globals['_LOCKQUERYRESPONSE']._serialized_start=550
-  _globals['_LOCKQUERYRESPONSE']._serialized_end=607
-  _globals['_ATTACHREQUEST']._serialized_start=610
-  _globals['_ATTACHREQUEST']._serialized_end=820
-  _globals['_ATTACHRESPONSE']._serialized_start=823
-  _globals['_ATTACHRESPONSE']._serialized_end=1082
-  _globals['_REGISTERRESOURCES']._serialized_start=1084
-  _globals['_REGISTERRESOURCES']._serialized_end=1192
-  _globals['_REGISTERED']._serialized_start=1194
-  _globals['_REGISTERED']._serialized_end=1277
-  _globals['_BRANCHCOMMANDBATCH']._serialized_start=1279
-  _globals['_BRANCHCOMMANDBATCH']._serialized_end=1381
-  _globals['_BRANCHRESULTBATCH']._serialized_start=1383
-  _globals['_BRANCHRESULTBATCH']._serialized_end=1441
-  _globals['_BRANCHCOMMAND']._serialized_start=1444
-  _globals['_BRANCHCOMMAND']._serialized_end=1716
-  _globals['_BRANCHCOMMAND_TRACECONTEXTENTRY']._serialized_start=1665
-  _globals['_BRANCHCOMMAND_TRACECONTEXTENTRY']._serialized_end=1716
-  _globals['_BRANCHRESULT']._serialized_start=1718
-  _globals['_BRANCHRESULT']._serialized_end=1839
-  _globals['_HEARTBEAT']._serialized_start=1841
-  _globals['_HEARTBEAT']._serialized_end=1874
-  _globals['_RESOURCEMANAGERSERVICE']._serialized_start=1877
-  _globals['_RESOURCEMANAGERSERVICE']._serialized_end=2184
+  _globals['_BRANCHREGISTERREQUEST']._serialized_start=96
+  _globals['_BRANCHREGISTERREQUEST']._serialized_end=317
+  _globals['_BRANCHREGISTERRESPONSE']._serialized_start=319
+  _globals['_BRANCHREGISTERRESPONSE']._serialized_end=362
+  _globals['_BRANCHREPORTREQUEST']._serialized_start=364
+  _globals['_BRANCHREPORTREQUEST']._serialized_end=481
+  _globals['_BRANCHREPORTRESPONSE']._serialized_start=483
+  _globals['_BRANCHREPORTRESPONSE']._serialized_end=505
+  _globals['_LOCKQUERYREQUEST']._serialized_start=507
+  _globals['_LOCKQUERYREQUEST']._serialized_end=619
+  _globals['_LOCKQUERYRESPONSE']._serialized_start=621
+  _globals['_LOCKQUERYRESPONSE']._serialized_end=678
+  _globals['_ATTACHREQUEST']._serialized_start=681
+  _globals['_ATTACHREQUEST']._serialized_end=891
+  _globals['_ATTACHRESPONSE']._serialized_start=894
+  _globals['_ATTACHRESPONSE']._serialized_end=1153
+  _globals['_REGISTERRESOURCES']._serialized_start=1155
+  _globals['_REGISTERRESOURCES']._serialized_end=1263
+  _globals['_REGISTERED']._serialized_start=1265
+  _globals['_REGISTERED']._serialized_end=1348
+  _globals['_BRANCHCOMMANDBATCH']._serialized_start=1350
+  _globals['_BRANCHCOMMANDBATCH']._serialized_end=1452
+  _globals['_BRANCHRESULTBATCH']._serialized_start=1454
+  _globals['_BRANCHRESULTBATCH']._serialized_end=1512
+  _globals['_BRANCHCOMMAND']._serialized_start=1515
+  _globals['_BRANCHCOMMAND']._serialized_end=1787
+  _globals['_BRANCHCOMMAND_TRACECONTEXTENTRY']._serialized_start=1736
+  _globals['_BRANCHCOMMAND_TRACECONTEXTENTRY']._serialized_end=1787
+  _globals['_BRANCHRESULT']._serialized_start=1789
+  _globals['_BRANCHRESULT']._serialized_end=1910
+  _globals['_HEARTBEAT']._serialized_start=1912
+  _globals['_HEARTBEAT']._serialized_end=1945
+  _globals['_RESOURCEMANAGERSERVICE']._serialized_start=1948
+  _globals['_RESOURCEMANAGERSERVICE']._serialized_end=2255
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from atx.v1 import transaction_manager_pb2 as _transaction_manager_pb2
 from atx.v1 import types_pb2 as _types_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
@@ -30,6 +31,7 @@ class BranchRegisterRequest(_message.Message):
     APPLICATION_DATA_FIELD_NUMBER: _builtins.int
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     LOCK_WAIT_MS_FIELD_NUMBER: _builtins.int
+    BEGIN_FIELD_NUMBER: _builtins.int
     xid: _builtins.str
     resource_id: _builtins.str
     branch_type: _types_pb2.BranchType.ValueType
@@ -42,6 +44,13 @@ class BranchRegisterRequest(_message.Message):
     rows before answering ABORTED (0: answer at once). A holder that is rolling
     back is answered at once.
     """
+    @_builtins.property
+    def begin(self) -> _transaction_manager_pb2.BeginRequest:
+        """Set by the TM's own process on the transaction's first registration when
+        the XID came from a ReserveXids block: the TC begins the transaction with
+        these settings first if it does not know it (xid is ignored here).
+        """
+
     def __init__(
         self,
         *,
@@ -52,10 +61,11 @@ class BranchRegisterRequest(_message.Message):
         application_data: _builtins.str = ...,
         client_id: _builtins.str = ...,
         lock_wait_ms: _builtins.int = ...,
+        begin: _transaction_manager_pb2.BeginRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["begin", b"begin"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_data", b"application_data", "branch_type", b"branch_type", "client_id", b"client_id", "lock_keys", b"lock_keys", "lock_wait_ms", b"lock_wait_ms", "resource_id", b"resource_id", "xid", b"xid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_data", b"application_data", "begin", b"begin", "branch_type", b"branch_type", "client_id", b"client_id", "lock_keys", b"lock_keys", "lock_wait_ms", b"lock_wait_ms", "resource_id", b"resource_id", "xid", b"xid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

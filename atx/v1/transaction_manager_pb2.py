@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from atx.v1 import types_pb2 as atx_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n atx/v1/transaction_manager.proto\x12\x06\x61tx.v1\x1a\x12\x61tx/v1/types.proto\"T\n\x0c\x42\x65ginRequest\x12\x12\n\ntimeout_ms\x18\x01 \x01(\x03\x12\x18\n\x10transaction_name\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\"\x1c\n\rBeginResponse\x12\x0b\n\x03xid\x18\x01 \x01(\t\"\x1c\n\rCommitRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\"6\n\x0e\x43ommitResponse\x12$\n\x06status\x18\x01 \x01(\x0e\x32\x14.atx.v1.GlobalStatus\"\x1e\n\x0fRollbackRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\"8\n\x10RollbackResponse\x12$\n\x06status\x18\x01 \x01(\x0e\x32\x14.atx.v1.GlobalStatus\"\x1f\n\x10GetStatusRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\"9\n\x11GetStatusResponse\x12$\n\x06status\x18\x01 \x01(\x0e\x32\x14.atx.v1.GlobalStatus\"H\n\x13GlobalReportRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.atx.v1.GlobalStatus\"<\n\x14GlobalReportResponse\x12$\n\x06status\x18\x01 \x01(\x0e\x32\x14.atx.v1.GlobalStatus2\xd6\x02\n\x19TransactionManagerService\x12\x34\n\x05\x42\x65gin\x12\x14.atx.v1.BeginRequest\x1a\x15.atx.v1.BeginResponse\x12\x37\n\x06\x43ommit\x12\x15.atx.v1.CommitRequest\x1a\x16.atx.v1.CommitResponse\x12=\n\x08Rollback\x12\x17.atx.v1.RollbackRequest\x1a\x18.atx.v1.RollbackResponse\x12@\n\tGetStatus\x12\x18.atx.v1.GetStatusRequest\x1a\x19.atx.v1.GetStatusResponse\x12I\n\x0cGlobalReport\x12\x1b.atx.v1.GlobalReportRequest\x1a\x1c.atx.v1.GlobalReportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n atx/v1/transaction_manager.proto\x12\x06\x61tx.v1\x1a\x12\x61tx/v1/types.proto\"u\n\x0c\x42\x65ginRequest\x12\x12\n\ntimeout_ms\x18\x01 \x01(\x03\x12\x18\n\x10transaction_name\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\x12\x0b\n\x03xid\x18\x04 \x01(\t\x12\x12\n\nelapsed_ms\x18\x05 \x01(\x03\"\x1c\n\rBeginResponse\x12\x0b\n\x03xid\x18\x01 \x01(\t\"7\n\rCommitRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12\x19\n\x11\x63\x61ller_branch_ids\x18\x02 \x03(\x03\"P\n\x0e\x43ommitResponse\x12$\n\x06status\x18\x01 \x01(\x0e\x32\x14.atx.v1.GlobalStatus\x12\x18\n\x10\x63\x61ller_phase_two\x18\x02 \x03(\x03\"\x1e\n\x0fRollbackRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\"8\n\x10RollbackResponse\x12$\n\x06status\x18\x01 \x01(\x0e\x32\x14.atx.v1.GlobalStatus\"\x1f\n\x10GetStatusRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\"9\n\x11GetStatusResponse\x12$\n\x06status\x18\x01 \x01(\x0e\x32\x14.atx.v1.GlobalStatus\"H\n\x13GlobalReportRequest\x12\x0b\n\x03xid\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.atx.v1.GlobalStatus\"<\n\x14GlobalReportResponse\x12$\n\x06status\x18\x01 \x01(\x0e\x32\x14.atx.v1.GlobalStatus\"\x14\n\x12ReserveXidsRequest\"V\n\x13ReserveXidsResponse\x12\x12\n\nxid_prefix\x18\x01 \x01(\t\x12\x1c\n\x14\x66irst_transaction_id\x18\x02 \x01(\x03\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x32\x9e\x03\n\x19TransactionManagerService\x12\x34\n\x05\x42\x65gin\x12\x14.atx.v1.BeginRequest\x1a\x15.atx.v1.BeginResponse\x12\x37\n\x06\x43ommit\x12\x15.atx.v1.CommitRequest\x1a\x16.atx.v1.CommitResponse\x12=\n\x08Rollback\x12\x17.atx.v1.RollbackRequest\x1a\x18.atx.v1.RollbackResponse\x12@\n\tGetStatus\x12\x18.atx.v1.GetStatusRequest\x1a\x19.atx.v1.GetStatusResponse\x12I\n\x0cGlobalReport\x12\x1b.atx.v1.GlobalReportRequest\x1a\x1c.atx.v1.GlobalReportResponse\x12\x46\n\x0bReserveXids\x12\x1a.atx.v1.ReserveXidsRequest\x1a\x1b.atx.v1.ReserveXidsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,25 +33,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'atx.v1.transaction_manager_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_BEGINREQUEST']._serialized_start=64
-  _globals['_BEGINREQUEST']._serialized_end=148
-  _globals['_BEGINRESPONSE']._serialized_start=150
-  _globals['_BEGINRESPONSE']._serialized_end=178
-  _globals['_COMMITREQUEST']._serialized_start=180
-  _globals['_COMMITREQUEST']._serialized_end=208
-  _globals['_COMMITRESPONSE']._serialized_start=210
-  _globals['_COMMITRESPONSE']._serialized_end=264
-  _globals['_ROLLBACKREQUEST']._serialized_start=266
-  _globals['_ROLLBACKREQUEST']._serialized_end=296
-  _globals['_ROLLBACKRESPONSE']._serialized_start=298
-  _globals['_ROLLBACKRESPONSE']._serialized_end=354
-  _globals['_GETSTATUSREQUEST']._serialized_start=356
-  _globals['_GETSTATUSREQUEST']._serialized_end=387
-  _globals['_GETSTATUSRESPONSE']._serialized_start=389
-  _globals['_GETSTATUSRESPONSE']._serialized_end=446
-  _globals['_GLOBALREPORTREQUEST']._serialized_start=448
-  _globals['_GLOBALREPORTREQUEST']._serialized_end=520
-  _globals['_GLOBALREPORTRESPONSE']._serialized_start=522
-  _globals['_GLOBALREPORTRESPONSE']._serialized_end=582
-  _globals['_TRANSACTIONMANAGERSERVICE']._serialized_start=585
-  _globals['_TRANSACTIONMANAGERSERVICE']._serialized_end=927
+  _globals['_BEGINREQUEST']._serialized_end=181
+  _globals['_BEGINRESPONSE']._serialized_start=183
+  _globals['_BEGINRESPONSE']._serialized_end=211
+  _globals['_COMMITREQUEST']._serialized_start=213
+  _globals['_COMMITREQUEST']._serialized_end=268
+  _globals['_COMMITRESPONSE']._serialized_start=270
+  _globals['_COMMITRESPONSE']._serialized_end=350
+  _globals['_ROLLBACKREQUEST']._serialized_start=352
+  _globals['_ROLLBACKREQUEST']._serialized_end=382
+  _globals['_ROLLBACKRESPONSE']._serialized_start=384
+  _globals['_ROLLBACKRESPONSE']._serialized_end=440
+  _globals['_GETSTATUSREQUEST']._serialized_start=442
+  _globals['_GETSTATUSREQUEST']._serialized_end=473
+  _globals['_GETSTATUSRESPONSE']._serialized_start=475
+  _globals['_GETSTATUSRESPONSE']._serialized_end=532
+  _globals['_GLOBALREPORTREQUEST']._serialized_start=534
+  _globals['_GLOBALREPORTREQUEST']._serialized_end=606
+  _globals['_GLOBALREPORTRESPONSE']._serialized_start=608
+  _globals['_GLOBALREPORTRESPONSE']._serialized_end=668
+  _globals['_RESERVEXIDSREQUEST']._serialized_start=670
+  _globals['_RESERVEXIDSREQUEST']._serialized_end=690
+  _globals['_RESERVEXIDSRESPONSE']._serialized_start=692
+  _globals['_RESERVEXIDSRESPONSE']._serialized_end=778
+  _globals['_TRANSACTIONMANAGERSERVICE']._serialized_start=781
+  _globals['_TRANSACTIONMANAGERSERVICE']._serialized_end=1195
 # @@protoc_insertion_point(module_scope)

@@ -4,8 +4,10 @@ isort:skip_file
 """
 
 from atx.v1 import types_pb2 as _types_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -24,20 +26,30 @@ class BeginRequest(_message.Message):
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     TRANSACTION_NAME_FIELD_NUMBER: _builtins.int
     APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    XID_FIELD_NUMBER: _builtins.int
+    ELAPSED_MS_FIELD_NUMBER: _builtins.int
     timeout_ms: _builtins.int
     """Zero means the TC default (60 s)."""
     transaction_name: _builtins.str
     application_id: _builtins.str
+    xid: _builtins.str
+    """An XID the TM made from a ReserveXids block; empty: the TC makes one.
+    Beginning an XID that is already in BEGIN is answered with it again.
+    """
+    elapsed_ms: _builtins.int
+    """How long ago the TM began the transaction (its timeout counts from then)."""
     def __init__(
         self,
         *,
         timeout_ms: _builtins.int = ...,
         transaction_name: _builtins.str = ...,
         application_id: _builtins.str = ...,
+        xid: _builtins.str = ...,
+        elapsed_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "timeout_ms", b"timeout_ms", "transaction_name", b"transaction_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "elapsed_ms", b"elapsed_ms", "timeout_ms", b"timeout_ms", "transaction_name", b"transaction_name", "xid", b"xid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -67,15 +79,23 @@ class CommitRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     XID_FIELD_NUMBER: _builtins.int
+    CALLER_BRANCH_IDS_FIELD_NUMBER: _builtins.int
     xid: _builtins.str
+    @_builtins.property
+    def caller_branch_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Branches registered from the caller's own process: it can delete their
+        undo logs itself, so the TC need not send them BranchCommit.
+        """
+
     def __init__(
         self,
         *,
         xid: _builtins.str = ...,
+        caller_branch_ids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["xid", b"xid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_branch_ids", b"caller_branch_ids", "xid", b"xid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -86,15 +106,21 @@ class CommitResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STATUS_FIELD_NUMBER: _builtins.int
+    CALLER_PHASE_TWO_FIELD_NUMBER: _builtins.int
     status: _types_pb2.GlobalStatus.ValueType
+    @_builtins.property
+    def caller_phase_two(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Those of caller_branch_ids whose phase two the TC left to the caller."""
+
     def __init__(
         self,
         *,
         status: _types_pb2.GlobalStatus.ValueType = ...,
+        caller_phase_two: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_phase_two", b"caller_phase_two", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -216,3 +242,44 @@ class GlobalReportResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GlobalReportResponse: _TypeAlias = GlobalReportResponse  # noqa: Y015
+
+@_typing.final
+class ReserveXidsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReserveXidsRequest: _TypeAlias = ReserveXidsRequest  # noqa: Y015
+
+@_typing.final
+class ReserveXidsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    XID_PREFIX_FIELD_NUMBER: _builtins.int
+    FIRST_TRANSACTION_ID_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    xid_prefix: _builtins.str
+    """The XIDs are xid_prefix followed by first_transaction_id + i, 0 <= i < count."""
+    first_transaction_id: _builtins.int
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        xid_prefix: _builtins.str = ...,
+        first_transaction_id: _builtins.int = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "first_transaction_id", b"first_transaction_id", "xid_prefix", b"xid_prefix"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReserveXidsResponse: _TypeAlias = ReserveXidsResponse  # noqa: Y015

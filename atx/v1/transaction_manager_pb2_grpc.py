@@ -60,6 +60,11 @@ class TransactionManagerServiceStub:
                 request_serializer=atx_dot_v1_dot_transaction__manager__pb2.GlobalReportRequest.SerializeToString,
                 response_deserializer=atx_dot_v1_dot_transaction__manager__pb2.GlobalReportResponse.FromString,
                 _registered_method=True)
+        self.ReserveXids = channel.unary_unary(
+                '/atx.v1.TransactionManagerService/ReserveXids',
+                request_serializer=atx_dot_v1_dot_transaction__manager__pb2.ReserveXidsRequest.SerializeToString,
+                response_deserializer=atx_dot_v1_dot_transaction__manager__pb2.ReserveXidsResponse.FromString,
+                _registered_method=True)
 
 
 class TransactionManagerServiceServicer:
@@ -102,6 +107,15 @@ class TransactionManagerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReserveXids(self, request, context):
+        """Reserves a block of transaction ids from which the TM makes XIDs itself:
+        a global transaction then reaches the TC with its first branch
+        registration (BranchRegisterRequest.begin) or a Begin naming its XID.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TransactionManagerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +143,11 @@ def add_TransactionManagerServiceServicer_to_server(servicer, server):
                     servicer.GlobalReport,
                     request_deserializer=atx_dot_v1_dot_transaction__manager__pb2.GlobalReportRequest.FromString,
                     response_serializer=atx_dot_v1_dot_transaction__manager__pb2.GlobalReportResponse.SerializeToString,
+            ),
+            'ReserveXids': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveXids,
+                    request_deserializer=atx_dot_v1_dot_transaction__manager__pb2.ReserveXidsRequest.FromString,
+                    response_serializer=atx_dot_v1_dot_transaction__manager__pb2.ReserveXidsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +286,33 @@ class TransactionManagerService:
             '/atx.v1.TransactionManagerService/GlobalReport',
             atx_dot_v1_dot_transaction__manager__pb2.GlobalReportRequest.SerializeToString,
             atx_dot_v1_dot_transaction__manager__pb2.GlobalReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveXids(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atx.v1.TransactionManagerService/ReserveXids',
+            atx_dot_v1_dot_transaction__manager__pb2.ReserveXidsRequest.SerializeToString,
+            atx_dot_v1_dot_transaction__manager__pb2.ReserveXidsResponse.FromString,
             options,
             channel_credentials,
             insecure,

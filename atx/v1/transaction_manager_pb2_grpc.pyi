@@ -45,6 +45,11 @@ class TransactionManagerServiceStub:
     """Returns the current status of a global transaction."""
     GlobalReport: _grpc.UnaryUnaryMultiCallable[_transaction_manager_pb2.GlobalReportRequest, _transaction_manager_pb2.GlobalReportResponse]
     """Reports a status decided by the TM (Seata's GlobalReport)."""
+    ReserveXids: _grpc.UnaryUnaryMultiCallable[_transaction_manager_pb2.ReserveXidsRequest, _transaction_manager_pb2.ReserveXidsResponse]
+    """Reserves a block of transaction ids from which the TM makes XIDs itself:
+    a global transaction then reaches the TC with its first branch
+    registration (BranchRegisterRequest.begin) or a Begin naming its XID.
+    """
 
 @_typing.type_check_only
 class TransactionManagerServiceAsyncStub(TransactionManagerServiceStub):
@@ -63,6 +68,11 @@ class TransactionManagerServiceAsyncStub(TransactionManagerServiceStub):
     """Returns the current status of a global transaction."""
     GlobalReport: _aio.UnaryUnaryMultiCallable[_transaction_manager_pb2.GlobalReportRequest, _transaction_manager_pb2.GlobalReportResponse]  # type: ignore[assignment]
     """Reports a status decided by the TM (Seata's GlobalReport)."""
+    ReserveXids: _aio.UnaryUnaryMultiCallable[_transaction_manager_pb2.ReserveXidsRequest, _transaction_manager_pb2.ReserveXidsResponse]  # type: ignore[assignment]
+    """Reserves a block of transaction ids from which the TM makes XIDs itself:
+    a global transaction then reaches the TC with its first branch
+    registration (BranchRegisterRequest.begin) or a Begin naming its XID.
+    """
 
 class TransactionManagerServiceServicer(metaclass=_abc_1.ABCMeta):
     """What a TM (the launcher of a global transaction) asks of the TC."""
@@ -108,5 +118,16 @@ class TransactionManagerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_transaction_manager_pb2.GlobalReportResponse, _abc.Awaitable[_transaction_manager_pb2.GlobalReportResponse]]:
         """Reports a status decided by the TM (Seata's GlobalReport)."""
+
+    @_abc_1.abstractmethod
+    def ReserveXids(
+        self,
+        request: _transaction_manager_pb2.ReserveXidsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_transaction_manager_pb2.ReserveXidsResponse, _abc.Awaitable[_transaction_manager_pb2.ReserveXidsResponse]]:
+        """Reserves a block of transaction ids from which the TM makes XIDs itself:
+        a global transaction then reaches the TC with its first branch
+        registration (BranchRegisterRequest.begin) or a Begin naming its XID.
+        """
 
 def add_TransactionManagerServiceServicer_to_server(servicer: TransactionManagerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -13,14 +13,17 @@ import asyncio
 import contextlib
 import threading
 import weakref
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import grpc
 
+from atx.errors import AtxError
 from atx.grpc_channels import open_aio_channel
 from atx.rm.aio.bridge import await_only
 from atx.rm.config import get_config, on_reconfigure
-from atx.rm.tc_client import Call, ClientBase, LockQueryResult
+from atx.rm.launched import BeginSpec
+from atx.rm.tc_client import Call, ClientBase, CommitResult, LockQueryResult, unimplemented
 from atx.status import BranchStatus, GlobalStatus
 
 __all__ = ["AioTCClient", "BridgedTCClient", "bridged_tc", "get_aio_tc_client"]
@@ -60,8 +63,27 @@ class AioTCClient(ClientBase):
     async def begin(self, name: str, timeout_ms: int) -> str:
         return await self._run(self._calls.begin(name, timeout_ms))
 
+    async def make_xid(self) -> str | None:
+        """As :meth:`TCClient.make_xid`."""
+        xid = self.xids.take()
+        while xid is None and self.xids.supported:
+            try:
+                self.xids.fill(*await self._run(self._calls.reserve_xids()))
+            except AtxError as error:
+                if not unimplemented(error):
+                    raise
+                self.xids.supported = False
+            xid = self.xids.take()
+        return xid
+
+    async def begin_xid(self, xid: str, spec: BeginSpec) -> None:
+        await self._run(self._calls.begin_xid(xid, spec))
+
     async def commit(self, xid: str) -> GlobalStatus:
         return await self._run(self._calls.commit(xid))
+
+    async def commit_launched(self, xid: str, caller_branch_ids: Sequence[int]) -> CommitResult:
+        return await self._run(self._calls.commit_launched(xid, caller_branch_ids))
 
     async def rollback(self, xid: str) -> GlobalStatus:
         return await self._run(self._calls.rollback(xid))
@@ -70,9 +92,17 @@ class AioTCClient(ClientBase):
         return await self._run(self._calls.get_status(xid))
 
     async def branch_register(
-        self, xid: str, resource_id: str, lock_keys: str, *, lock_wait_ms: int = 0
+        self,
+        xid: str,
+        resource_id: str,
+        lock_keys: str,
+        *,
+        lock_wait_ms: int = 0,
+        begin: BeginSpec | None = None,
     ) -> int:
-        call = self._calls.branch_register(xid, resource_id, lock_keys, lock_wait_ms=lock_wait_ms)
+        call = self._calls.branch_register(
+            xid, resource_id, lock_keys, lock_wait_ms=lock_wait_ms, begin=begin
+        )
         return await self._run(call)
 
     async def branch_report(self, xid: str, branch_id: int, status: BranchStatus) -> None:
@@ -106,8 +136,17 @@ class BridgedTCClient:
     def begin(self, name: str, timeout_ms: int) -> str:
         return await_only(get_aio_tc_client().begin(name, timeout_ms))
 
+    def make_xid(self) -> str | None:
+        return await_only(get_aio_tc_client().make_xid())
+
+    def begin_xid(self, xid: str, spec: BeginSpec) -> None:
+        await_only(get_aio_tc_client().begin_xid(xid, spec))
+
     def commit(self, xid: str) -> GlobalStatus:
         return await_only(get_aio_tc_client().commit(xid))
+
+    def commit_launched(self, xid: str, caller_branch_ids: Sequence[int]) -> CommitResult:
+        return await_only(get_aio_tc_client().commit_launched(xid, caller_branch_ids))
 
     def rollback(self, xid: str) -> GlobalStatus:
         return await_only(get_aio_tc_client().rollback(xid))
@@ -116,11 +155,19 @@ class BridgedTCClient:
         return await_only(get_aio_tc_client().get_status(xid))
 
     def branch_register(
-        self, xid: str, resource_id: str, lock_keys: str, *, lock_wait_ms: int = 0
+        self,
+        xid: str,
+        resource_id: str,
+        lock_keys: str,
+        *,
+        lock_wait_ms: int = 0,
+        begin: BeginSpec | None = None,
     ) -> int:
         client = get_aio_tc_client()
         return await_only(
-            client.branch_register(xid, resource_id, lock_keys, lock_wait_ms=lock_wait_ms)
+            client.branch_register(
+                xid, resource_id, lock_keys, lock_wait_ms=lock_wait_ms, begin=begin
+            )
         )
 
     def branch_report(self, xid: str, branch_id: int, status: BranchStatus) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from atx import tracing
@@ -78,6 +78,15 @@ class PhaseTwoHandler:
             get_metrics().commits.inc()
             logger.debug("branch %s of %s committed", command.branch_id, command.xid)
             reply(result_message(command, BranchStatus.PHASE_TWO_COMMITTED))
+
+    def commit_here(self, xid: str, branches: Iterable[tuple[int, str]]) -> None:
+        """Phase two of branches the TC left to this process (their launcher):
+        the same undo deletion a BranchCommit would have queued, without one."""
+        metrics = get_metrics()
+        for branch_id, resource_id in branches:
+            self.deleter.add(resource_id, xid, branch_id)
+            metrics.commits.inc()
+        logger.debug("%s: phase two of this process's branches queued", xid)
 
     def on_rollback(self, reply: Reply, command: rm_pb2.BranchCommand) -> None:
         self._pool.submit(self._rollback, reply, command)

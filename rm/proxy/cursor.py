@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from atx.dialect import Dialect
 from atx.rm.branch import Branch
-from atx.rm.context import current_xid, scope_active
+from atx.rm.context import bound_xid, scope_active
 from atx.rm.errors import DDLInGlobalTransactionError, UnsupportedSQLError
 from atx.rm.proxy.delegate import delegating_subclass
 from atx.rm.proxy.guard import ConnectionGuard
@@ -121,7 +121,7 @@ class CursorProxy:
         resource = branch.resource
         executor = resource.executor
         kind = executor.classify(sql)
-        xid = current_xid()
+        xid = bound_xid()
         raw = self._raw
         if kind is StatementKind.OTHER or (kind is StatementKind.DDL and xid is None):
             self._rowcount = None

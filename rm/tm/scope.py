@@ -30,7 +30,7 @@ from atx.rm.context import (
     DEFAULT_LOCK_RETRY_TIMES,
     LockRetryPolicy,
     bind_xid,
-    current_xid,
+    bound_xid,
     unbind_xid,
 )
 from atx.rm.errors import (
@@ -224,7 +224,7 @@ class TransactionScope:
     def _prepare(self) -> tuple[contextlib.ExitStack, _Action]:
         if self._stack is not None:
             raise RuntimeError("a TransactionScope cannot be entered twice")
-        current = current_xid()
+        current = bound_xid()
         action = decide(self.definition.propagation, current)
         stack = contextlib.ExitStack()
         policy = self.definition.lock_retry_policy

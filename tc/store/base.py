@@ -152,6 +152,12 @@ class SessionStore(Protocol):
         (transaction ids and branch ids share the sequence)."""
         ...
 
+    def reserve_ids(self, count: int) -> tuple[int, int]:
+        """A block of fresh ids from the same sequence, for a TM to make XIDs
+        with: ``(first, how_many)``. ``how_many`` is ``count`` where the store
+        can (a PostgreSQL sequence gives its fixed block)."""
+        ...
+
     # --- global sessions ------------------------------------------------------
     def insert_global(self, record: GlobalRecord) -> None: ...
 

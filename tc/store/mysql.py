@@ -171,15 +171,15 @@ class MySQLSessionStore(SqlSessionStore[PoolProxiedConnection]):
         self._pool.dispose()
 
     # --- MySQL's spelling (SqlSessionStore) --------------------------------------
-    def _reserve_ids(self, cur: Cursor) -> int:
+    def _reserve_ids(self, cur: Cursor, count: int = ID_BLOCK) -> tuple[int, int]:
         cur.execute(
             "UPDATE id_sequence SET value = LAST_INSERT_ID(value + %s) WHERE name='id'",
-            (ID_BLOCK,),
+            (count,),
         )
         cur.execute("SELECT LAST_INSERT_ID()")
         row = cur.fetchone()
         assert row is not None
-        return int(row[0]) - ID_BLOCK + 1
+        return int(row[0]) - count + 1, count
 
     def _insert_absent(
         self, cur: Cursor, table: str, cols: str, rows: Sequence[Sequence[Any]]

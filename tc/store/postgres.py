@@ -181,11 +181,12 @@ class PostgresSessionStore(SqlSessionStore[psycopg.Connection[Any]]):
             self._pool.check()
 
     # --- PostgreSQL's spelling (SqlSessionStore) ---------------------------------
-    def _reserve_ids(self, cur: Cursor) -> int:
+    def _reserve_ids(self, cur: Cursor, count: int = ID_BLOCK) -> tuple[int, int]:
+        # The sequence moves by ID_BLOCK (fixed when it was created): one block.
         cur.execute("SELECT nextval('id_sequence')")
         row = cur.fetchone()
         assert row is not None
-        return int(row[0])
+        return int(row[0]), ID_BLOCK
 
     def _insert_absent(
         self, cur: Cursor, table: str, cols: str, rows: Sequence[Sequence[Any]]

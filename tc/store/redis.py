@@ -468,6 +468,10 @@ class RedisSessionStore:
             self._next_id += 1
             return self._next_id - 1
 
+    def reserve_ids(self, count: int) -> tuple[int, int]:
+        top = int(self._redis.incrby(self._p + "seq", count))
+        return top - count + 1, count
+
     # --- global sessions ------------------------------------------------------
     def insert_global(self, record: GlobalRecord) -> None:
         p, xid = self._p, record.xid

@@ -94,8 +94,9 @@ class SqlSessionStore(SqlTransactions[ConnT]):
 
     # --- what the databases spell differently ----------------------------------
     @abstractmethod
-    def _reserve_ids(self, cur: Cursor) -> int:
-        """Take the next ID_BLOCK ids from the shared counter; the first of them."""
+    def _reserve_ids(self, cur: Cursor, count: int = ID_BLOCK) -> tuple[int, int]:
+        """Take the next ``count`` ids from the shared counter (or the database's
+        fixed block): the first of them and how many."""
 
     @abstractmethod
     def _insert_absent(
@@ -112,10 +113,13 @@ class SqlSessionStore(SqlTransactions[ConnT]):
     def next_id(self) -> int:
         with self._id_lock:
             if self._next >= self._limit:
-                first = self._run(self._reserve_ids)
-                self._next, self._limit = first, first + ID_BLOCK
+                first, count = self._run(self._reserve_ids)
+                self._next, self._limit = first, first + count
             self._next += 1
             return self._next - 1
+
+    def reserve_ids(self, count: int) -> tuple[int, int]:
+        return self._run(lambda cur: self._reserve_ids(cur, count))
 
     # --- global sessions ------------------------------------------------------
     def insert_global(self, record: GlobalRecord) -> None:

@@ -236,6 +236,16 @@ class SQLiteStore:
             self._next += 1
             return self._next - 1
 
+    def reserve_ids(self, count: int) -> tuple[int, int]:
+        with self._lock, self._tx() as db:
+            db.execute(
+                "INSERT INTO id_sequence (name, value) VALUES ('id', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + ?",
+                (count, count),
+            )
+            (value,) = db.execute("SELECT value FROM id_sequence WHERE name='id'").fetchone()
+        return value - count + 1, count
+
     # --- global sessions ------------------------------------------------------
     def insert_global(self, record: GlobalRecord) -> None:
         with self._lock:

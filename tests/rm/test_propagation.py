@@ -212,3 +212,20 @@ def test_async_caller_with_aio_client_interceptor(
     assert echoed.decode() == xid
     wait_final(tc, xid)
     assert [db.accounts()[0][1] for db in dbs] == [100, 101, 101]
+
+
+def test_a_callee_reached_before_any_local_branch_finds_the_transaction_begun(
+    chain: tuple[str, list[Hop], list[Database]], tc: TCClient
+) -> None:
+    """The caller made its XID itself; its first act is the call, so the outgoing
+    interceptor begins it at the TC before the callees register their branches."""
+    address, hops, dbs = chain
+
+    @rm.global_transactional(name="call-first")
+    def run() -> bytes:
+        return _call(address, b"ok")
+
+    xid = run().decode()
+    assert [h.seen for h in hops] == [[xid], [xid]]
+    wait_final(tc, xid)
+    assert [db.accounts()[0][1] for db in dbs] == [100, 101, 101]

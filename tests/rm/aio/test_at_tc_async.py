@@ -15,6 +15,7 @@ import atx.rm as rm
 import atx.rm.aio.proxy as aio_proxy
 from atx.rm.aio.bridge import await_only
 from atx.rm.aio.tc_client import bridged_tc
+from atx.rm.launched import BeginSpec
 from atx.rm.tc_client import TCClient
 from atx.status import GlobalStatus
 from tests.rm.conftest import Database, wait_final, wait_until
@@ -170,10 +171,16 @@ class _RollbackRacesRegistration:
         return getattr(bridged_tc, name)
 
     def branch_register(
-        self, xid: str, resource_id: str, lock_keys: str, *, lock_wait_ms: int = 0
+        self,
+        xid: str,
+        resource_id: str,
+        lock_keys: str,
+        *,
+        lock_wait_ms: int = 0,
+        begin: BeginSpec | None = None,
     ) -> int:
         branch_id = bridged_tc.branch_register(
-            xid, resource_id, lock_keys, lock_wait_ms=lock_wait_ms
+            xid, resource_id, lock_keys, lock_wait_ms=lock_wait_ms, begin=begin
         )
         client = rm.aio.get_aio_tc_client()
         await_only(client.rollback(xid))

@@ -149,6 +149,19 @@ def test_next_id_unique_across_threads_and_nodes(make_store: StoreMaker) -> None
     assert min(ids) > 0
 
 
+def test_reserved_id_blocks_never_meet_other_ids(make_store: StoreMaker) -> None:
+    nodes = [make_store(), make_store()]
+    taken: list[int] = []
+    for store in nodes:
+        taken.extend(store.next_id() for _ in range(5))
+        first, count = store.reserve_ids(250)
+        assert count >= 1
+        taken.extend(range(first, first + count))
+        taken.extend(store.next_id() for _ in range(5))
+    assert len(taken) == len(set(taken))
+    assert min(taken) > 0
+
+
 # --- global sessions ----------------------------------------------------------
 
 
