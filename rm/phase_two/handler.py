@@ -84,9 +84,17 @@ class PhaseTwoHandler:
         the same undo deletion a BranchCommit would have queued, without one."""
         metrics = get_metrics()
         for branch_id, resource_id in branches:
-            self.deleter.add(resource_id, xid, branch_id)
-            metrics.commits.inc()
-        logger.debug("%s: phase two of this process's branches queued", xid)
+            # The same span and log record as a delivered BranchCommit's.
+            with bind_log_branch(xid, branch_id), tracing.span(
+                "atx.rm.branch_commit",
+                xid=xid,
+                branch_id=branch_id,
+                resource_id=resource_id,
+                by_launcher=True,
+            ):
+                self.deleter.add(resource_id, xid, branch_id)
+                metrics.commits.inc()
+                logger.debug("branch %s of %s committed by its launcher", branch_id, xid)
 
     def on_rollback(self, reply: Reply, command: rm_pb2.BranchCommand) -> None:
         self._pool.submit(self._rollback, reply, command)
