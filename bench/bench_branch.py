@@ -14,6 +14,10 @@ For the breakdown it also measures, interleaved with the above:
 - the AT branch again, but each global transaction's phase two (BranchCommit over
   the Attach stream, undo-row deletion) is waited for, untimed, before the next
   begins: the difference is the interference of asynchronous phase two;
+- the two floors again with MySQL multi-statements (``CLIENT.MULTI_STATEMENTS``):
+  the images and the UPDATE in one round trip, the undo INSERT and the COMMIT in
+  another (the issue's "fewer database round trips" direction, measured without
+  building it: the flag lets any SQL sent on the connection run several statements);
 - the BranchRegister RPC alone against the same TC;
 - a bare echo RPC of the same size on the same gRPC stack (grpc.aio server in
   its own process, the RM's sync client), which separates gRPC cost from TC cost;
@@ -72,8 +76,18 @@ class Bench:
         kwargs = parse_mysql_url(url).connect_kwargs()
         self.raw = pymysql.connect(**kwargs, autocommit=False)
         self.raw_cursor = self.raw.cursor()
+        self.multi = pymysql.connect(
+            **kwargs, autocommit=False, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS
+        )
+        self.multi_cursor = self.multi.cursor()
         self.proxy = rm.connect_mysql(url, resource_id=RESOURCE, create_undo_table=True)
         self.proxy_cursor = self.proxy.cursor()
+        # The same resource, opened with multi-statements: the RM then sends the undo
+        # INSERT and the COMMIT in one round trip.
+        self.proxy_multi = rm.connect_mysql(
+            url, resource_id=RESOURCE, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS
+        )
+        self.proxy_multi_cursor = self.proxy_multi.cursor()
         self.tc = rm.get_tc_client()
         self.echo_channel = grpc.insecure_channel(echo_address)
         self.echo = self.echo_channel.unary_unary(ECHO_METHOD)
@@ -143,8 +157,64 @@ class Bench:
             self._settle(xid)
         return result
 
+    def floor_multi(self) -> Timing:
+        return self._floor_multi(with_rpc=False)
+
+    def floor_multi_rpc(self) -> Timing:
+        return self._floor_multi(with_rpc=True)
+
+    def _floor_multi(self, with_rpc: bool) -> Timing:
+        cursor, connection = self.multi_cursor, self.multi
+        blob = b"x" * 300
+        xid = self.tc.begin("bench-floor-multi", 60_000) if with_rpc else ""
+        images = (
+            "SELECT `id`, `v` FROM `t` WHERE id = %s FOR UPDATE; "
+            + SQL
+            + "; SELECT `id`, `v` FROM `t` WHERE `id` IN (%s)"
+        )
+        undo_commit = (
+            "INSERT INTO `undo_log` (branch_id, xid, context, rollback_info, log_status,"
+            " log_created, log_modified) VALUES (%s, %s, %s, %s, %s, %s, %s); COMMIT"
+        )
+
+        def run() -> None:
+            for _ in range(self.n):
+                row = self._next_row()
+                self.floor_id += 1
+                cursor.execute(images, (row, row, row))
+                cursor.fetchall()
+                while cursor.nextset():
+                    cursor.fetchall()
+                if with_rpc:
+                    self.tc.branch_register(xid, RESOURCE, f"floor:{self.floor_id}")
+                cursor.execute(
+                    undo_commit,
+                    (
+                        self.floor_id,
+                        "floor",
+                        "serializer=json",
+                        blob,
+                        0,
+                        "2026-01-01",
+                        "2026-01-02",
+                    ),
+                )
+                while cursor.nextset():
+                    pass
+
+        result = timed(run, self.n)
+        cursor.execute("DELETE FROM `undo_log` WHERE xid = 'floor'")
+        connection.commit()
+        if with_rpc:
+            self.tc.commit(xid)
+            self._settle(xid)
+        return result
+
     def at_branch(self) -> Timing:
         return self._at(settle=False)
+
+    def at_multi(self) -> Timing:
+        return self._at(settle=False, multi=True)
 
     def at_settled(self) -> Timing:
         return self._at(settle=True)
@@ -163,7 +233,12 @@ class Bench:
         assert channel is not None
         channel.drain(10)
 
-    def _at(self, settle: bool) -> Timing:
+    def _at(self, settle: bool, multi: bool = False) -> Timing:
+        proxy, cursor = (
+            (self.proxy_multi, self.proxy_multi_cursor)
+            if multi
+            else (self.proxy, self.proxy_cursor)
+        )
         wall = cpu = 0.0
         done = 0
         while done < self.n:
@@ -172,8 +247,8 @@ class Bench:
             with rm.bind_xid(xid):
                 started, cpu_started = time.perf_counter(), time.thread_time()
                 for _ in range(count):
-                    self.proxy_cursor.execute(SQL, (self._next_row(),))
-                    self.proxy.commit()
+                    cursor.execute(SQL, (self._next_row(),))
+                    proxy.commit()
                 wall += time.perf_counter() - started
                 cpu += time.thread_time() - cpu_started
             done += count
@@ -209,11 +284,24 @@ class Bench:
         self.echo_channel.close()
         self.proxy.close()
         self.raw.close()
+        self.multi.close()
+        self.proxy_multi.close()
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
-    kinds = ["plain", "db_floor", "floor_rpc", "at_branch", "at_settled", "register", "echo_rpc"]
+    kinds = [
+        "plain",
+        "db_floor",
+        "floor_rpc",
+        "floor_multi",
+        "floor_multi_rpc",
+        "at_branch",
+        "at_multi",
+        "at_settled",
+        "register",
+        "echo_rpc",
+    ]
     results: dict[str, list[Timing]] = {k: [] for k in kinds}
     with scratch_database(ROWS) as url, tc_process() as tc, echo_process() as echo:
         rm.configure(tc_addresses=[tc.address], application_id="bench")
@@ -247,7 +335,10 @@ def main() -> None:
     for kind, label in [
         ("db_floor", "DB floor: the branch's 5 statements, raw PyMySQL"),
         ("floor_rpc", "DB floor + BranchRegister RPC (the AT branch minus RM code)"),
+        ("floor_multi", "DB floor, multi-statements: 2 round trips"),
+        ("floor_multi_rpc", "DB floor, multi-statements, + BranchRegister RPC"),
         ("at_branch", "AT branch (images, BranchRegister, undo INSERT, COMMIT)"),
+        ("at_multi", "AT branch, multi-statements (undo INSERT + COMMIT: 1 round trip)"),
         ("at_settled", "AT branch, previous phase two settled (untimed) first"),
         ("register", "BranchRegister RPC alone"),
         ("echo_rpc", "bare echo RPC (same client, grpc.aio server)"),
@@ -262,6 +353,12 @@ def main() -> None:
     print(f"{(median('at_branch', 1) - median('floor_rpc', 1)) * 1e3:.3f} ms/op CPU")
     print(
         f"floor with RPC / plain (the bound for any AT client): {median('floor_rpc') / base:.2f}x"
+    )
+    multi = sorted(a[0] / p[0] for a, p in zip(results["at_multi"], results["plain"], strict=True))
+    print(f"ratio AT multi-statements / plain: {statistics.median(multi):.2f}x")
+    print(
+        "floor with RPC, multi-statements / plain (the bound with 2 DB round trips):"
+        f" {median('floor_multi_rpc') / base:.2f}x"
     )
 
 

@@ -39,6 +39,16 @@ __all__ = ["Branch"]
 
 logger = logging.getLogger(__name__)
 
+_MULTI_STATEMENTS = 1 << 16  # PyMySQL's CLIENT.MULTI_STATEMENTS (the protocol's flag)
+
+
+def _multi_statements(raw: Any) -> bool:
+    """A PyMySQL connection opened with ``client_flag=CLIENT.MULTI_STATEMENTS``: the
+    undo INSERT and the COMMIT then travel in one round trip."""
+    if type(raw).__module__ != "pymysql.connections":  # not the async faces, not subclasses
+        return False
+    return bool(raw.client_flag & _MULTI_STATEMENTS)
+
 
 class Branch:
     """One connection's share of a global transaction, between two local commits."""
@@ -229,13 +239,15 @@ class Branch:
             raw.rollback()
             raise
         get_metrics().branch_registered(branch_id)
+        fused = _multi_statements(raw)
         try:
             cursor = raw.cursor()
             try:
-                self.resource.undo.flush(cursor, xid, branch_id, undo_items)
+                self.resource.undo.flush(cursor, xid, branch_id, undo_items, and_commit=fused)
             finally:
                 cursor.close()
-            raw.commit()
+            if not fused:
+                raw.commit()
         except Exception:
             logger.warning(
                 "phase one of branch %s of %s failed", branch_id, xid, extra={"xid": xid}

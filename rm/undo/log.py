@@ -100,16 +100,31 @@ class UndoLogManager:
         )
         return cursor.fetchone() is not None
 
-    def flush(self, cursor: Any, xid: str, branch_id: int, items: list[SQLUndoLog]) -> None:
+    def flush(
+        self,
+        cursor: Any,
+        xid: str,
+        branch_id: int,
+        items: list[SQLUndoLog],
+        *,
+        and_commit: bool = False,
+    ) -> None:
         """INSERT the branch's undo row in the caller's open local transaction.
 
+        ``and_commit`` (MySQL with multi-statements only) sends the COMMIT in the
+        same round trip: the server stops at the first failing statement, so a
+        failed INSERT never commits the business rows without their undo row.
         Raises the driver's IntegrityError when a rollback already left a placeholder.
         """
         context, data = encode(items, self.compress_threshold)
         now = _now()
-        cursor.execute(
-            self._insert_sql, (branch_id, xid, context, data, LOG_STATUS_NORMAL, now, now)
-        )
+        params = (branch_id, xid, context, data, LOG_STATUS_NORMAL, now, now)
+        if not and_commit:
+            cursor.execute(self._insert_sql, params)
+            return
+        cursor.execute(self._insert_sql + "; COMMIT", params)
+        while cursor.nextset():  # the COMMIT's result: its error, if any, is raised here
+            pass
 
     def undo(self, connection: Any, xid: str, branch_id: int) -> None:
         """Phase-two rollback of one branch in its own local transaction; idempotent."""
