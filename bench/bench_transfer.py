@@ -11,7 +11,10 @@ database A and ``... + 1 ...`` in database B, made three ways, side by side:
   in its own process;
 - ``at-async`` (with ``--kinds ...,at-async``): the same AT transfer as a coroutine
   over two ``rm.connect_asyncmy`` async proxies, ``--threads`` tasks on one event
-  loop (the TC calls over grpc.aio).
+  loop (the TC calls over grpc.aio);
+- ``at-multi`` (with ``--kinds ...,at-multi``): the sync AT transfer over connections
+  opened with ``client_flag=CLIENT.MULTI_STATEMENTS`` (each branch's undo INSERT and
+  COMMIT in one round trip).
 
 Each kind runs ``--threads`` threads (each with its own connections) for
 ``--seconds`` per workload: ``uniform`` (rows drawn at random out of 1,000) and
@@ -75,6 +78,7 @@ from _common import (
     source_tree,
     tc_process,
 )
+from pymysql.constants import CLIENT
 
 import atx.rm as rm
 from atx.dsn import parse_mysql_url
@@ -172,6 +176,7 @@ class AT:
                 resource_id=f"transfer-{kind}-{side}",
                 create_undo_table=True,
                 **({} if kind == "at-tls" else NO_TLS),
+                **({"client_flag": CLIENT.MULTI_STATEMENTS} if kind == "at-multi" else {}),
             )
             for side, url in zip("ab", urls, strict=True)
         )
@@ -441,7 +446,13 @@ def point_rm_at(address: str) -> None:
 
 
 def transfers(args: argparse.Namespace) -> None:
-    every: dict[str, type[Any]] = {"plain": Plain, "xa": XA, "at": AT, "at-async": ATAsync}
+    every: dict[str, type[Any]] = {
+        "plain": Plain,
+        "xa": XA,
+        "at": AT,
+        "at-multi": AT,
+        "at-async": ATAsync,
+    }
     kinds = {kind: every[kind] for kind in args.kinds.split(",")}
     if args.baseline:
         kinds["at-base"] = AT
@@ -460,8 +471,9 @@ def transfers(args: argparse.Namespace) -> None:
             tcs["at-base"] = stack.enter_context(tc_process(base_store, tree))
         if "at-tls" in kinds:
             tcs["at-tls"] = tcs["at"]
-        if "at-async" in kinds:
-            tcs["at-async"] = tcs["at"]
+        for same_tc in ("at-async", "at-multi"):
+            if same_tc in kinds:
+                tcs[same_tc] = tcs["at"]
         # Each kind has its own pair of databases: its balances check its transfers alone.
         urls: dict[str, tuple[str, str]] = {}
         for kind in kinds:
