@@ -684,6 +684,16 @@ def micro(args: argparse.Namespace) -> None:
             stack.callback(bench.close)
             kinds["plain local tx"] = lambda: (bench.plain()[0], NAN)
             kinds["AT branch"] = lambda: (bench.at_branch()[0], NAN)
+        else:
+            point_rm_at(tc_sqlite.address)
+
+        def empty_launch() -> None:
+            with rm.global_transaction("bench-empty"):
+                pass
+
+        # What an application feels: a launcher's XID is its own, so an empty global
+        # transaction never reaches the TC (empty/* above are the TC's Begin + Commit).
+        kinds["empty tx, @global_transactional"] = lambda: (timed_plain(empty_launch, n), NAN)
         print(
             f"# {args.rounds} interleaved rounds of {n} operations per kind, {os.cpu_count()} CPUs,"
             f" load average {os.getloadavg()[0]:.1f}",

@@ -85,12 +85,15 @@ class PhaseTwoHandler:
         metrics = get_metrics()
         for branch_id, resource_id in branches:
             # The same span and log record as a delivered BranchCommit's.
-            with bind_log_branch(xid, branch_id), tracing.span(
-                "atx.rm.branch_commit",
-                xid=xid,
-                branch_id=branch_id,
-                resource_id=resource_id,
-                by_launcher=True,
+            with (
+                bind_log_branch(xid, branch_id),
+                tracing.span(
+                    "atx.rm.branch_commit",
+                    xid=xid,
+                    branch_id=branch_id,
+                    resource_id=resource_id,
+                    by_launcher=True,
+                ),
             ):
                 self.deleter.add(resource_id, xid, branch_id)
                 metrics.commits.inc()
