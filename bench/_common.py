@@ -17,6 +17,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pymysql
@@ -26,6 +27,8 @@ from atx.dsn import parse_mysql_url
 from atx.testing import ManagedProcess, free_port, start_process
 
 ECHO_METHOD = "/bench.Echo/Echo"
+#: The same echo as a bidirectional stream: each message answered by itself.
+ECHO_STREAM_METHOD = "/bench.Echo/Stream"
 
 MYSQL_URL = os.environ.get("ATX_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/")
 REDIS_URL = os.environ.get("ATX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -149,7 +152,15 @@ def echo_handlers(threaded: bool = False) -> grpc.GenericRpcHandler:
             return request
 
         handler = grpc.unary_unary_rpc_method_handler(echo_async)
-    return grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler})
+
+    async def stream(requests: Any, context: object) -> Any:
+        async for request in requests:
+            yield request
+
+    handlers = {"Echo": handler}
+    if not threaded:
+        handlers["Stream"] = grpc.stream_stream_rpc_method_handler(stream)
+    return grpc.method_handlers_generic_handler("bench.Echo", handlers)
 
 
 async def serve_aio(port: int, add: Callable[[grpc.aio.Server], None]) -> None:
