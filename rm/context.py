@@ -65,9 +65,10 @@ scope_active = _active.get
 bound_xid = _xid.get
 
 
-def _handed_out(xid: str | None) -> str | None:
-    # An XID this process made, handed to code that may carry it anywhere, must be
-    # known to the TC first (atx.rm.launched): one Begin call, the first time only.
+def hand_out_xid(xid: str | None) -> str | None:
+    """``xid``, begun at the TC first if this process launched it and the TC may not
+    know it yet: it is about to reach code that may carry it anywhere (one Begin call,
+    the first time only; see :mod:`atx.rm.launched`)."""
     if xid is not None:
         transaction = launched_transactions.find(xid)
         if transaction is not None:
@@ -81,7 +82,7 @@ def current_xid() -> str | None:
     The XID may be passed on by any means (a header, a message): a transaction
     this process launched is begun at the TC before its XID is returned (a short
     blocking call the first time, also in asyncio code)."""
-    return _handed_out(_xid.get())
+    return hand_out_xid(_xid.get())
 
 
 def require_xid() -> str:
@@ -91,7 +92,7 @@ def require_xid() -> str:
         from atx.rm.errors import NotInGlobalTransactionError
 
         raise NotInGlobalTransactionError("no global transaction is bound to this context")
-    _handed_out(xid)
+    hand_out_xid(xid)
     return xid
 
 

@@ -31,6 +31,7 @@ from atx.rm.context import (
     LockRetryPolicy,
     bind_xid,
     bound_xid,
+    hand_out_xid,
     unbind_xid,
 )
 from atx.rm.errors import (
@@ -203,15 +204,21 @@ class TransactionScope:
     """One use of a definition: a sync or async context manager.
 
     ``xid`` is the bound XID inside the block (None when running outside a
-    transaction); ``launched`` tells whether this scope began it.
+    transaction); like ``rm.current_xid()``, reading it begins a launched
+    transaction at the TC first, so that it may be passed on (see
+    :mod:`atx.rm.launched`). ``launched`` tells whether this scope began it.
     """
 
     def __init__(self, definition: TransactionDefinition) -> None:
         self.definition = definition
-        self.xid: str | None = None
+        self._xid: str | None = None
         self.transaction: GlobalTransaction | None = None
         self._stack: contextlib.ExitStack | None = None
         self._rollback_only = False
+
+    @property
+    def xid(self) -> str | None:
+        return hand_out_xid(self._xid)
 
     @property
     def launched(self) -> bool:
@@ -229,7 +236,7 @@ class TransactionScope:
         stack = contextlib.ExitStack()
         policy = self.definition.lock_retry_policy
         if action is _Action.JOIN:
-            self.xid = current
+            self._xid = current
             stack.enter_context(bind_xid(current, policy))
         elif action is _Action.SUSPEND:
             stack.enter_context(unbind_xid())
@@ -248,8 +255,8 @@ class TransactionScope:
 
     def _bind_launched(self, stack: contextlib.ExitStack) -> None:
         assert self.transaction is not None
-        self.xid = self.transaction.xid
-        stack.enter_context(bind_xid(self.xid, self.definition.lock_retry_policy))
+        self._xid = self.transaction.xid
+        stack.enter_context(bind_xid(self._xid, self.definition.lock_retry_policy))
 
     def __enter__(self) -> TransactionScope:
         stack, action = self._prepare()

@@ -64,9 +64,9 @@ def test_a_transaction_without_branches_never_reaches_the_tc(
 ) -> None:
     tc, metrics = metered_tc
     events = Events()
-    with rm.global_transaction("nothing") as scope:
+    with rm.global_transaction("nothing"):
         register_hook(events)
-        xid = scope.xid
+        xid = scope_xid()
     assert xid
     with pytest.raises(GlobalTransactionNotFoundError):
         tc.get_status(xid)
@@ -109,10 +109,16 @@ def scope_xid() -> str:
     return xid
 
 
-def test_an_xid_handed_out_is_begun_first(metered_tc: tuple[TCClient, int]) -> None:
+@pytest.mark.parametrize("read", ["current_xid", "require_xid", "scope.xid"])
+def test_an_xid_handed_out_is_begun_first(metered_tc: tuple[TCClient, int], read: str) -> None:
     tc, _metrics = metered_tc
-    with rm.global_transaction("handed-out"):
-        xid = rm.current_xid()
+    with rm.global_transaction("handed-out") as scope:
+        readers = {
+            "current_xid": rm.current_xid,
+            "require_xid": rm.require_xid,
+            "scope.xid": lambda: scope.xid,
+        }
+        xid = readers[read]()
         assert xid is not None
         assert tc.get_status(xid) == GlobalStatus.BEGIN
     assert tc.get_status(xid) == GlobalStatus.COMMITTED
