@@ -49,7 +49,7 @@ class Launched:
     name: str
     timeout_ms: int
     #: Sends a Begin naming the XID; set by the launcher (it knows which client to use).
-    begin_at_tc: Callable[[Launched], None]
+    begin_at_tc: Callable[[str, BeginSpec], None]
     started: float = field(default_factory=time.monotonic)
     state: TCState = TCState.UNKNOWN
     #: (branch id, resource id) of each branch registered from this process.
@@ -65,6 +65,9 @@ class Launched:
         if self.state is TCState.BEGUN:
             return None
         self.state = TCState.MAYBE  # from here on the TC may know it
+        return self._spec()
+
+    def _spec(self) -> BeginSpec:
         elapsed = int((time.monotonic() - self.started) * 1000)
         return BeginSpec(self.name, self.timeout_ms, elapsed)
 
@@ -81,7 +84,7 @@ class Launched:
             if self.begun:  # another thread began it meanwhile
                 return
             self.state = TCState.MAYBE
-            self.begin_at_tc(self)
+            self.begin_at_tc(self.xid, self._spec())
             self.state = TCState.BEGUN
 
 

@@ -36,11 +36,10 @@ logger = logging.getLogger(__name__)
 _COMMITTED = frozenset({GlobalStatus.COMMITTED, GlobalStatus.FINISHED})
 
 
-def _begin_at_tc(transaction: Launched) -> None:
+def _begin_at_tc(xid: str, spec: BeginSpec) -> None:
     """Begin a launched XID at the TC, with the client of the caller's kind."""
     tc: TMCalls = bridged_tc if in_bridge() else get_tc_client()
-    elapsed = int((time.monotonic() - transaction.started) * 1000)
-    tc.begin_xid(transaction.xid, BeginSpec(transaction.name, transaction.timeout_ms, elapsed))
+    tc.begin_xid(xid, spec)
 
 
 @dataclass
