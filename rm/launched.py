@@ -54,7 +54,6 @@ class Launched:
     state: TCState = TCState.UNKNOWN
     #: (branch id, resource id) of each branch registered from this process.
     branches: list[tuple[int, str]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def begun(self) -> bool:
@@ -72,20 +71,20 @@ class Launched:
         return BeginSpec(self.name, self.timeout_ms, elapsed)
 
     def registered(self, branch_id: int, resource_id: str) -> None:
-        with self._lock:
-            self.state = TCState.BEGUN
-            self.branches.append((branch_id, resource_id))
+        self.state = TCState.BEGUN
+        self.branches.append((branch_id, resource_id))  # atomic under the GIL
 
     def ensure_begun(self) -> None:
-        """Begin the XID at the TC unless it surely is (one call, the first time)."""
+        """Begin the XID at the TC unless it surely is (one call, the first time).
+
+        No lock: in asyncio code the call is awaited in a greenlet, and a thread
+        lock held across it would stop every other task of the loop that asks.
+        Two callers at once may both send the Begin, which the TC answers alike."""
         if self.begun:
             return
-        with self._lock:
-            if self.begun:  # another thread began it meanwhile
-                return
-            self.state = TCState.MAYBE
-            self.begin_at_tc(self.xid, self._spec())
-            self.state = TCState.BEGUN
+        self.state = TCState.MAYBE
+        self.begin_at_tc(self.xid, self._spec())
+        self.state = TCState.BEGUN
 
 
 _launched: dict[str, Launched] = {}
