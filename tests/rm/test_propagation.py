@@ -229,3 +229,42 @@ def test_a_callee_reached_before_any_local_branch_finds_the_transaction_begun(
     assert [h.seen for h in hops] == [[xid], [xid]]
     wait_final(tc, xid)
     assert [db.accounts()[0][1] for db in dbs] == [100, 101, 101]
+
+
+def test_an_async_launcher_calls_out_and_writes_at_once(
+    chain: tuple[str, list[Hop], list[Database]], tc: TCClient
+) -> None:
+    """Two tasks of one async transaction: one calls a callee (its interceptor begins
+    the launcher's XID at the TC), the other registers a local branch meanwhile; the
+    callees and the local branch all commit under the one XID."""
+    address, hops, dbs = chain
+
+    @rm.global_transactional(name="async-both")
+    async def run() -> str:
+        conn = await dbs[0].connect_async()
+
+        async def call_out() -> bytes:
+            async with grpc.aio.insecure_channel(
+                address, interceptors=[rm.AioXidClientInterceptor()]
+            ) as channel:
+                call = channel.unary_unary(
+                    METHOD, request_serializer=_identity, response_deserializer=_identity
+                )
+                echoed: bytes = await call(b"ok", timeout=30)
+                return echoed
+
+        async def write_here() -> None:
+            async with conn.cursor() as cur:
+                await cur.execute(
+                    dbs[0].q("UPDATE account SET balance = balance + 1 WHERE id = %s"), (1,)
+                )
+            await conn.commit()
+
+        echoed, _ = await asyncio.wait_for(asyncio.gather(call_out(), write_here()), 30)
+        await conn.close()
+        return echoed.decode()
+
+    xid = asyncio.run(run())
+    assert [h.seen for h in hops] == [[xid], [xid]]
+    wait_final(tc, xid)
+    assert [db.accounts()[0][1] for db in dbs] == [101, 101, 101]
