@@ -279,6 +279,35 @@ def cpu_of(pids: list[int | None]) -> list[float]:
     ]
 
 
+def _sample(
+    ledger: Ledger,
+    elapsed: float,
+    committed: list[int],
+    row_one: list[int],
+    failed: list[int],
+    errors: dict[str, int],
+    latencies: list[list[float]],
+    cpu_after: list[float],
+    cpu_before: list[float],
+) -> Sample:
+    """One run's figures (tx/s, latencies, CPU per transfer), its counts added to ``ledger``."""
+    done = max(sum(committed), 1)
+    cpu = [(after - before) / done for after, before in zip(cpu_after, cpu_before, strict=True)]
+    ledger.committed += sum(committed)
+    ledger.on_row_one += sum(row_one)
+    ledger.failed += sum(failed)
+    for name, count in errors.items():
+        ledger.errors[name] = ledger.errors.get(name, 0) + count
+    everything = [x for mine in latencies for x in mine]
+    return Sample(
+        sum(committed) / elapsed,
+        percentile(everything, 0.5),
+        percentile(everything, 0.99),
+        sum(failed),
+        (cpu[0], cpu[1], cpu[2]),
+    )
+
+
 def run_threads(
     workers: list[Any],
     workload: str,
@@ -330,20 +359,8 @@ def run_threads(
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    done = max(sum(committed), 1)
-    cpu = [(after - before) / done for after, before in zip(cpu_of(pids), cpu_before, strict=True)]
-    ledger.committed += sum(committed)
-    ledger.on_row_one += sum(row_one)
-    ledger.failed += sum(failed)
-    for name, count in errors.items():
-        ledger.errors[name] = ledger.errors.get(name, 0) + count
-    everything = [x for mine in latencies for x in mine]
-    return Sample(
-        sum(committed) / elapsed,
-        percentile(everything, 0.5),
-        percentile(everything, 0.99),
-        sum(failed),
-        (cpu[0], cpu[1], cpu[2]),
+    return _sample(
+        ledger, elapsed, committed, row_one, failed, errors, latencies, cpu_of(pids), cpu_before
     )
 
 
@@ -391,20 +408,8 @@ def run_tasks(
     cpu_before = cpu_of(pids)
     bench_loop().run_until_complete(all_tasks(started + seconds))
     elapsed = clock() - started
-    done = max(sum(committed), 1)
-    cpu = [(after - before) / done for after, before in zip(cpu_of(pids), cpu_before, strict=True)]
-    ledger.committed += sum(committed)
-    ledger.on_row_one += sum(row_one)
-    ledger.failed += sum(failed)
-    for name, count in errors.items():
-        ledger.errors[name] = ledger.errors.get(name, 0) + count
-    everything = [x for mine in latencies for x in mine]
-    return Sample(
-        sum(committed) / elapsed,
-        percentile(everything, 0.5),
-        percentile(everything, 0.99),
-        sum(failed),
-        (cpu[0], cpu[1], cpu[2]),
+    return _sample(
+        ledger, elapsed, committed, row_one, failed, errors, latencies, cpu_of(pids), cpu_before
     )
 
 

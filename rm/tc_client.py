@@ -132,9 +132,7 @@ class Calls:
         self.client_id = client_id
 
     def begin(self, name: str, timeout_ms: int) -> Call[str]:
-        request = tm_pb2.BeginRequest(
-            timeout_ms=timeout_ms, transaction_name=name, application_id=self.application_id
-        )
+        request = self.begin_request(BeginSpec(name, timeout_ms, 0))
         return Call(lambda e: e.tm.Begin, request, lambda r: str(r.xid))
 
     def begin_request(self, spec: BeginSpec, xid: str = "") -> tm_pb2.BeginRequest:
